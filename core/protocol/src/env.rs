@@ -1,0 +1,44 @@
+//! Every environment variable the Jarvis binaries read.
+//!
+//! The launcher reads the `JARVIS_HOME`/`JARVIS_BUNDLE_DIR`/... group so that
+//! tests and portable installs can point it anywhere; the core reads only the
+//! variables the launcher sets for it (`JARVIS_DATA_DIR` and friends).
+
+/// Launcher: overrides the user-data folder (default: `SparkAI` under the
+/// OS's roaming data directory). Tests and portable installs set it.
+pub const HOME: &str = "JARVIS_HOME";
+
+/// Launcher: overrides the app-bundle folder, where `jarvis-core` and a
+/// bundled `redis-server` are looked for (default: the folder holding the
+/// `jarvis` executable).
+pub const BUNDLE_DIR: &str = "JARVIS_BUNDLE_DIR";
+
+/// Launcher: path of a `redis-server` executable, tried after the app bundle
+/// and before `PATH`.
+pub const REDIS_SERVER: &str = "JARVIS_REDIS_SERVER";
+
+/// Launcher and core: `tracing` filter for diagnostics (same syntax as
+/// `RUST_LOG`, which is honoured when this is unset). Default: `info` into the
+/// log files, `warn` on the terminal.
+pub const LOG: &str = "JARVIS_LOG";
+
+/// Core: the user-data folder. The core never creates it; the launcher does.
+pub const DATA_DIR: &str = "JARVIS_DATA_DIR";
+
+/// Core: the folder of installed models (`<data>/models`).
+pub const MODELS_DIR: &str = "JARVIS_MODELS_DIR";
+
+/// Core: `redis://user:password@127.0.0.1:port/0` of the launcher's Redis.
+pub const REDIS_URL: &str = "JARVIS_REDIS_URL";
+
+/// Core: the per-launch API token every client request must carry as
+/// `Authorization: Bearer <token>`.
+pub const API_TOKEN: &str = "JARVIS_API_TOKEN";
+
+/// Core: the address to listen on, `127.0.0.1:<port>`; port `0` picks a free
+/// one. Only loopback addresses are accepted.
+pub const CORE_ADDR: &str = "JARVIS_CORE_ADDR";
+
+/// Launcher, tests only: abort the process (as if killed) when it reaches the
+/// named checkpoint, so crash tests can stop it at an exact step.
+pub const CRASH_AT: &str = "JARVIS_CRASH_AT";

@@ -1,0 +1,133 @@
+//! The core's configuration, read once from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use jarvis_protocol::env;
+
+/// Why the environment does not describe a usable core.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set; the core is started by the `jarvis` launcher, which sets it")]
+    Missing(&'static str),
+    #[error(
+        "{var} names '{path}', which is not an existing folder (the core never creates folders)"
+    )]
+    NotAFolder { var: &'static str, path: PathBuf },
+    #[error("{var} is '{value}', which is not a loopback address like 127.0.0.1:0")]
+    BadAddress { var: &'static str, value: String },
+    #[error("{0} is empty; a per-launch API token is required")]
+    EmptyToken(&'static str),
+}
+
+/// Everything the core needs to start.
+#[derive(Clone)]
+pub struct CoreConfig {
+    pub data_dir: PathBuf,
+    pub models_dir: PathBuf,
+    pub redis_url: String,
+    pub api_token: String,
+    pub listen: SocketAddr,
+}
+
+impl std::fmt::Debug for CoreConfig {
+    // Secrets (the token, the Redis password inside the URL) stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreConfig")
+            .field("data_dir", &self.data_dir)
+            .field("models_dir", &self.models_dir)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CoreConfig {
+    /// Reads the configuration through `var` (usually `std::env::var`).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| var(name).ok_or(ConfigError::Missing(name));
+        let folder = |name: &'static str| -> Result<PathBuf, ConfigError> {
+            let path = PathBuf::from(required(name)?);
+            if path.is_dir() {
+                Ok(path)
+            } else {
+                Err(ConfigError::NotAFolder { var: name, path })
+            }
+        };
+        let data_dir = folder(env::DATA_DIR)?;
+        let models_dir = folder(env::MODELS_DIR)?;
+        let redis_url = required(env::REDIS_URL)?;
+        let api_token = required(env::API_TOKEN)?;
+        if api_token.trim().is_empty() {
+            return Err(ConfigError::EmptyToken(env::API_TOKEN));
+        }
+        let listen_raw = var(env::CORE_ADDR).unwrap_or_else(|| "127.0.0.1:0".to_owned());
+        let listen: SocketAddr = listen_raw
+            .parse()
+            .ok()
+            .filter(|a: &SocketAddr| a.ip().is_loopback())
+            .ok_or(ConfigError::BadAddress {
+                var: env::CORE_ADDR,
+                value: listen_raw,
+            })?;
+        Ok(Self {
+            data_dir,
+            models_dir,
+            redis_url,
+            api_token,
+            listen,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn vars(dir: &str) -> HashMap<&'static str, String> {
+        HashMap::from([
+            (env::DATA_DIR, dir.to_owned()),
+            (env::MODELS_DIR, dir.to_owned()),
+            (env::REDIS_URL, "redis://127.0.0.1:1/0".to_owned()),
+            (env::API_TOKEN, "t".to_owned()),
+        ])
+    }
+
+    #[test]
+    fn reads_all_variables_and_defaults_to_an_ephemeral_loopback_port() {
+        let dir = std::env::temp_dir();
+        let v = vars(dir.to_str().unwrap());
+        let c = CoreConfig::from_env(|k| v.get(k).cloned()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.api_token, "t");
+    }
+
+    #[test]
+    fn refuses_a_missing_folder_instead_of_creating_it() {
+        let mut v = vars("/nonexistent/jarvis-data");
+        v.insert(env::MODELS_DIR, std::env::temp_dir().display().to_string());
+        let err = CoreConfig::from_env(|k| v.get(k).cloned()).unwrap_err();
+        assert!(matches!(err, ConfigError::NotAFolder { .. }), "{err}");
+        assert!(!std::path::Path::new("/nonexistent/jarvis-data").exists());
+    }
+
+    #[test]
+    fn refuses_a_non_loopback_address() {
+        let dir = std::env::temp_dir();
+        let mut v = vars(dir.to_str().unwrap());
+        v.insert(env::CORE_ADDR, "0.0.0.0:8080".to_owned());
+        let err = CoreConfig::from_env(|k| v.get(k).cloned()).unwrap_err();
+        assert!(matches!(err, ConfigError::BadAddress { .. }), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let dir = std::env::temp_dir();
+        let mut v = vars(dir.to_str().unwrap());
+        v.insert(env::API_TOKEN, "supersecret".to_owned());
+        let c = CoreConfig::from_env(|k| v.get(k).cloned()).unwrap();
+        assert!(!format!("{c:?}").contains("supersecret"));
+    }
+}

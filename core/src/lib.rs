@@ -1,0 +1,42 @@
+//! `jarvis-core`, the brain of Jarvis.
+//!
+//! An axum server over Redis memory (and, later, local models). The launcher
+//! starts it; it never starts anything itself. Invariants:
+//! - Configuration comes only from the environment variables in
+//!   [`jarvis_protocol::env`] ([`config::CoreConfig::from_env`]).
+//! - It never creates OS folders, never starts Redis and never touches the
+//!   OS on its own: the data folder must already exist.
+//! - It serves HTTP before Redis is reachable: `/healthz` answers at once,
+//!   `/readyz` says 503 until Redis answers, and the memory layer keeps
+//!   retrying (and reconnects when Redis restarts).
+//! - It listens on loopback only, and every request must pass the checks in
+//!   [`api::guard`]: a `Host` of the core's own address, no foreign
+//!   `Origin`, and (all but the health routes) the per-launch bearer token.
+//! - [`memory`] is the only code that knows Redis keys; every write the API
+//!   acknowledges is in Redis before the answer.
+
+pub mod api;
+pub mod config;
+pub mod memory;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use api::{AppState, app};
+
+/// This build's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Serves the core on an already bound `listener` until `shutdown`
+/// completes, then finishes the requests in flight.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

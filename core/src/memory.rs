@@ -1,0 +1,316 @@
+//! Memory in Redis: the only module that knows Redis keys.
+//!
+//! Keys live under `jarvis:v1:` (the data-schema namespace; a migration
+//! that changes the layout copies them to `jarvis:v2:` and verifies before it
+//! deletes):
+//! - `jarvis:v1:conversations`: sorted set of conversation ids by creation
+//!   time (milliseconds).
+//! - `jarvis:v1:conversation:<id>`: hash with `created_at`.
+//! - `jarvis:v1:conversation:<id>:messages`: list of JSON messages, oldest
+//!   first.
+//!
+//! Redis runs with `appendfsync always`, so a command that returned is on
+//! disk: the API answers only after the command returned.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// The key prefix of this data schema.
+pub const KEY_PREFIX: &str = "jarvis:v1:";
+
+/// Why a memory operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("Redis is not reachable yet")]
+    NotConnected,
+    #[error("Redis command failed: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("stored data is not valid JSON: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// One stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// A conversation with all its messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub created_at: String,
+    pub messages: Vec<Message>,
+}
+
+/// A conversation id: 32 lowercase hex digits. Parsing is the only way to
+/// make one from outside, so an id can never smuggle other key text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConversationId(String);
+
+impl ConversationId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 16];
+        // A failing OS random source leaves no safe way to continue.
+        #[expect(clippy::expect_used, reason = "OS randomness is a hard requirement")]
+        getrandom::fill(&mut bytes).expect("the OS random number generator failed");
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Accepts exactly 32 lowercase hex digits.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Appends a message only if its conversation exists, atomically.
+const APPEND_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('RPUSH', KEYS[2], ARGV[1])
+";
+
+/// Handle to Redis memory. Cheap to clone; connects in the background.
+#[derive(Debug, Clone)]
+pub struct Memory {
+    connection: watch::Receiver<Option<ConnectionManager>>,
+}
+
+impl Memory {
+    /// Starts connecting to `redis_url` in the background, retrying with
+    /// backoff (each attempt logged) until Redis answers. Returns at once.
+    pub fn connect_in_background(redis_url: String) -> Result<Self, MemoryError> {
+        let client = redis::Client::open(redis_url)?;
+        let (sender, receiver) = watch::channel(None);
+        tokio::spawn(connect_loop(client, sender));
+        Ok(Self {
+            connection: receiver,
+        })
+    }
+
+    /// True once a connection was made and Redis answers `PING` now.
+    pub async fn ping(&self) -> Result<(), MemoryError> {
+        let mut conn = self.connection()?;
+        let reply = tokio::time::timeout(
+            Duration::from_millis(800),
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
+        .map_err(|_| MemoryError::NotConnected)?;
+        reply?;
+        Ok(())
+    }
+
+    pub async fn create_conversation(&self) -> Result<Conversation, MemoryError> {
+        let mut conn = self.connection()?;
+        let id = ConversationId::generate();
+        let now = jiff::Timestamp::now();
+        let created_at = now.to_string();
+        redis::pipe()
+            .atomic()
+            .hset(conversation_key(&id), "created_at", &created_at)
+            .ignore()
+            .zadd(
+                format!("{KEY_PREFIX}conversations"),
+                id.as_str(),
+                now.as_millisecond(),
+            )
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(Conversation {
+            id,
+            created_at,
+            messages: Vec::new(),
+        })
+    }
+
+    /// Appends a message; `Ok(None)` when the conversation does not exist.
+    pub async fn append_message(
+        &self,
+        id: &ConversationId,
+        role: Role,
+        content: String,
+    ) -> Result<Option<(usize, Message)>, MemoryError> {
+        let mut conn = self.connection()?;
+        let message = Message {
+            role,
+            content,
+            created_at: jiff::Timestamp::now().to_string(),
+        };
+        let json = serde_json::to_string(&message)?;
+        let length: i64 = redis::Script::new(APPEND_SCRIPT)
+            .key(conversation_key(id))
+            .key(messages_key(id))
+            .arg(json)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(usize::try_from(length)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .map(|index| (index, message)))
+    }
+
+    /// The conversation and its messages; `Ok(None)` when it does not exist.
+    pub async fn conversation(
+        &self,
+        id: &ConversationId,
+    ) -> Result<Option<Conversation>, MemoryError> {
+        let mut conn = self.connection()?;
+        let (created_at, raw): (Option<String>, Vec<String>) = redis::pipe()
+            .hget(conversation_key(id), "created_at")
+            .lrange(messages_key(id), 0, -1)
+            .query_async(&mut conn)
+            .await?;
+        let Some(created_at) = created_at else {
+            return Ok(None);
+        };
+        let messages = raw
+            .iter()
+            .map(|m| serde_json::from_str(m))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Conversation {
+            id: id.clone(),
+            created_at,
+            messages,
+        }))
+    }
+
+    /// How many conversations exist.
+    pub async fn conversation_count(&self) -> Result<u64, MemoryError> {
+        let mut conn = self.connection()?;
+        Ok(conn.zcard(format!("{KEY_PREFIX}conversations")).await?)
+    }
+
+    fn connection(&self) -> Result<ConnectionManager, MemoryError> {
+        self.connection
+            .borrow()
+            .clone()
+            .ok_or(MemoryError::NotConnected)
+    }
+}
+
+fn conversation_key(id: &ConversationId) -> String {
+    format!("{KEY_PREFIX}conversation:{}", id.as_str())
+}
+
+fn messages_key(id: &ConversationId) -> String {
+    format!("{KEY_PREFIX}conversation:{}:messages", id.as_str())
+}
+
+async fn connect_loop(client: redis::Client, sender: watch::Sender<Option<ConnectionManager>>) {
+    // Once connected, the manager reconnects by itself when Redis restarts.
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(6)
+        .set_min_delay(Duration::from_millis(20))
+        .set_max_delay(Duration::from_secs(1));
+    let mut delay = Duration::from_millis(5);
+    let mut attempt = 1u32;
+    loop {
+        match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+            Ok(manager) => {
+                tracing::info!(attempt, "connected to Redis");
+                let _ = sender.send(Some(manager.clone()));
+                keepalive(manager, &sender).await;
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(attempt, %error, retry_in = ?delay, "Redis not reachable; retrying");
+            }
+        }
+        if sender.is_closed() {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+        attempt += 1;
+    }
+}
+
+/// Pings Redis a few times a second so that a restarted Redis is
+/// reconnected to before a user request needs it (the manager reconnects on
+/// the first failed command, which would otherwise be the user's).
+async fn keepalive(
+    mut manager: ConnectionManager,
+    sender: &watch::Sender<Option<ConnectionManager>>,
+) {
+    let mut healthy = true;
+    while !sender.is_closed() {
+        tokio::time::sleep(KEEPALIVE_INTERVAL).await;
+        let ok = redis::cmd("PING")
+            .query_async::<String>(&mut manager)
+            .await
+            .is_ok();
+        if ok != healthy {
+            if ok {
+                tracing::info!("Redis reachable again");
+            } else {
+                tracing::warn!("lost the connection to Redis; reconnecting");
+            }
+            healthy = ok;
+        }
+    }
+}
+
+const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(200);
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn conversation_ids_are_32_hex_and_parse_back() {
+        let id = ConversationId::generate();
+        assert_eq!(id.as_str().len(), 32);
+        assert_eq!(ConversationId::parse(id.as_str()).unwrap(), id);
+        assert_ne!(ConversationId::generate(), id);
+    }
+
+    #[test]
+    fn hostile_ids_are_refused() {
+        for bad in [
+            "",
+            "abc",
+            "../../etc/passwd",
+            "jarvis:v1:conversations",
+            "ABCDEF0123456789ABCDEF0123456789",
+            "0123456789abcdef0123456789abcdeg",
+        ] {
+            assert!(ConversationId::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn roles_serialise_lowercase() {
+        assert_eq!(
+            serde_json::to_string(&Role::Assistant).unwrap(),
+            "\"assistant\""
+        );
+        assert!(serde_json::from_str::<Role>("\"root\"").is_err());
+    }
+}

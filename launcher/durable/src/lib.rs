@@ -1,0 +1,209 @@
+//! Crash-safe file operations for everything Jarvis persists.
+//!
+//! Invariant: a file written through [`write_atomic`] is, after a crash at
+//! any instant, either its complete old content or its complete new content,
+//! never a mix and never empty. The recipe is the classic one: write a
+//! temporary file in the destination's own folder, `fsync` it, rename it over
+//! the destination, then `fsync` the folder so the rename itself is durable.
+//!
+//! Every error names the *role* of the file ("config file", "API token") and
+//! its path, so a message tells the user which file failed and where.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// An I/O failure on a named file.
+#[derive(Debug, thiserror::Error)]
+#[error("could not {action} the {role} at '{path}'")]
+pub struct FileError {
+    pub action: &'static str,
+    pub role: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl FileError {
+    fn new(action: &'static str, role: &'static str, path: &Path, source: io::Error) -> Self {
+        Self {
+            action,
+            role,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// True when the underlying error is "no space left on device".
+    pub fn is_disk_full(&self) -> bool {
+        self.source.raw_os_error() == Some(libc_enospc())
+    }
+}
+
+/// Who may read a file that [`write_atomic`] creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// The usual permissions for a new file (umask applies).
+    Normal,
+    /// Owner read/write only (secrets: tokens, passwords).
+    OwnerOnly,
+}
+
+/// Replaces `path` with `contents` so that a crash leaves the old or the new
+/// content, never a mix. `role` names the file in errors ("config file").
+pub fn write_atomic(
+    role: &'static str,
+    path: &Path,
+    contents: &[u8],
+    visibility: Visibility,
+) -> Result<(), FileError> {
+    let dir = parent_dir(path);
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| FileError::new("create a temporary file for", role, path, e))?;
+    if visibility == Visibility::OwnerOnly {
+        restrict_to_owner(temp.as_file())
+            .map_err(|e| FileError::new("set permissions on", role, path, e))?;
+    }
+    temp.write_all(contents)
+        .map_err(|e| FileError::new("write", role, path, e))?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| FileError::new("flush to disk", role, path, e))?;
+    temp.persist(path)
+        .map_err(|e| FileError::new("replace", role, path, e.error))?;
+    sync_dir(dir).map_err(|e| FileError::new("flush the folder of", role, path, e))?;
+    Ok(())
+}
+
+/// Reads a whole file, naming its role in the error.
+pub fn read(role: &'static str, path: &Path) -> Result<Vec<u8>, FileError> {
+    fs::read(path).map_err(|e| FileError::new("read", role, path, e))
+}
+
+/// Reads a whole UTF-8 file, naming its role in the error.
+pub fn read_to_string(role: &'static str, path: &Path) -> Result<String, FileError> {
+    fs::read_to_string(path).map_err(|e| FileError::new("read", role, path, e))
+}
+
+/// Reads a file that may legitimately be absent: `Ok(None)` when it is.
+pub fn read_optional(role: &'static str, path: &Path) -> Result<Option<Vec<u8>>, FileError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FileError::new("read", role, path, e)),
+    }
+}
+
+/// Removes a file if it exists; a missing file is not an error.
+pub fn remove_if_exists(role: &'static str, path: &Path) -> Result<(), FileError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(FileError::new("remove", role, path, e)),
+    }
+}
+
+/// Creates `path` and missing parents; on Unix each folder this call creates
+/// is owner-only (`0700`). Existing folders are left as they are.
+pub fn create_private_dir_all(role: &'static str, path: &Path) -> Result<(), FileError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(path)
+        .map_err(|e| FileError::new("create", role, path, e))
+}
+
+/// `fsync`s a folder so that renames and creations inside it are durable.
+/// A no-op where the OS cannot open folders as files (Windows).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn restrict_to_owner(file: &fs::File) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+    }
+    #[cfg(not(unix))]
+    {
+        // The user-data folder lives in the user's own profile, which
+        // Windows already restricts to that user.
+        let _ = file;
+        Ok(())
+    }
+}
+
+const fn libc_enospc() -> i32 {
+    // ENOSPC is 28 on Linux, macOS and the BSDs; Windows reports
+    // ERROR_DISK_FULL (112) through raw_os_error.
+    if cfg!(windows) { 112 } else { 28 }
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_content_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        write_atomic("config file", &path, b"old", Visibility::Normal).unwrap();
+        write_atomic("config file", &path, b"new", Visibility::Normal).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("config.json")]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn owner_only_files_and_private_dirs_have_tight_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("a/b");
+        create_private_dir_all("data folder", &private).unwrap();
+        let mode = fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let token = private.join("api-token");
+        write_atomic("API token", &token, b"secret", Visibility::OwnerOnly).unwrap();
+        let mode = fs::metadata(&token).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn errors_name_the_role_and_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope/config.json");
+        let err = write_atomic("config file", &missing, b"x", Visibility::Normal).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("config file"), "{text}");
+        assert!(text.contains("nope"), "{text}");
+        assert!(read_optional("config file", &missing).unwrap().is_none());
+    }
+}

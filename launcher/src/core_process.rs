@@ -1,0 +1,163 @@
+//! The `jarvis-core` child: started with its environment, waited on until
+//! `/readyz` says ready, stopped gracefully.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use jarvis_protocol::env;
+use jarvis_protocol::health::Health;
+use jarvis_redis_bundle::{process, tail};
+use tokio::process::{Child, Command};
+
+use crate::paths::AppPaths;
+
+const READY_POLL: Duration = Duration::from_millis(3);
+
+/// What the core is started with; kept so it can be restarted identically
+/// (same port and token, so clients keep working).
+#[derive(Debug, Clone)]
+pub struct CoreSpec {
+    pub binary: PathBuf,
+    pub port: u16,
+    pub token: String,
+    pub redis_url: String,
+    pub log_file: PathBuf,
+}
+
+/// A running core. Dropping it kills the process.
+#[derive(Debug)]
+pub struct CoreProcess {
+    child: Child,
+    spec: CoreSpec,
+    pub version: String,
+}
+
+impl CoreProcess {
+    /// Starts the core and waits (at most `timeout`) until it is ready.
+    pub async fn start(
+        paths: &AppPaths,
+        spec: CoreSpec,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let log = open_append(&spec.log_file)?;
+        let log_err = log
+            .try_clone()
+            .context("could not open the core log twice")?;
+        let mut cmd = Command::new(&spec.binary);
+        cmd.current_dir(&paths.data_dir)
+            .env(env::DATA_DIR, &paths.data_dir)
+            .env(env::MODELS_DIR, &paths.models_dir)
+            .env(env::REDIS_URL, &spec.redis_url)
+            .env(env::API_TOKEN, &spec.token)
+            .env(env::CORE_ADDR, format!("127.0.0.1:{}", spec.port))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .kill_on_drop(true);
+        process::tie_to_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("could not start the core '{}'", spec.binary.display()))?;
+        tracing::info!(pid = child.id(), port = spec.port, "started jarvis-core");
+        let mut core = Self {
+            child,
+            spec,
+            version: String::new(),
+        };
+        core.version = core.wait_ready(http, timeout).await?;
+        Ok(core)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    pub fn spec(&self) -> &CoreSpec {
+        &self.spec
+    }
+
+    pub fn base_url(&self) -> String {
+        base_url(self.spec.port)
+    }
+
+    pub async fn wait_exit(&mut self) -> std::io::Result<ExitStatus> {
+        self.child.wait().await
+    }
+
+    /// `SIGTERM` (the core finishes requests in flight), then kill after
+    /// `deadline`.
+    pub async fn stop(mut self, deadline: Duration) -> std::io::Result<ExitStatus> {
+        if let Some(pid) = self.child.id() {
+            process::terminate(pid);
+        }
+        match tokio::time::timeout(deadline, self.child.wait()).await {
+            Ok(status) => status,
+            Err(_) => {
+                tracing::warn!("the core did not stop within {deadline:?}; killing it");
+                let _ = self.child.start_kill();
+                self.child.wait().await
+            }
+        }
+    }
+
+    async fn wait_ready(
+        &mut self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
+        let start = Instant::now();
+        let url = format!("{}/readyz", self.base_url());
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .context("could not check on the core")?
+            {
+                bail!(
+                    "jarvis-core exited during start-up ({status}); its log ends with:\n{}",
+                    tail(&self.spec.log_file, 15)
+                );
+            }
+            if let Ok(response) = http.get(&url).send().await
+                && response.status().is_success()
+            {
+                tracing::debug!(elapsed = ?start.elapsed(), "core ready");
+                return Ok(self.health_version(http).await);
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "jarvis-core did not become ready within {timeout:?}; its log ends with:\n{}",
+                    tail(&self.spec.log_file, 15)
+                );
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+
+    async fn health_version(&self, http: &reqwest::Client) -> String {
+        let url = format!("{}/healthz", self.base_url());
+        match http.get(&url).send().await {
+            Ok(r) => r
+                .json::<Health>()
+                .await
+                .map(|h| h.version)
+                .unwrap_or_else(|_| "unknown".to_owned()),
+            Err(_) => "unknown".to_owned(),
+        }
+    }
+}
+
+pub fn base_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+pub fn open_append(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("could not open the log file '{}'", path.display()))
+}

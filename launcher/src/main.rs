@@ -1,0 +1,130 @@
+//! `jarvis`, the Jarvis launcher: the orchestrator and gatekeeper.
+//!
+//! It owns the user-data folder, starts Redis and then the core, supervises
+//! both and stops them in order. See `ARCHITECTURE.md` for the invariants.
+
+mod commands;
+mod config;
+mod core_process;
+mod instance;
+mod logs;
+mod paths;
+mod secrets;
+mod up;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// This build's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Jarvis, a local-first AI assistant.
+#[derive(Debug, Parser)]
+#[command(name = "jarvis", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Do not open the UI in a browser (for `jarvis` without a command).
+    #[arg(long, global = false)]
+    no_browser: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start Jarvis (Redis, then the core) and supervise it in the foreground.
+    Up {
+        /// Do not open the UI in a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Show whether Jarvis is running, with pids, ports and versions.
+    Status {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the running Jarvis gracefully.
+    Stop,
+    /// Show where Jarvis keeps its data and finds its programs.
+    Paths {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every prerequisite and say how to fix what fails.
+    Doctor,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One thread is enough for a supervisor, and it keeps the children's
+    // parent-death signal tied to the thread that lives as long as we do.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            report(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let paths = paths::AppPaths::resolve()?;
+    match cli.command {
+        None => {
+            up::up(
+                paths,
+                up::UpOptions {
+                    no_browser: cli.no_browser,
+                },
+            )
+            .await
+        }
+        Some(Command::Up { no_browser }) => {
+            up::up(
+                paths,
+                up::UpOptions {
+                    no_browser: no_browser || cli.no_browser,
+                },
+            )
+            .await
+        }
+        Some(Command::Status { json }) => {
+            logs::init_terminal();
+            commands::status(&paths, json).await
+        }
+        Some(Command::Stop) => {
+            logs::init_terminal();
+            commands::stop(&paths).await
+        }
+        Some(Command::Paths { json }) => {
+            logs::init_terminal();
+            commands::paths(&paths, json)
+        }
+        Some(Command::Doctor) => {
+            logs::init_terminal();
+            commands::doctor(&paths).await
+        }
+    }
+}
+
+/// The one place errors reach the user: `error:`, then each cause, with
+/// `hint:` lines kept as their authors wrote them.
+fn report(error: &anyhow::Error) {
+    tracing::error!("{error:#}");
+    eprintln!("error: {error}");
+    for cause in error.chain().skip(1) {
+        eprintln!("caused by: {cause}");
+    }
+}

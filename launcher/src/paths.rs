@@ -1,0 +1,125 @@
+//! Where Jarvis keeps things: the user-data folder and the app bundle.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use jarvis_durable::create_private_dir_all;
+use jarvis_protocol::{env, instance};
+use serde::Serialize;
+
+/// The user-data folder's name under the OS's roaming data directory.
+pub const DATA_FOLDER_NAME: &str = "SparkAI";
+
+/// The core's executable name on this OS.
+pub const CORE_BINARY_NAME: &str = if cfg!(windows) {
+    "jarvis-core.exe"
+} else {
+    "jarvis-core"
+};
+
+/// Every location the launcher uses.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppPaths {
+    pub data_dir: PathBuf,
+    pub models_dir: PathBuf,
+    pub redis_dir: PathBuf,
+    pub memory_dir: PathBuf,
+    pub logs_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub config_file: PathBuf,
+    pub bundle_dir: PathBuf,
+}
+
+impl AppPaths {
+    /// Resolves paths from the environment (`JARVIS_HOME`,
+    /// `JARVIS_BUNDLE_DIR`) and the OS; creates nothing.
+    pub fn resolve() -> anyhow::Result<Self> {
+        let data_dir = match std::env::var_os(env::HOME).filter(|v| !v.is_empty()) {
+            Some(home) => PathBuf::from(home),
+            None => directories::BaseDirs::new()
+                .context(
+                    "could not find your home folder to place Jarvis' data in; set JARVIS_HOME",
+                )?
+                .data_dir()
+                .join(DATA_FOLDER_NAME),
+        };
+        let data_dir = absolute(&data_dir)?;
+        let bundle_dir = match std::env::var_os(env::BUNDLE_DIR).filter(|v| !v.is_empty()) {
+            Some(dir) => absolute(Path::new(&dir))?,
+            None => std::env::current_exe()
+                .context("could not find the jarvis executable's own path")?
+                .parent()
+                .context("the jarvis executable has no parent folder")?
+                .to_owned(),
+        };
+        Ok(Self::new(data_dir, bundle_dir))
+    }
+
+    pub fn new(data_dir: PathBuf, bundle_dir: PathBuf) -> Self {
+        Self {
+            models_dir: data_dir.join(jarvis_model_registry::MODELS_DIR_NAME),
+            redis_dir: data_dir.join("redis"),
+            memory_dir: data_dir.join("memory"),
+            logs_dir: data_dir.join("logs"),
+            run_dir: data_dir.join("run"),
+            config_file: data_dir.join("config.json"),
+            data_dir,
+            bundle_dir,
+        }
+    }
+
+    /// Creates the data tree (owner-only on Unix); existing folders stay.
+    pub fn create_tree(&self) -> anyhow::Result<()> {
+        for (role, dir) in [
+            ("data folder", &self.data_dir),
+            ("models folder", &self.models_dir),
+            ("Redis folder", &self.redis_dir),
+            ("memory folder", &self.memory_dir),
+            ("logs folder", &self.logs_dir),
+            ("run folder", &self.run_dir),
+        ] {
+            create_private_dir_all(role, dir)?;
+        }
+        Ok(())
+    }
+
+    pub fn instance_file(&self) -> PathBuf {
+        self.run_dir.join(instance::FILE_NAME)
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.run_dir.join(instance::TOKEN_FILE_NAME)
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.run_dir.join("launcher.lock")
+    }
+
+    pub fn redis_pid_file(&self) -> PathBuf {
+        self.run_dir.join("redis.pid")
+    }
+
+    pub fn core_binary(&self) -> PathBuf {
+        self.bundle_dir.join(CORE_BINARY_NAME)
+    }
+
+    /// The core executable, or an error that says how to get one.
+    pub fn require_core_binary(&self) -> anyhow::Result<PathBuf> {
+        let path = self.core_binary();
+        if !path.is_file() {
+            bail!(
+                "jarvis-core was not found at '{}'\n\
+                 hint: reinstall Jarvis; in a development checkout run `cargo build -p jarvis-core`, \
+                 or point {} at the folder that holds it",
+                path.display(),
+                env::BUNDLE_DIR
+            );
+        }
+        Ok(path)
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path)
+        .with_context(|| format!("could not make '{}' absolute", path.display()))
+}

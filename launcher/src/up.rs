@@ -1,0 +1,447 @@
+//! `jarvis up`: lay out the data folder, start Redis, start the core,
+//! publish the instance, supervise both, and stop them in order.
+//!
+//! Order is the invariant: Redis first up and last down, so the core never
+//! runs without its memory and Redis is always saved (`SAVE`, `SHUTDOWN`)
+//! after the core stopped writing.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use jarvis_protocol::env;
+use jarvis_protocol::instance::{ChildRecord, Instance, ProcessRecord};
+use jarvis_redis_bundle::{RedisConfig, RedisServer, process, tail};
+
+use crate::config::AppConfig;
+use crate::core_process::{CoreProcess, CoreSpec, base_url};
+use crate::instance::{self, LockAttempt};
+use crate::paths::AppPaths;
+use crate::{VERSION, logs, secrets};
+
+const REDIS_READY_TIMEOUT: Duration = Duration::from_secs(15);
+const CORE_READY_TIMEOUT: Duration = Duration::from_secs(30);
+const CORE_STOP_DEADLINE: Duration = Duration::from_secs(10);
+const REDIS_STOP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Restarts allowed within [`RESTART_WINDOW`] before the launcher gives up.
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Do not open the UI in a browser (accepted now; the UI comes later).
+    pub no_browser: bool,
+}
+
+pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode> {
+    // Find everything we need before creating anything, so a missing
+    // prerequisite leaves no half-made data folder behind.
+    let redis_binary = jarvis_redis_bundle::locate(
+        &paths.bundle_dir,
+        env::REDIS_SERVER,
+        std::env::var_os(env::REDIS_SERVER).map(PathBuf::from),
+        std::env::var_os("PATH"),
+    )?;
+    let core_binary = paths.require_core_binary()?;
+    let _ = options.no_browser;
+
+    paths.create_tree()?;
+    logs::init_with_file(&paths.logs_dir);
+    let _lock = match instance::try_lock(&paths)? {
+        LockAttempt::Acquired(lock) => lock,
+        LockAttempt::HeldBy(running) => {
+            report_already_running(&paths, running.as_ref());
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let mut shutdown = ShutdownSignal::install()?;
+    let _config = AppConfig::load_or_create(&paths)?;
+    instance::stop_orphans(&paths).await?;
+    logs::rotate_if_large(&paths.logs_dir, "core");
+    logs::rotate_if_large(&paths.logs_dir, "redis");
+
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .context("could not create the HTTP client")?;
+    let redis_config = RedisConfig {
+        dir: paths.redis_dir.clone(),
+        port: free_port()?,
+        pid_file: paths.redis_pid_file(),
+        launcher_password: secrets::random_hex(24),
+        core_password: secrets::random_hex(24),
+    };
+    let core_spec = CoreSpec {
+        binary: core_binary,
+        port: match _config.core_port {
+            0 => free_port()?,
+            port => port,
+        },
+        token: secrets::random_hex(32),
+        redis_url: redis_config.core_url(),
+        log_file: paths.logs_dir.join("core.log"),
+    };
+    instance::write_token(&paths, &core_spec.token)?;
+
+    let start = Instant::now();
+    let started = tokio::select! {
+        started = start_children(&paths, &http, redis_binary, redis_config, core_spec) => started,
+        () = shutdown.recv() => {
+            instance::remove_runtime_files(&paths)?;
+            eprintln!("Start-up cancelled.");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    let mut supervisor = match started {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = instance::remove_runtime_files(&paths);
+            return Err(e);
+        }
+    };
+    supervisor.publish()?;
+    tracing::info!(elapsed = ?start.elapsed(), url = %supervisor.core.base_url(), "ready");
+    println!("ready: {}", supervisor.core.base_url());
+
+    let outcome = supervisor.supervise(&mut shutdown).await;
+    supervisor.stop().await;
+    instance::remove_runtime_files(&paths)?;
+    match outcome {
+        Ok(()) => {
+            eprintln!("Jarvis stopped.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn report_already_running(paths: &AppPaths, running: Option<&Instance>) {
+    match running {
+        Some(i) => println!(
+            "Jarvis is already running at {} (launcher pid {}, data {}); use `jarvis stop` to stop it.",
+            i.base_url,
+            i.launcher.pid,
+            paths.data_dir.display()
+        ),
+        None => println!(
+            "Jarvis is already starting for data folder {}; use `jarvis status` to follow it.",
+            paths.data_dir.display()
+        ),
+    }
+}
+
+async fn start_children(
+    paths: &AppPaths,
+    http: &reqwest::Client,
+    redis_binary: PathBuf,
+    redis_config: RedisConfig,
+    core_spec: CoreSpec,
+) -> anyhow::Result<Supervisor> {
+    let redis = RedisServer::start(
+        &redis_binary,
+        redis_config,
+        &paths.logs_dir.join("redis.log"),
+        REDIS_READY_TIMEOUT,
+    )
+    .await
+    .context("Redis did not start")?;
+    let redis_version = redis
+        .version()
+        .await
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let core = CoreProcess::start(paths, core_spec, http, CORE_READY_TIMEOUT)
+        .await
+        .context("the core did not start")?;
+    Ok(Supervisor {
+        paths: paths.clone(),
+        http: http.clone(),
+        redis_binary,
+        redis,
+        redis_version,
+        core,
+        redis_restarts: RestartBudget::default(),
+        core_restarts: RestartBudget::default(),
+    })
+}
+
+struct Supervisor {
+    paths: AppPaths,
+    http: reqwest::Client,
+    redis_binary: PathBuf,
+    redis: RedisServer,
+    redis_version: String,
+    core: CoreProcess,
+    redis_restarts: RestartBudget,
+    core_restarts: RestartBudget,
+}
+
+/// Which child needs attention.
+enum Event {
+    Shutdown,
+    RedisExited(std::io::Result<std::process::ExitStatus>),
+    CoreExited(std::io::Result<std::process::ExitStatus>),
+}
+
+impl Supervisor {
+    /// Runs until a stop is asked for (`Ok`) or a child keeps failing (`Err`).
+    async fn supervise(&mut self, shutdown: &mut ShutdownSignal) -> anyhow::Result<()> {
+        loop {
+            let event = tokio::select! {
+                () = shutdown.recv() => Event::Shutdown,
+                status = self.redis.wait_exit() => Event::RedisExited(status.map_err(std::io::Error::other)),
+                status = self.core.wait_exit() => Event::CoreExited(status),
+            };
+            match event {
+                Event::Shutdown => return Ok(()),
+                Event::RedisExited(status) => {
+                    tracing::warn!(?status, "redis-server exited unexpectedly; restarting it");
+                    eprintln!(
+                        "redis-server exited unexpectedly ({}); restarting it.",
+                        describe(&status)
+                    );
+                    if !self.restart_redis(shutdown).await? {
+                        return Ok(());
+                    }
+                }
+                Event::CoreExited(status) => {
+                    tracing::warn!(?status, "jarvis-core exited unexpectedly; restarting it");
+                    eprintln!(
+                        "jarvis-core exited unexpectedly ({}); restarting it.",
+                        describe(&status)
+                    );
+                    if !self.restart_core(shutdown).await? {
+                        return Ok(());
+                    }
+                }
+            }
+            self.publish()?;
+        }
+    }
+
+    /// `Ok(false)` when a shutdown arrived while waiting to restart.
+    async fn restart_redis(&mut self, shutdown: &mut ShutdownSignal) -> anyhow::Result<bool> {
+        loop {
+            let log = self.paths.logs_dir.join("redis.log");
+            let Some(delay) = self.redis_restarts.record() else {
+                bail!(give_up("redis-server", &log));
+            };
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.recv() => return Ok(false),
+            }
+            let started = tokio::select! {
+                r = RedisServer::start(&self.redis_binary, self.redis.config().clone(), &log, REDIS_READY_TIMEOUT) => r,
+                () = shutdown.recv() => return Ok(false),
+            };
+            match started {
+                Ok(redis) => {
+                    // The old guard's process is gone; replacing it reaps nothing.
+                    self.redis = redis;
+                    tracing::info!("redis-server restarted");
+                    return Ok(true);
+                }
+                Err(e) => tracing::warn!("restarting redis-server failed: {e:#}"),
+            }
+        }
+    }
+
+    async fn restart_core(&mut self, shutdown: &mut ShutdownSignal) -> anyhow::Result<bool> {
+        loop {
+            let spec = self.core.spec().clone();
+            let Some(delay) = self.core_restarts.record() else {
+                bail!(give_up("jarvis-core", &spec.log_file));
+            };
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.recv() => return Ok(false),
+            }
+            let started = tokio::select! {
+                r = CoreProcess::start(&self.paths, spec, &self.http, CORE_READY_TIMEOUT) => r,
+                () = shutdown.recv() => return Ok(false),
+            };
+            match started {
+                Ok(core) => {
+                    self.core = core;
+                    tracing::info!("jarvis-core restarted");
+                    return Ok(true);
+                }
+                Err(e) => tracing::warn!("restarting jarvis-core failed: {e:#}"),
+            }
+        }
+    }
+
+    /// Stops the core, then Redis (saved first).
+    async fn stop(self) {
+        let Self { core, redis, .. } = self;
+        if let Err(e) = core.stop(CORE_STOP_DEADLINE).await {
+            tracing::warn!("stopping the core: {e}");
+        }
+        if let Err(e) = redis.stop(REDIS_STOP_DEADLINE).await {
+            tracing::warn!("stopping Redis: {e:#}");
+        }
+    }
+
+    /// Writes `run/instance.json` with the current children.
+    fn publish(&self) -> anyhow::Result<()> {
+        let me = std::process::id();
+        let record = Instance {
+            version: VERSION.to_owned(),
+            base_url: base_url(self.core.spec().port),
+            data_dir: self.paths.data_dir.display().to_string(),
+            launcher: ProcessRecord {
+                pid: me,
+                start_time: process::identity(me).and_then(|i| i.start_time),
+            },
+            redis: child_record(
+                self.redis.pid(),
+                self.redis.port(),
+                self.redis.binary(),
+                &self.redis_version,
+                self.redis_restarts.total,
+            ),
+            core: child_record(
+                self.core.pid(),
+                self.core.spec().port,
+                &self.core.spec().binary,
+                &self.core.version,
+                self.core_restarts.total,
+            ),
+        };
+        instance::write(&self.paths, &record)
+    }
+}
+
+fn child_record(
+    pid: Option<u32>,
+    port: u16,
+    binary: &std::path::Path,
+    version: &str,
+    restarts: u32,
+) -> ChildRecord {
+    let pid = pid.unwrap_or_default();
+    ChildRecord {
+        pid,
+        start_time: process::identity(pid).and_then(|i| i.start_time),
+        port,
+        executable: binary.display().to_string(),
+        version: version.to_owned(),
+        restarts,
+    }
+}
+
+fn give_up(name: &str, log: &std::path::Path) -> String {
+    format!(
+        "{name} failed {MAX_RESTARTS} times within {}s, so Jarvis stopped; its log ({}) ends with:\n{}\n\
+         hint: run `jarvis doctor` to check the prerequisites, then `jarvis up` again",
+        RESTART_WINDOW.as_secs(),
+        log.display(),
+        tail(log, 20)
+    )
+}
+
+fn describe(status: &std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(s) => s.to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Failures within a sliding window, and the backoff before the next try.
+#[derive(Debug, Default)]
+struct RestartBudget {
+    recent: VecDeque<Instant>,
+    total: u32,
+}
+
+impl RestartBudget {
+    /// Records a failure; the delay before the next start, or `None` when
+    /// there were too many failures in the window.
+    fn record(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= MAX_RESTARTS {
+            return None;
+        }
+        self.recent.push_back(now);
+        self.total += 1;
+        let exponent = u32::try_from(self.recent.len() - 1)
+            .unwrap_or(u32::MAX)
+            .min(5);
+        Some(Duration::from_millis(100 * 2u64.pow(exponent)))
+    }
+}
+
+/// Ctrl-C, and on Unix `SIGTERM` (what `jarvis stop` sends).
+pub struct ShutdownSignal {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    pub fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate()).context("could not handle SIGTERM")?,
+                interrupt: signal(SignalKind::interrupt()).context("could not handle SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
+    }
+
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.terminate.recv() => {}
+                _ = self.interrupt.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("stop requested");
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .context("could not find a free port on 127.0.0.1")?;
+    Ok(listener
+        .local_addr()
+        .context("listener has no address")?
+        .port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_budget_backs_off_then_gives_up() {
+        let mut budget = RestartBudget::default();
+        let delays: Vec<_> = (0..MAX_RESTARTS).map(|_| budget.record()).collect();
+        assert_eq!(delays[0], Some(Duration::from_millis(100)));
+        assert_eq!(delays[1], Some(Duration::from_millis(200)));
+        assert!(delays.iter().all(Option::is_some));
+        assert_eq!(budget.record(), None);
+        assert_eq!(budget.total, MAX_RESTARTS as u32);
+    }
+}

@@ -1,0 +1,153 @@
+//! Child processes tied to the launcher's life, and a look at other
+//! processes by pid.
+//!
+//! The launcher's children (Redis, the core) must never outlive it: on Linux
+//! each child asks the kernel for `SIGTERM` when its parent dies
+//! (`PR_SET_PDEATHSIG`), which Redis and the core both treat as a graceful
+//! stop. Children also get their own process group, so a Ctrl-C in the
+//! terminal reaches only the launcher, which then stops them in order. Where
+//! a child survives anyway (another OS, a launcher killed mid-spawn), the next
+//! launcher finds it through `run/instance.json` or Redis' pid file and
+//! checks [`identity`] before it signals anything.
+
+use tokio::process::Command;
+
+/// Makes `cmd` start a child that dies with this process (Linux) and that
+/// does not receive the terminal's Ctrl-C directly (Unix).
+pub fn tie_to_parent(cmd: &mut Command) {
+    #[cfg(unix)]
+    cmd.process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id();
+        // SAFETY: the closure runs in the child between fork and exec and
+        // calls only async-signal-safe functions (prctl, getppid, _exit).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died between fork and prctl.
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// What we can learn about a running process from its pid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Opaque start time (Linux: clock ticks after boot).
+    pub start_time: Option<u64>,
+    /// The command line, arguments joined by spaces.
+    pub command_line: String,
+    /// The working folder, where the OS tells it.
+    pub cwd: Option<std::path::PathBuf>,
+}
+
+/// The identity of a live process, `None` when no such process exists (or is
+/// a zombie).
+pub fn identity(pid: u32) -> Option<Identity> {
+    #[cfg(target_os = "linux")]
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the parenthesised command name; the name may contain
+        // spaces and parentheses, so split after the last ')'.
+        let after_name = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        if fields.first() == Some(&"Z") {
+            return None;
+        }
+        // Field 22 of the full line is the 20th after the name.
+        let start_time = fields.get(19).and_then(|s| s.parse().ok());
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let command_line = raw
+            .split(|b| *b == 0)
+            .filter(|part| !part.is_empty())
+            .map(|part| String::from_utf8_lossy(part).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+        Some(Identity {
+            start_time,
+            command_line,
+            cwd,
+        })
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        // SAFETY: kill with signal 0 only checks for existence.
+        let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+        alive.then(|| Identity {
+            start_time: None,
+            command_line: String::new(),
+            cwd: None,
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+/// Asks a process to stop (`SIGTERM`). Returns false if it does not exist.
+pub fn terminate(pid: u32) -> bool {
+    send(pid, Signal::Terminate)
+}
+
+/// Kills a process outright (`SIGKILL`). Returns false if it does not exist.
+pub fn kill(pid: u32) -> bool {
+    send(pid, Signal::Kill)
+}
+
+enum Signal {
+    Terminate,
+    Kill,
+}
+
+fn send(pid: u32, signal: Signal) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        if pid <= 0 {
+            return false;
+        }
+        let sig = match signal {
+            Signal::Terminate => libc::SIGTERM,
+            Signal::Kill => libc::SIGKILL,
+        };
+        // SAFETY: plain syscall on a positive pid; no memory is shared.
+        unsafe { libc::kill(pid, sig) == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (pid, signal);
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn identity_of_self_has_a_start_time_and_command_line() {
+        let me = identity(std::process::id()).unwrap();
+        assert!(me.start_time.is_some());
+        assert!(!me.command_line.is_empty());
+    }
+
+    #[test]
+    fn no_identity_for_a_pid_that_cannot_exist() {
+        assert!(identity(u32::MAX - 1).is_none());
+        assert!(!terminate(0));
+    }
+}
