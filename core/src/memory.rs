@@ -231,7 +231,23 @@ async fn connect_loop(client: redis::Client, sender: watch::Sender<Option<Connec
     let mut delay = Duration::from_millis(5);
     let mut attempt = 1u32;
     loop {
-        match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+        // Probe with a plain connection first: the manager retries on its
+        // own, which would hide the attempts this loop logs.
+        let probe = tokio::time::timeout(
+            Duration::from_secs(1),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::TimedOut,
+            )))
+        });
+        let connected = match probe {
+            Ok(_) => ConnectionManager::new_with_config(client.clone(), config.clone()).await,
+            Err(e) => Err(e),
+        };
+        match connected {
             Ok(manager) => {
                 tracing::info!(attempt, "connected to Redis");
                 let _ = sender.send(Some(manager.clone()));

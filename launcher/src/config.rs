@@ -31,14 +31,20 @@ impl Default for AppConfig {
 }
 
 impl AppConfig {
-    /// Reads `config.json`, writing the default first if there is none.
-    pub fn load_or_create(paths: &AppPaths) -> anyhow::Result<Self> {
+    /// Writes and returns the default settings (first launch).
+    pub fn create_default(paths: &AppPaths) -> anyhow::Result<Self> {
+        let config = Self::default();
+        config.save(paths)?;
+        tracing::info!(path = %paths.config_file.display(), "wrote default config");
+        Ok(config)
+    }
+
+    /// Reads `config.json` if there is one, writing nothing. A file from a
+    /// newer data schema is an error that leaves the folder untouched.
+    pub fn load_existing(paths: &AppPaths) -> anyhow::Result<Option<Self>> {
         let path = &paths.config_file;
         let Some(bytes) = read_optional("config file", path)? else {
-            let config = Self::default();
-            config.save(paths)?;
-            tracing::info!(path = %path.display(), "wrote default config");
-            return Ok(config);
+            return Ok(None);
         };
         let config: Self = serde_json::from_slice(&bytes).with_context(|| {
             format!(
@@ -56,7 +62,7 @@ impl AppConfig {
                 CURRENT_SCHEMA_VERSION
             );
         }
-        Ok(config)
+        Ok(Some(config))
     }
 
     pub fn save(&self, paths: &AppPaths) -> anyhow::Result<()> {

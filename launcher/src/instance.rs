@@ -24,7 +24,7 @@ pub struct InstanceLock {
 pub enum LockAttempt {
     Acquired(InstanceLock),
     /// Another launcher holds it; what it published, if it got that far.
-    HeldBy(Option<Instance>),
+    HeldBy(Option<Box<Instance>>),
 }
 
 pub fn try_lock(paths: &AppPaths) -> anyhow::Result<LockAttempt> {
@@ -37,7 +37,9 @@ pub fn try_lock(paths: &AppPaths) -> anyhow::Result<LockAttempt> {
         .with_context(|| format!("could not open the instance lock '{}'", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(LockAttempt::Acquired(InstanceLock { _file: file })),
-        Err(TryLockError::WouldBlock) => Ok(LockAttempt::HeldBy(read(paths).ok().flatten())),
+        Err(TryLockError::WouldBlock) => Ok(LockAttempt::HeldBy(
+            read(paths).ok().flatten().map(Box::new),
+        )),
         Err(TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("could not lock the instance lock '{}'", path.display()))
         }

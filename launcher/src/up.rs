@@ -47,18 +47,23 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
     )?;
     let core_binary = paths.require_core_binary()?;
     let _ = options.no_browser;
+    // Refuse a folder from a newer Jarvis before touching anything in it.
+    let existing_config = AppConfig::load_existing(&paths)?;
 
     paths.create_tree()?;
     logs::init_with_file(&paths.logs_dir);
     let _lock = match instance::try_lock(&paths)? {
         LockAttempt::Acquired(lock) => lock,
         LockAttempt::HeldBy(running) => {
-            report_already_running(&paths, running.as_ref());
+            report_already_running(&paths, running.as_deref());
             return Ok(ExitCode::SUCCESS);
         }
     };
     let mut shutdown = ShutdownSignal::install()?;
-    let _config = AppConfig::load_or_create(&paths)?;
+    let config = match existing_config {
+        Some(config) => config,
+        None => AppConfig::create_default(&paths)?,
+    };
     instance::stop_orphans(&paths).await?;
     logs::rotate_if_large(&paths.logs_dir, "core");
     logs::rotate_if_large(&paths.logs_dir, "redis");
@@ -77,7 +82,7 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
     };
     let core_spec = CoreSpec {
         binary: core_binary,
-        port: match _config.core_port {
+        port: match config.core_port {
             0 => free_port()?,
             port => port,
         },

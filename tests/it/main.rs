@@ -1,1 +1,14 @@
+//! End-to-end tests of the real `jarvis` and `jarvis-core` binaries with a
+//! real `redis-server`, each in its own temporary `JARVIS_HOME`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly by design"
+)]
+
+mod core_alone;
+mod lifecycle;
+mod persistence;
+mod security;
+mod supervision;

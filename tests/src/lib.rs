@@ -1,1 +1,491 @@
+//! Shared fixtures for the end-to-end tests and benchmarks: the real
+//! `jarvis` and `jarvis-core` binaries, a temporary `JARVIS_HOME`, real
+//! `redis-server` processes and an HTTP client for the core's API.
+//!
+//! Nothing here fakes a component: tests start the binaries cargo built and
+//! the `redis-server` on `PATH` (installed by `scripts/setup`).
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test fixtures fail loudly"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use jarvis_protocol::env;
+use jarvis_protocol::instance::Instance;
+
+/// How long a launcher may take to print `ready:` in tests (debug builds on
+/// a loaded 2-core CI machine).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The folder cargo put the workspace binaries in: tests and benches live
+/// in `<target>/<profile>/deps/`, the binaries one level up.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let dir = if deps.ends_with("deps") {
+        deps.parent().unwrap()
+    } else {
+        deps
+    };
+    dir.to_owned()
+}
+
+/// Path of a workspace binary, or a panic that says how to build it.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, which scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+pub fn jarvis_bin() -> PathBuf {
+    binary("jarvis")
+}
+
+pub fn core_bin() -> PathBuf {
+    binary("jarvis-core")
+}
+
+/// A `redis-server` to test with: `$JARVIS_REDIS_SERVER` or the one on PATH.
+pub fn redis_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os(env::REDIS_SERVER) {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("redis-server"))
+        .find(|p| p.is_file())
+        .expect("redis-server is not installed; run scripts/setup")
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A temporary user-data folder, removed on drop.
+#[derive(Debug)]
+pub struct TestHome {
+    dir: tempfile::TempDir,
+}
+
+impl Default for TestHome {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestHome {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::Builder::new()
+                .prefix("jarvis-test-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    /// The data folder itself (`JARVIS_HOME`); it does not exist until the
+    /// launcher creates it.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("SparkAI")
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.data_dir().join(relative)
+    }
+
+    /// `jarvis <args>` for this home, with output captured.
+    pub fn jarvis(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(jarvis_bin());
+        cmd.args(args)
+            .env(env::HOME, self.data_dir())
+            .env_remove(env::BUNDLE_DIR)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `jarvis <args>` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.jarvis(args).output().unwrap();
+        Output {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Starts `jarvis up --no-browser` and waits for `ready:`.
+    pub fn up(&self) -> Launcher {
+        let mut launcher = self.spawn_up(&[]);
+        launcher.wait_ready();
+        launcher
+    }
+
+    /// Starts `jarvis up --no-browser` with extra environment, not waiting.
+    pub fn spawn_up(&self, extra_env: &[(&str, &str)]) -> Launcher {
+        let mut cmd = self.jarvis(&["up", "--no-browser"]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        Launcher::spawn(cmd, self.data_dir())
+    }
+
+    pub fn instance(&self) -> Option<Instance> {
+        let bytes = std::fs::read(self.path("run/instance.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.path("run/api-token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// An API client for the running instance.
+    pub fn api(&self) -> Api {
+        let instance = self
+            .instance()
+            .expect("no instance.json: is Jarvis running?");
+        Api::new(&instance.base_url, &self.token())
+    }
+}
+
+/// A finished command.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A running `jarvis up`; stopped with SIGTERM (then killed) on drop.
+#[derive(Debug)]
+pub struct Launcher {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    pub url: Option<String>,
+    data_dir: PathBuf,
+}
+
+impl Launcher {
+    fn spawn(mut cmd: Command, data_dir: PathBuf) -> Self {
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr_pipe = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+            url: None,
+            data_dir,
+        }
+    }
+
+    /// Waits for the `ready: <url>` line and returns the URL. It must be the
+    /// first line on stdout.
+    pub fn wait_ready(&mut self) -> String {
+        let line = self.lines.recv_timeout(READY_TIMEOUT).unwrap_or_else(|_| {
+            panic!(
+                "jarvis up did not print ready within {READY_TIMEOUT:?}; stderr:\n{}",
+                self.stderr()
+            )
+        });
+        let url = line
+            .strip_prefix("ready: ")
+            .unwrap_or_else(|| panic!("unexpected stdout line before ready: {line:?}"));
+        self.url = Some(url.to_owned());
+        url.to_owned()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Further stdout lines printed so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
+    /// Waits for the launcher to exit (at most `timeout`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        wait_for(timeout, "the launcher to exit", || {
+            self.child.try_wait().unwrap()
+        })
+    }
+
+    /// The exit status if the launcher has exited.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// `SIGTERM`, as `jarvis stop` and service managers send.
+    pub fn terminate(&mut self) -> ExitStatus {
+        signal(self.child.id(), Signal::Term);
+        self.wait_exit(Duration::from_secs(60))
+    }
+
+    /// `kill -9` the launcher itself.
+    pub fn kill9(&mut self) {
+        signal(self.child.id(), Signal::Kill);
+        let _ = self.child.wait();
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            signal(self.child.id(), Signal::Term);
+            let start = Instant::now();
+            while self.child.try_wait().ok().flatten().is_none() {
+                if start.elapsed() > Duration::from_secs(20) {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Signals for tests.
+#[derive(Debug, Clone, Copy)]
+pub enum Signal {
+    Term,
+    Kill,
+}
+
+/// Sends `signal` to `pid`; false if no such process.
+pub fn signal(pid: u32, signal: Signal) -> bool {
+    let sig = match signal {
+        Signal::Term => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
+    };
+    // SAFETY: plain kill(2) on a pid we were given.
+    unsafe { libc::kill(pid as libc::pid_t, sig) == 0 }
+}
+
+/// True while a process with this pid exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Pids of the processes whose working folder is `dir` and whose command
+/// line starts with `name`: how tests count Redis servers on one data folder.
+pub fn processes_in(dir: &Path, name: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if !alive(pid) {
+            continue;
+        }
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let first = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        if cwd.as_deref() == Some(dir) && String::from_utf8_lossy(first).contains(name) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A blocking client for the core's API.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub base_url: String,
+    pub token: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Api {
+    pub fn new(base_url: &str, token: &str) -> Self {
+        Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http: reqwest::blocking::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// A request with the bearer token set.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+    }
+
+    /// A request without any token.
+    pub fn anonymous(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    pub fn create_conversation(&self) -> String {
+        let response = self
+            .request(reqwest::Method::POST, "/v1/conversations")
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 201, "{:?}", response.text());
+        let body: serde_json::Value = response.json().unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub fn add_message(&self, id: &str, role: &str, content: &str) -> reqwest::blocking::Response {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/v1/conversations/{id}/messages"),
+        )
+        .json(&serde_json::json!({"role": role, "content": content}))
+        .send()
+        .unwrap()
+    }
+
+    /// The contents of the conversation's messages, or `None` on any error.
+    pub fn messages(&self, id: &str) -> Option<Vec<String>> {
+        let response = self
+            .request(reqwest::Method::GET, &format!("/v1/conversations/{id}"))
+            .send()
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let body: serde_json::Value = response.json().ok()?;
+        Some(
+            body["messages"]
+                .as_array()?
+                .iter()
+                .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+                .collect(),
+        )
+    }
+
+    pub fn ready(&self) -> bool {
+        self.anonymous(reqwest::Method::GET, "/readyz")
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    }
+}
+
+/// A plain `redis-server` started by a test (not by the launcher), killed on
+/// drop.
+#[derive(Debug)]
+pub struct TestRedis {
+    child: Child,
+    pub port: u16,
+}
+
+impl TestRedis {
+    /// Starts `redis-server` in `dir` with `args` appended to a loopback,
+    /// no-persistence configuration, and waits until it accepts connections.
+    pub fn start(dir: &Path, port: u16, args: &[&str]) -> Self {
+        let mut cmd = Command::new(redis_server_bin());
+        cmd.current_dir(dir)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().unwrap();
+        wait_for(Duration::from_secs(20), "test redis-server", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Self { child, port }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,126 @@
+//! `jarvis-core` started on its own: it waits for Redis, never creates
+//! folders, and reconnects when Redis comes (back).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use jarvis_protocol::env;
+use jarvis_tests::{Api, TestRedis, core_bin, free_port, wait_for};
+
+struct Core {
+    child: Child,
+    url: String,
+    stderr_log: std::path::PathBuf,
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_core(data: &std::path::Path, redis_url: &str, token: &str) -> Core {
+    let stderr_log = data.join("core-stderr.log");
+    let mut child = Command::new(core_bin())
+        .env(env::DATA_DIR, data)
+        .env(env::MODELS_DIR, data)
+        .env(env::REDIS_URL, redis_url)
+        .env(env::API_TOKEN, token)
+        .env(env::CORE_ADDR, "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening: ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Core {
+        child,
+        url,
+        stderr_log,
+    }
+}
+
+#[test]
+fn the_core_keeps_retrying_an_unreachable_redis_and_becomes_ready_when_it_appears() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let core = start_core(data.path(), &format!("redis://127.0.0.1:{port}/0"), "tok");
+    let api = Api::new(&core.url, "tok");
+
+    // Alive but not ready, for a while, and still running.
+    let health = api
+        .anonymous(reqwest::Method::GET, "/healthz")
+        .send()
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    std::thread::sleep(Duration::from_millis(600));
+    let readyz = api
+        .anonymous(reqwest::Method::GET, "/readyz")
+        .send()
+        .unwrap();
+    assert_eq!(readyz.status(), 503);
+    let body: serde_json::Value = readyz.json().unwrap();
+    assert_eq!(body["redis"]["ok"], false);
+    let early = api
+        .request(reqwest::Method::POST, "/v1/conversations")
+        .send()
+        .unwrap();
+    assert_eq!(early.status(), 503);
+
+    let redis_dir = tempfile::tempdir().unwrap();
+    let redis = TestRedis::start(redis_dir.path(), port, &[]);
+    wait_for(Duration::from_secs(30), "core ready", || {
+        api.ready().then_some(())
+    });
+    let id = api.create_conversation();
+    assert_eq!(api.add_message(&id, "user", "hello").status(), 201);
+
+    let log = std::fs::read_to_string(&core.stderr_log).unwrap();
+    let attempts = log.matches("Redis not reachable; retrying").count();
+    assert!(attempts >= 2, "each retry is logged: {log}");
+
+    // Redis restarts (without persistence here): the core reconnects.
+    drop(redis);
+    wait_for(Duration::from_secs(30), "core not ready", || {
+        (!api.ready()).then_some(())
+    });
+    let _redis = TestRedis::start(redis_dir.path(), port, &[]);
+    wait_for(Duration::from_secs(30), "core ready again", || {
+        api.ready().then_some(())
+    });
+    let _ = api.create_conversation();
+}
+
+#[test]
+fn the_core_never_creates_its_folders() {
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("no-such-data");
+    let out = Command::new(core_bin())
+        .env(env::DATA_DIR, &missing)
+        .env(env::MODELS_DIR, &missing)
+        .env(env::REDIS_URL, "redis://127.0.0.1:1/0")
+        .env(env::API_TOKEN, "tok")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("JARVIS_DATA_DIR"), "{stderr}");
+    assert!(stderr.contains("never creates folders"), "{stderr}");
+    assert!(!missing.exists());
+
+    let out = Command::new(core_bin())
+        .env_remove(env::DATA_DIR)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not set"));
+}
