@@ -5,7 +5,11 @@
 //! Run with `scripts/bench` (release binaries). Prints a table; figures go
 //! into BENCHMARKS.md by hand.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark fails loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark fails loudly"
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -23,7 +27,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(RUNS);
-    println!("cold start, {runs} runs each, binaries from {}", jarvis_tests::bin_dir().display());
+    println!(
+        "cold start, {runs} runs each, binaries from {}",
+        jarvis_tests::bin_dir().display()
+    );
 
     let redis: Vec<Duration> = (0..runs).map(|_| redis_alone()).collect();
     let fresh: Vec<Duration> = (0..runs)
@@ -38,11 +45,23 @@ fn main() {
 
     let redis_median = median(&redis);
     println!();
-    println!("| measurement                           | median ms | min ms | max ms | over Redis alone (median) |");
-    println!("|---------------------------------------|----------:|-------:|-------:|--------------------------:|");
+    println!(
+        "| measurement                           | median ms | min ms | max ms | over Redis alone (median) |"
+    );
+    println!(
+        "|---------------------------------------|----------:|-------:|-------:|--------------------------:|"
+    );
     row("redis-server alone → PONG", &redis, None);
-    row("jarvis up → ready (fresh data dir)", &fresh, Some(redis_median));
-    row("jarvis up → ready (existing data dir)", &existing, Some(redis_median));
+    row(
+        "jarvis up → ready (fresh data dir)",
+        &fresh,
+        Some(redis_median),
+    );
+    row(
+        "jarvis up → ready (existing data dir)",
+        &existing,
+        Some(redis_median),
+    );
     let worst = median(&fresh).max(median(&existing)) - redis_median;
     println!();
     println!(
@@ -55,15 +74,25 @@ fn row(name: &str, samples: &[Duration], baseline: Option<f64>) {
     let ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     let min = ms.iter().copied().fold(f64::INFINITY, f64::min);
     let max = ms.iter().copied().fold(0.0, f64::max);
-    let over = baseline.map_or_else(|| "—".to_owned(), |b| format!("+{:.1}", median(samples) - b));
-    println!("| {name:<37} | {:>9.1} | {min:>6.1} | {max:>6.1} | {over:>25} |", median(samples));
+    let over = baseline.map_or_else(
+        || "—".to_owned(),
+        |b| format!("+{:.1}", median(samples) - b),
+    );
+    println!(
+        "| {name:<37} | {:>9.1} | {min:>6.1} | {max:>6.1} | {over:>25} |",
+        median(samples)
+    );
 }
 
 fn median(samples: &[Duration]) -> f64 {
     let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
     let mid = ms.len() / 2;
-    if ms.len() % 2 == 0 { (ms[mid - 1] + ms[mid]) / 2.0 } else { ms[mid] }
+    if ms.len() % 2 == 0 {
+        (ms[mid - 1] + ms[mid]) / 2.0
+    } else {
+        ms[mid]
+    }
 }
 
 /// `redis-server` with the same persistence settings the launcher uses,
