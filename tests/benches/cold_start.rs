@@ -88,7 +88,7 @@ fn median(samples: &[Duration]) -> f64 {
     let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
     let mid = ms.len() / 2;
-    if ms.len() % 2 == 0 {
+    if ms.len().is_multiple_of(2) {
         (ms[mid - 1] + ms[mid]) / 2.0
     } else {
         ms[mid]
