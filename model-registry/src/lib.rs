@@ -1,11 +1,92 @@
-//! Models as data: never bundled, installed once into the user-data folder.
+//! Models as data: never bundled, installed once into the user-data folder,
+//! verified before anything loads them, kept across every app update.
 //!
-//! Today this crate owns the store's layout ([`MODELS_DIR_NAME`]).
+//! This crate owns:
+//! - [`catalog`]: which models exist and what their files must be.
+//! - [`store`]: `<data>/models/<name>/<version>/` with atomically replaced
+//!   `active` and `previous` pointers, `verify`, `rollback` and `gc`.
+//! - [`install`]: pulling a catalog model through the shared verifying
+//!   downloader, and importing files, folders and model packs offline.
 //!
-//! It will own (issue "Models as data"): the catalog types, the store
-//! `<data>/models/<name>/<version>/` with its atomically replaced `active`
-//! pointer, the checksum-verified resumable downloader shared with app
-//! updates, offline import of files, folders and model packs, and `gc`.
+//! Invariants:
+//! - A version folder appears only by renaming a fully verified staging
+//!   folder into place, with its receipt already inside; it is never
+//!   modified afterwards.
+//! - The `active` pointer names an installed version or does not exist; it
+//!   is replaced by rename, so a crash leaves the old or the new pointer.
+//! - `gc` removes only versions that are neither active nor previous, only
+//!   folders that carry our receipt, and never anything in `.staging`
+//!   (a download may resume from it).
+//! - Imports never write outside their staging folder, whatever the input.
+
+pub mod catalog;
+pub mod install;
+mod names;
+pub mod pack;
+pub mod store;
+
+pub use catalog::{Catalog, CatalogFile, ModelEntry, ModelRole};
+pub use names::{ModelName, ModelVersion, RelativePath};
+pub use store::{InstalledModel, InstalledVersion, ModelStore, Receipt};
+
+use std::path::PathBuf;
 
 /// The models folder's name inside the user-data folder.
 pub const MODELS_DIR_NAME: &str = "models";
+
+/// Everything that can go wrong with models.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("'{value}' is not a valid {what}")]
+    InvalidName { what: &'static str, value: String },
+
+    #[error("the model catalog is not valid: {0}")]
+    InvalidCatalog(String),
+
+    #[error(
+        "{name} is not in the model catalog\nhint: `jarvis models status` lists the catalog's models"
+    )]
+    UnknownModel { name: String },
+
+    #[error(
+        "{name} {version} is not installed\nhint: `jarvis models list` shows what is installed"
+    )]
+    NotInstalled { name: String, version: String },
+
+    #[error("{name} has no previous version to roll back to")]
+    NoPrevious { name: String },
+
+    #[error("{name} {version} is already installed")]
+    AlreadyInstalled { name: String, version: String },
+
+    #[error("another Jarvis process is installing {name} {version} right now")]
+    Busy { name: String, version: String },
+
+    #[error(
+        "'{path}' matches no model in the catalog\nhint: name it with `--name NAME --version VERSION --role llm|stt`"
+    )]
+    NoCatalogMatch { path: PathBuf },
+
+    #[error("the model pack '{path}' was refused: {reason}; nothing was installed")]
+    HostilePack { path: PathBuf, reason: String },
+
+    #[error("'{path}' is {actual} bytes, expected {expected}")]
+    WrongSize {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("checksum failed for '{path}', expected: '{expected}', calculated: '{calculated}'")]
+    ChecksumMismatch {
+        path: PathBuf,
+        expected: jarvis_download::Sha256Digest,
+        calculated: jarvis_download::Sha256Digest,
+    },
+
+    #[error(transparent)]
+    Download(#[from] jarvis_download::DownloadError),
+
+    #[error(transparent)]
+    File(#[from] jarvis_durable::FileError),
+}

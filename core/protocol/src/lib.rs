@@ -7,6 +7,7 @@
 //!   publishes for clients (`jarvis status`, `jarvis stop`, the UI).
 //! - [`health`]: the JSON bodies of the core's `/healthz` and `/readyz`.
 //! - [`api`]: the JSON error body every core endpoint uses.
+//! - [`models`]: the layout of installed models the core reads.
 //!
 //! Changing a type here is a wire-format change: the snapshot tests in
 //! `jarvis-tests` make it a visible diff.
@@ -15,3 +16,4 @@ pub mod api;
 pub mod env;
 pub mod health;
 pub mod instance;
+pub mod models;
