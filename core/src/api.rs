@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use jarvis_protocol::api::{ErrorBody, ErrorDetail};
 use jarvis_protocol::health::{ComponentState, Health, Readiness};
+
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -25,6 +26,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Debug)]
 pub struct AppState {
     pub memory: Memory,
+    pub models: crate::models::ModelDirectory,
     /// The per-launch token clients must present.
     api_token: String,
     /// The port we listen on: `Host` and `Origin` must name it.
@@ -32,9 +34,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(memory: Memory, api_token: String, port: u16) -> Self {
+    pub fn new(
+        memory: Memory,
+        models: crate::models::ModelDirectory,
+        api_token: String,
+        port: u16,
+    ) -> Self {
         Self {
             memory,
+            models,
             api_token,
             port,
         }
@@ -214,6 +222,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Readine
             ready,
             version: VERSION.to_owned(),
             redis,
+            models: state.models.state(),
         }),
     )
 }
@@ -330,7 +339,8 @@ mod tests {
         // Nothing listens on port 1: memory stays "not connected", which the
         // guard checks never reach.
         let memory = Memory::connect_in_background("redis://127.0.0.1:1/0".into()).unwrap();
-        app(Arc::new(AppState::new(memory, TOKEN.into(), PORT)))
+        let models = crate::models::ModelDirectory::new(std::env::temp_dir(), vec!["m".into()]);
+        app(Arc::new(AppState::new(memory, models, TOKEN.into(), PORT)))
     }
 
     async fn send(request: Request<Body>) -> (StatusCode, serde_json::Value) {
@@ -368,6 +378,7 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["ready"], false);
         assert_eq!(body["redis"]["ok"], false);
+        assert_eq!(body["models"]["missing"], serde_json::json!(["m"]));
     }
 
     #[tokio::test]

@@ -28,6 +28,8 @@ pub struct CoreConfig {
     pub redis_url: String,
     pub api_token: String,
     pub listen: SocketAddr,
+    /// Models Jarvis requires (reported as missing by `/readyz`).
+    pub required_models: Vec<String>,
 }
 
 impl std::fmt::Debug for CoreConfig {
@@ -69,12 +71,20 @@ impl CoreConfig {
                 var: env::CORE_ADDR,
                 value: listen_raw,
             })?;
+        let required_models = var(env::REQUIRED_MODELS)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
         Ok(Self {
             data_dir,
             models_dir,
             redis_url,
             api_token,
             listen,
+            required_models,
         })
     }
 }

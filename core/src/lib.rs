@@ -18,6 +18,7 @@
 pub mod api;
 pub mod config;
 pub mod memory;
+pub mod models;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use jarvis_core::config::CoreConfig;
 use jarvis_core::memory::Memory;
+use jarvis_core::models::ModelDirectory;
 use jarvis_core::{AppState, VERSION, run};
 use jarvis_protocol::env;
 use tokio::net::TcpListener;
@@ -46,7 +47,13 @@ async fn serve() -> anyhow::Result<()> {
     let addr = listener.local_addr().context("listener has no address")?;
     let memory = Memory::connect_in_background(config.redis_url.clone())
         .context("the Redis URL is not valid")?;
-    let state = Arc::new(AppState::new(memory, config.api_token.clone(), addr.port()));
+    let models = ModelDirectory::new(config.models_dir.clone(), config.required_models.clone());
+    let state = Arc::new(AppState::new(
+        memory,
+        models,
+        config.api_token.clone(),
+        addr.port(),
+    ));
     // The one line scripts and tests read to find an ephemeral port.
     println!("listening: http://{addr}");
     tracing::info!(%addr, "listening");

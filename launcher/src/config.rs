@@ -16,6 +16,9 @@ pub struct AppConfig {
     /// Loopback port for the core; 0 picks a free one at every launch.
     #[serde(default)]
     pub core_port: u16,
+    /// Download missing required models at start-up, as `jarvis up --pull`.
+    #[serde(default)]
+    pub auto_download: bool,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
@@ -25,6 +28,7 @@ impl Default for AppConfig {
         Self {
             schema_version: CURRENT_SCHEMA_VERSION,
             core_port: 0,
+            auto_download: false,
             other: serde_json::Map::new(),
         }
     }

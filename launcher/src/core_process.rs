@@ -24,6 +24,8 @@ pub struct CoreSpec {
     pub token: String,
     pub redis_url: String,
     pub log_file: PathBuf,
+    /// Names of the catalog's required models, for `/readyz`.
+    pub required_models: Vec<String>,
 }
 
 /// A running core. Dropping it kills the process.
@@ -53,6 +55,7 @@ impl CoreProcess {
             .env(env::REDIS_URL, &spec.redis_url)
             .env(env::API_TOKEN, &spec.token)
             .env(env::CORE_ADDR, format!("127.0.0.1:{}", spec.port))
+            .env(env::REQUIRED_MODELS, spec.required_models.join(","))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

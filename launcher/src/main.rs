@@ -8,6 +8,7 @@ mod config;
 mod core_process;
 mod instance;
 mod logs;
+mod models;
 mod paths;
 mod secrets;
 mod up;
@@ -37,6 +38,9 @@ enum Command {
         /// Do not open the UI in a browser.
         #[arg(long)]
         no_browser: bool,
+        /// Download missing required models (with progress) before starting.
+        #[arg(long)]
+        pull: bool,
     },
     /// Show whether Jarvis is running, with pids, ports and versions.
     Status {
@@ -54,6 +58,11 @@ enum Command {
     },
     /// Check every prerequisite and say how to fix what fails.
     Doctor,
+    /// Install, verify and switch local AI models.
+    Models {
+        #[command(subcommand)]
+        command: models::ModelsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -83,22 +92,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let paths = paths::AppPaths::resolve()?;
     match cli.command {
         None => {
-            up::up(
-                paths,
-                up::UpOptions {
-                    no_browser: cli.no_browser,
-                },
-            )
-            .await
+            let options = up::UpOptions {
+                no_browser: cli.no_browser,
+                pull: false,
+            };
+            up::up(paths, options).await
         }
-        Some(Command::Up { no_browser }) => {
-            up::up(
-                paths,
-                up::UpOptions {
-                    no_browser: no_browser || cli.no_browser,
-                },
-            )
-            .await
+        Some(Command::Up { no_browser, pull }) => {
+            let options = up::UpOptions {
+                no_browser: no_browser || cli.no_browser,
+                pull,
+            };
+            up::up(paths, options).await
+        }
+        Some(Command::Models { command }) => {
+            logs::init_terminal();
+            models::run(&paths, command).await
         }
         Some(Command::Status { json }) => {
             logs::init_terminal();

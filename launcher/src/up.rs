@@ -34,6 +34,8 @@ const RESTART_WINDOW: Duration = Duration::from_secs(60);
 pub struct UpOptions {
     /// Do not open the UI in a browser (accepted now; the UI comes later).
     pub no_browser: bool,
+    /// Pull missing required models before starting.
+    pub pull: bool,
 }
 
 pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode> {
@@ -65,6 +67,13 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
         None => AppConfig::create_default(&paths)?,
     };
     instance::stop_orphans(&paths).await?;
+    let required_models = tokio::select! {
+        r = prepare_models(&paths, options.pull || config.auto_download) => r?,
+        () = shutdown.recv() => {
+            eprintln!("Start-up cancelled; partial downloads were kept and resume next time.");
+            return Ok(ExitCode::from(130));
+        }
+    };
     logs::rotate_if_large(&paths.logs_dir, "core");
     logs::rotate_if_large(&paths.logs_dir, "redis");
 
@@ -89,6 +98,7 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
         token: secrets::random_hex(32),
         redis_url: redis_config.core_url(),
         log_file: paths.logs_dir.join("core.log"),
+        required_models,
     };
     instance::write_token(&paths, &core_spec.token)?;
 
@@ -122,6 +132,40 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
         }
         Err(e) => Err(e),
     }
+}
+
+/// Reports (or, with `pull`, downloads) required models that are missing,
+/// and returns the names of all required models for the core.
+async fn prepare_models(paths: &AppPaths, pull: bool) -> anyhow::Result<Vec<String>> {
+    let catalog = match crate::models::load_catalog().await {
+        Ok(c) => c,
+        Err(e) => {
+            // Jarvis still starts without its catalog; models can be
+            // imported by hand.
+            eprintln!("warning: {e:#}");
+            return Ok(Vec::new());
+        }
+    };
+    let store = jarvis_model_registry::ModelStore::new(paths.models_dir.clone());
+    let missing = crate::models::missing_required(&catalog, &store)?;
+    if !missing.is_empty() {
+        if pull {
+            crate::models::pull(&store, &missing, false).await?;
+        } else {
+            for entry in &missing {
+                eprintln!(
+                    "note: the required model {} is not installed; Jarvis starts without it.
+                     hint: `jarvis models pull {}`, `jarvis models import PATH`, or start with `jarvis up --pull`",
+                    entry.name, entry.name
+                );
+            }
+        }
+    }
+    Ok(catalog
+        .required()
+        .iter()
+        .map(|m| m.name.to_string())
+        .collect())
 }
 
 fn report_already_running(paths: &AppPaths, running: Option<&Instance>) {

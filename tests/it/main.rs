@@ -8,6 +8,7 @@
 )]
 
 mod core_alone;
+mod download;
 mod lifecycle;
 mod persistence;
 mod security;

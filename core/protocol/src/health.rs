@@ -15,6 +15,24 @@ pub struct Readiness {
     pub ready: bool,
     pub version: String,
     pub redis: ComponentState,
+    /// Models are not needed to be ready: the core starts without them and
+    /// says here what is missing.
+    pub models: ModelsState,
+}
+
+/// Which models the core can use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelsState {
+    /// Models with an active version.
+    pub active: Vec<ActiveModel>,
+    /// Required models with no active version.
+    pub missing: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveModel {
+    pub name: String,
+    pub version: String,
 }
 
 /// The state of one dependency of the core.

@@ -110,11 +110,12 @@ pub enum DownloadError {
     #[error("'{label}' has no source to download it from")]
     NoSource { label: String },
 
-    #[error("could not download '{label}' after {attempts} attempts")]
+    #[error(
+        "could not download '{label}' after {attempts} attempts; the last one failed with: {last}"
+    )]
     GaveUp {
         label: String,
         attempts: u32,
-        #[source]
         last: Box<DownloadError>,
     },
 
