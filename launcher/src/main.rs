@@ -67,6 +67,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    jarvis_download::install_crypto_provider();
     // One thread is enough for a supervisor, and it keeps the children's
     // parent-death signal tied to the thread that lives as long as we do.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -131,7 +132,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// The one place errors reach the user: `error:`, then each cause, with
 /// `hint:` lines kept as their authors wrote them.
 fn report(error: &anyhow::Error) {
-    tracing::error!("{error:#}");
+    // Into the log file only: the terminal gets the lines below.
+    tracing::info!("command failed: {error:#}");
     eprintln!("error: {error}");
     for cause in error.chain().skip(1) {
         eprintln!("caused by: {cause}");

@@ -103,7 +103,12 @@ pub async fn run(paths: &AppPaths, command: ModelsCommand) -> anyhow::Result<Exi
             if entries.is_empty() && !json {
                 println!("All required models are installed.");
             }
-            let reports = pull(&store, &entries, json).await?;
+            let reports = pull(
+                &store,
+                &entries,
+                if json { Report::Json } else { Report::Stdout },
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
             }
@@ -245,12 +250,24 @@ pub async fn run(paths: &AppPaths, command: ModelsCommand) -> anyhow::Result<Exi
     }
 }
 
+/// How `pull` reports to people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// Result lines on stdout (`jarvis models pull`).
+    Stdout,
+    /// Result lines on stderr: stdout belongs to `jarvis up`'s `ready:`.
+    Stderr,
+    /// Only the JSON the caller prints.
+    Json,
+}
+
 /// Pulls `entries` and activates each; used by `models pull` and `up --pull`.
 pub async fn pull(
     store: &ModelStore,
     entries: &[ModelEntry],
-    json: bool,
+    report_to: Report,
 ) -> anyhow::Result<Vec<InstallReport>> {
+    let json = report_to == Report::Json;
     let downloader = downloader()?;
     let installer = Installer {
         store,
@@ -265,10 +282,10 @@ pub async fn pull(
             .with_context(|| format!("could not pull {} {}", entry.name, entry.version))?;
         store.activate(&entry.name, &entry.version)?;
         if !json {
-            if report.already_installed {
-                println!("{} {} is installed and active.", entry.name, entry.version);
+            let line = if report.already_installed {
+                format!("{} {} is installed and active.", entry.name, entry.version)
             } else {
-                println!(
+                format!(
                     "Installed {} {} ({} fetched{}) and activated it.",
                     entry.name,
                     entry.version,
@@ -278,7 +295,12 @@ pub async fn pull(
                     } else {
                         String::new()
                     }
-                );
+                )
+            };
+            if report_to == Report::Stderr {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
             }
         }
         reports.push(report);

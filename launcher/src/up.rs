@@ -150,7 +150,7 @@ async fn prepare_models(paths: &AppPaths, pull: bool) -> anyhow::Result<Vec<Stri
     let missing = crate::models::missing_required(&catalog, &store)?;
     if !missing.is_empty() {
         if pull {
-            crate::models::pull(&store, &missing, false).await?;
+            crate::models::pull(&store, &missing, crate::models::Report::Stderr).await?;
         } else {
             for entry in &missing {
                 eprintln!(

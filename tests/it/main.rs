@@ -10,6 +10,7 @@
 mod core_alone;
 mod download;
 mod lifecycle;
+mod models;
 mod persistence;
 mod security;
 mod supervision;

@@ -181,6 +181,13 @@ impl TestHome {
         launcher
     }
 
+    /// Starts `jarvis <args>` (an `up` variant) without waiting for ready.
+    pub fn spawn_up_args(&self, args: &[&str]) -> Launcher {
+        let mut cmd = self.jarvis(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        Launcher::spawn(cmd, self.data_dir())
+    }
+
     /// Starts `jarvis up --no-browser` with extra environment, not waiting.
     pub fn spawn_up(&self, extra_env: &[(&str, &str)]) -> Launcher {
         let mut cmd = self.jarvis(&["up", "--no-browser"]);
@@ -397,7 +404,7 @@ impl Api {
         Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
-            http: reqwest::blocking::Client::builder()
+            http: http_client_builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -473,6 +480,26 @@ impl Api {
             .send()
             .is_ok_and(|r| r.status().is_success())
     }
+}
+
+/// A blocking HTTP client builder with the TLS provider installed (the
+/// workspace builds `reqwest` without a default one).
+pub fn http_client_builder() -> reqwest::blocking::ClientBuilder {
+    jarvis_download::install_crypto_provider();
+    reqwest::blocking::Client::builder()
+}
+
+/// `GET <url>` as JSON, for endpoints that need no token.
+pub fn get_json(url: &str) -> serde_json::Value {
+    http_client_builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
 }
 
 /// A plain `redis-server` started by a test (not by the launcher), killed on

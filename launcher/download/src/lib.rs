@@ -34,6 +34,13 @@ pub use transfer::{Chunks, DownloadOptions, Downloader, FetchOutcome, FileSpec, 
 
 use std::path::PathBuf;
 
+/// Makes `ring` the TLS crypto provider of this process (for every
+/// `reqwest` client, not only the downloader's). Call once at start-up;
+/// calling again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Why a download failed. Messages say what failed and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {

@@ -91,8 +91,7 @@ pub struct Downloader {
 
 impl Downloader {
     pub fn new(options: DownloadOptions) -> Result<Self, DownloadError> {
-        // Installing twice is harmless; the first provider stays.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(concat!("jarvis/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
