@@ -95,11 +95,24 @@ pub fn stage_pack(
         path: zip_path.to_owned(),
         reason,
     };
-    let file = File::open(zip_path).map_err(|e| file_error("open", "model pack", zip_path, e))?;
+    let mut file =
+        File::open(zip_path).map_err(|e| file_error("open", "model pack", zip_path, e))?;
+    let recorded = central_directory_entries(&mut file)
+        .map_err(|e| file_error("read", "model pack", zip_path, e))?;
     let mut archive = zip::ZipArchive::new(file)
         .map_err(|e| hostile(format!("not a readable zip file ({e})")))?;
     if archive.len() > MAX_ENTRIES {
         return Err(hostile(format!("it has more than {MAX_ENTRIES} entries")));
+    }
+    // The zip reader keys entries by name, so a second entry of the same
+    // name would silently hide the first: compare with the raw count.
+    if let Some(recorded) = recorded
+        && recorded != archive.len()
+    {
+        return Err(hostile(format!(
+            "its directory lists {recorded} entries but only {} distinct names: a name appears twice",
+            archive.len()
+        )));
     }
 
     // Pass 1: every entry's name, type and declared size, before extracting.
@@ -199,6 +212,26 @@ pub fn stage_pack(
         staged.push((entry, staging, lock));
     }
     Ok(staged)
+}
+
+/// The entry count in the zip's end-of-central-directory record, `None`
+/// when it is not there in plain form (zip64 archives).
+fn central_directory_entries(file: &mut File) -> std::io::Result<Option<usize>> {
+    use std::io::{Seek, SeekFrom};
+    let len = file.seek(SeekFrom::End(0))?;
+    let tail_len = len.min(65_557);
+    file.seek(SeekFrom::Start(len - tail_len))?;
+    let mut tail = Vec::new();
+    file.take(tail_len).read_to_end(&mut tail)?;
+    file.seek(SeekFrom::Start(0))?;
+    let Some(at) = tail.windows(4).rposition(|w| w == [0x50, 0x4b, 0x05, 0x06]) else {
+        return Ok(None);
+    };
+    let Some(count) = tail.get(at + 10..at + 12) else {
+        return Ok(None);
+    };
+    let count = u16::from_le_bytes([count[0], count[1]]);
+    Ok((count != u16::MAX).then_some(usize::from(count)))
 }
 
 fn read_manifest(

@@ -11,6 +11,7 @@ mod core_alone;
 mod download;
 mod lifecycle;
 mod models;
+mod packs;
 mod persistence;
 mod security;
 mod supervision;

@@ -2,7 +2,6 @@
 //! real model files, killed processes, full disks and hostile packs.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -210,7 +209,7 @@ fn kill9_of_pull_at_random_points_resumes_and_refetches_at_most_one_chunk() {
 
 #[test]
 fn a_full_disk_is_a_clear_error_and_the_active_model_is_untouched() {
-    let Some(mount) = Tmpfs::mount(12) else {
+    let Some(mount) = jarvis_tests::Tmpfs::mount(12) else {
         eprintln!(
             "note: tmpfs needs root here; the full-disk checks ran only in the downloader's pre-check test"
         );
@@ -457,48 +456,4 @@ fn jarvis_up_reports_missing_models_and_pull_installs_them_first() {
     let readyz = get_json(&format!("{url}/readyz"));
     assert_eq!(readyz["models"]["missing"], serde_json::json!([]));
     assert_eq!(readyz["models"]["active"][0]["name"], "brain");
-}
-
-/// A small tmpfs, unmounted on drop. `None` where mounting is not allowed.
-struct Tmpfs {
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(mib: u32) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Self {
-            path: dir.path().to_owned(),
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.path)
-            .status();
-    }
-}
-
-#[allow(dead_code, reason = "used by the pack tests")]
-pub fn write_zip(path: &Path, entries: &[(&str, &[u8])]) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut zip = zip::ZipWriter::new(file);
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (name, data) in entries {
-        zip.start_file(*name, options).unwrap();
-        zip.write_all(data).unwrap();
-    }
-    zip.finish().unwrap();
 }
