@@ -8,7 +8,11 @@
 //! Run with `scripts/bench` (release binaries). `JARVIS_BENCH_MIB` changes
 //! the file size (default 1024).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark fails loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark fails loudly"
+)]
 
 use std::io::Write;
 use std::path::Path;
@@ -25,12 +29,18 @@ const CHUNK: usize = 8 * 1024 * 1024;
 const RUNS: usize = 3;
 
 fn main() {
-    let mib: u64 = std::env::var("JARVIS_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let mib: u64 = std::env::var("JARVIS_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let size = mib * MIB;
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("model.bin");
     let (bytes_sha, chunk_hashes) = write_random_file(&source, size);
-    println!("download benchmark: {mib} MiB file, {RUNS} runs each (medians), chunk {} MiB", CHUNK as u64 / MIB);
+    println!(
+        "download benchmark: {mib} MiB file, {RUNS} runs each (medians), chunk {} MiB",
+        CHUNK as u64 / MIB
+    );
 
     let server = FaultServer::start();
     server.add_file("/model.bin", source.clone());
@@ -40,7 +50,12 @@ fn main() {
         .map(|_| {
             let out = work.path().join("curl.bin");
             let start = Instant::now();
-            let status = Command::new("curl").args(["-s", "-f", "-o"]).arg(&out).arg(&url).status().unwrap();
+            let status = Command::new("curl")
+                .args(["-s", "-f", "-o"])
+                .arg(&out)
+                .arg(&url)
+                .status()
+                .unwrap();
             let elapsed = start.elapsed();
             assert!(status.success());
             std::fs::remove_file(out).unwrap();
@@ -58,7 +73,11 @@ fn main() {
             f["size"] = size.into();
             f["sha256"] = bytes_sha.to_string().into();
             f["chunk_size"] = (CHUNK as u64).into();
-            f["chunk_sha256"] = chunk_hashes.iter().map(ToString::to_string).collect::<Vec<_>>().into();
+            f["chunk_sha256"] = chunk_hashes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .into();
             f
         }],
     )]);
@@ -109,7 +128,11 @@ fn main() {
     println!(
         "pull: {:.2} × the slower of curl and sha256sum (target ≥ 0.95): {}",
         rate(&pull) / slower_peer,
-        if rate(&pull) >= 0.95 * slower_peer { "met" } else { "NOT met" }
+        if rate(&pull) >= 0.95 * slower_peer {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     println!(
         "registry SHA-256: {:.2} × sha256sum",
@@ -118,9 +141,17 @@ fn main() {
     let worst = refetched.iter().copied().max().unwrap_or(0);
     println!(
         "bytes fetched again after kill -9 at random points: {} (max {:.2} MiB; target ≤ 8 MiB): {}",
-        refetched.iter().map(|b| format!("{:.2} MiB", *b as f64 / MIB as f64)).collect::<Vec<_>>().join(", "),
+        refetched
+            .iter()
+            .map(|b| format!("{:.2} MiB", *b as f64 / MIB as f64))
+            .collect::<Vec<_>>()
+            .join(", "),
         worst as f64 / MIB as f64,
-        if worst <= CHUNK as u64 { "met" } else { "NOT met" }
+        if worst <= CHUNK as u64 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 }
 
@@ -128,7 +159,12 @@ fn main() {
 /// and returns how many bytes each resume fetched again.
 fn refetch_after_kill(server: &FaultServer, catalog: &serde_json::Value, size: u64) -> Vec<u64> {
     let mut out = Vec::new();
-    let seed = u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos());
+    let seed = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    );
     for round in 0..3u64 {
         let home = TestHome::new();
         home.use_catalog(catalog);
@@ -143,7 +179,9 @@ fn refetch_after_kill(server: &FaultServer, catalog: &serde_json::Value, size: u
         let fraction = ((seed >> (round * 7)) % 80 + 10) as f64 / 100.0;
         let target = (size as f64 * fraction) as u64;
         wait_for(Duration::from_secs(120), "the partial to grow", || {
-            std::fs::metadata(&partial).ok().filter(|m| m.len() >= target)
+            std::fs::metadata(&partial)
+                .ok()
+                .filter(|m| m.len() >= target)
         });
         child.kill().unwrap();
         child.wait().unwrap();
