@@ -69,7 +69,7 @@ fn main() {
         "llm",
         false,
         vec![{
-            let mut f = file("model.bin", b"", None, &[url.clone()]);
+            let mut f = file("model.bin", b"", None, std::slice::from_ref(&url));
             f["size"] = size.into();
             f["sha256"] = bytes_sha.to_string().into();
             f["chunk_size"] = (CHUNK as u64).into();
