@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::VERSION;
-use crate::memory::{Conversation, ConversationId, Memory, MemoryError, Message, Role};
+use crate::memory::{
+    Conversation, ConversationId, ListedConversation, Memory, MemoryError, Message, Role,
+};
 
 /// Largest request body accepted (messages are text).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -54,7 +56,10 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/v1/conversations", post(create_conversation))
+        .route(
+            "/v1/conversations",
+            post(create_conversation).get(list_conversations),
+        )
         .route("/v1/conversations/{id}", get(conversation))
         .route("/v1/conversations/{id}/messages", post(append_message))
         .fallback(not_found)
@@ -235,9 +240,29 @@ async fn create_conversation(
         StatusCode::CREATED,
         Json(CreatedConversation {
             id: conversation.id,
-            created_at: conversation.created_at,
+            created_at: conversation.summary.created_at,
         }),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct ConversationList {
+    conversations: Vec<ListedConversation>,
+}
+
+/// `GET /v1/conversations?limit=N`: most recently updated first.
+async fn list_conversations(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(query): axum::extract::Query<ListQuery>,
+) -> Result<Json<ConversationList>, ApiError> {
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let conversations = state.memory.recent_conversations(limit).await?;
+    Ok(Json(ConversationList { conversations }))
 }
 
 async fn conversation(

@@ -1,17 +1,21 @@
 //! Memory in Redis: the only module that knows Redis keys.
 //!
-//! Keys live under `jarvis:v1:` (the data-schema namespace; a migration
-//! that changes the layout copies them to `jarvis:v2:` and verifies before it
-//! deletes):
-//! - `jarvis:v1:conversations`: sorted set of conversation ids by creation
+//! Keys live under `jarvis:v2:`, the namespace of data schema 2 (migration
+//! 2 in `jarvis-migrations` moved schema 1's `jarvis:v1:` keys here; a
+//! layout change means a new namespace and a migration):
+//! - `jarvis:v2:conversations`: sorted set of conversation ids by creation
 //!   time (milliseconds).
-//! - `jarvis:v1:conversation:<id>`: hash with `created_at`.
-//! - `jarvis:v1:conversation:<id>:messages`: list of JSON messages, oldest
+//! - `jarvis:v2:conversations:by_update`: the same ids by last message time.
+//! - `jarvis:v2:conversation:<id>`: hash with `created_at`, `updated_at`,
+//!   `message_count` and `title` (the first user message, cut to 80
+//!   characters).
+//! - `jarvis:v2:conversation:<id>:messages`: list of JSON messages, oldest
 //!   first.
 //!
 //! Redis runs with `appendfsync always`, so a command that returned is on
 //! disk: the API answers only after the command returned.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -20,7 +24,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 /// The key prefix of this data schema.
-pub const KEY_PREFIX: &str = "jarvis:v1:";
+pub const KEY_PREFIX: &str = "jarvis:v2:";
+
+/// How many characters of the first user message make a title.
+pub const TITLE_CHARS: usize = 80;
 
 /// Why a memory operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +62,26 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
     pub id: ConversationId,
-    pub created_at: String,
+    #[serde(flatten)]
+    pub summary: Summary,
     pub messages: Vec<Message>,
+}
+
+/// What a conversation list shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub created_at: String,
+    pub updated_at: String,
+    pub message_count: u64,
+    pub title: String,
+}
+
+/// A conversation in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedConversation {
+    pub id: ConversationId,
+    #[serde(flatten)]
+    pub summary: Summary,
 }
 
 /// A conversation id: 32 lowercase hex digits. Parsing is the only way to
@@ -86,10 +111,20 @@ impl ConversationId {
     }
 }
 
-/// Appends a message only if its conversation exists, atomically.
+/// Appends a message only if its conversation exists, and keeps the
+/// conversation's summary and recency index in step, atomically.
+/// KEYS: meta hash, messages list, by-update index. ARGV: message JSON,
+/// its time (RFC 3339), its time (ms), title candidate, conversation id.
 const APPEND_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-return redis.call('RPUSH', KEYS[2], ARGV[1])
+local n = redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[2], 'message_count', n)
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+local title = redis.call('HGET', KEYS[1], 'title')
+if ARGV[4] ~= '' and (not title or title == '') then
+  redis.call('HSET', KEYS[1], 'title', ARGV[4])
+end
+return n
 ";
 
 /// Handle to Redis memory. Cheap to clone; connects in the background.
@@ -130,7 +165,15 @@ impl Memory {
         let created_at = now.to_string();
         redis::pipe()
             .atomic()
-            .hset(conversation_key(&id), "created_at", &created_at)
+            .hset_multiple(
+                conversation_key(&id),
+                &[
+                    ("created_at", created_at.as_str()),
+                    ("updated_at", created_at.as_str()),
+                    ("message_count", "0"),
+                    ("title", ""),
+                ],
+            )
             .ignore()
             .zadd(
                 format!("{KEY_PREFIX}conversations"),
@@ -138,11 +181,18 @@ impl Memory {
                 now.as_millisecond(),
             )
             .ignore()
+            .zadd(by_update_key(), id.as_str(), now.as_millisecond())
+            .ignore()
             .query_async::<()>(&mut conn)
             .await?;
         Ok(Conversation {
             id,
-            created_at,
+            summary: Summary {
+                updated_at: created_at.clone(),
+                created_at,
+                message_count: 0,
+                title: String::new(),
+            },
             messages: Vec::new(),
         })
     }
@@ -155,16 +205,27 @@ impl Memory {
         content: String,
     ) -> Result<Option<(usize, Message)>, MemoryError> {
         let mut conn = self.connection()?;
+        let now = jiff::Timestamp::now();
         let message = Message {
             role,
+            created_at: now.to_string(),
             content,
-            created_at: jiff::Timestamp::now().to_string(),
         };
         let json = serde_json::to_string(&message)?;
+        let title = if role == Role::User {
+            message.content.chars().take(TITLE_CHARS).collect()
+        } else {
+            String::new()
+        };
         let length: i64 = redis::Script::new(APPEND_SCRIPT)
             .key(conversation_key(id))
             .key(messages_key(id))
+            .key(by_update_key())
             .arg(json)
+            .arg(&message.created_at)
+            .arg(now.as_millisecond())
+            .arg(title)
+            .arg(id.as_str())
             .invoke_async(&mut conn)
             .await?;
         Ok(usize::try_from(length)
@@ -179,12 +240,12 @@ impl Memory {
         id: &ConversationId,
     ) -> Result<Option<Conversation>, MemoryError> {
         let mut conn = self.connection()?;
-        let (created_at, raw): (Option<String>, Vec<String>) = redis::pipe()
-            .hget(conversation_key(id), "created_at")
+        let (meta, raw): (HashMap<String, String>, Vec<String>) = redis::pipe()
+            .hgetall(conversation_key(id))
             .lrange(messages_key(id), 0, -1)
             .query_async(&mut conn)
             .await?;
-        let Some(created_at) = created_at else {
+        let Some(summary) = summary(meta) else {
             return Ok(None);
         };
         let messages = raw
@@ -193,9 +254,37 @@ impl Memory {
             .collect::<Result<_, _>>()?;
         Ok(Some(Conversation {
             id: id.clone(),
-            created_at,
+            summary,
             messages,
         }))
+    }
+
+    /// The most recently updated conversations, newest first.
+    pub async fn recent_conversations(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<ListedConversation>, MemoryError> {
+        let mut conn = self.connection()?;
+        let stop = isize::try_from(limit)
+            .unwrap_or(isize::MAX)
+            .saturating_sub(1);
+        let ids: Vec<String> = conn.zrevrange(by_update_key(), 0, stop).await?;
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGETALL")
+                .arg(format!("{KEY_PREFIX}conversation:{id}"));
+        }
+        let metas: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        Ok(ids
+            .into_iter()
+            .zip(metas)
+            .filter_map(|(id, meta)| {
+                Some(ListedConversation {
+                    id: ConversationId::parse(&id)?,
+                    summary: summary(meta)?,
+                })
+            })
+            .collect())
     }
 
     /// How many conversations exist.
@@ -210,6 +299,25 @@ impl Memory {
             .clone()
             .ok_or(MemoryError::NotConnected)
     }
+}
+
+fn summary(mut meta: HashMap<String, String>) -> Option<Summary> {
+    let created_at = meta.remove("created_at")?;
+    Some(Summary {
+        updated_at: meta
+            .remove("updated_at")
+            .unwrap_or_else(|| created_at.clone()),
+        created_at,
+        message_count: meta
+            .remove("message_count")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+        title: meta.remove("title").unwrap_or_default(),
+    })
+}
+
+fn by_update_key() -> String {
+    format!("{KEY_PREFIX}conversations:by_update")
 }
 
 fn conversation_key(id: &ConversationId) -> String {

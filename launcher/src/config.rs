@@ -1,6 +1,7 @@
 //! `<data>/config.json`: the user's settings and the data schema version.
 
 use anyhow::{Context as _, bail};
+
 use jarvis_durable::{Visibility, read_optional, write_atomic};
 use jarvis_migrations::CURRENT_SCHEMA_VERSION;
 use serde::{Deserialize, Serialize};
@@ -43,30 +44,68 @@ impl AppConfig {
         Ok(config)
     }
 
-    /// Reads `config.json` if there is one, writing nothing. A file from a
-    /// newer data schema is an error that leaves the folder untouched.
+    /// Reads `config.json` if there is one. A file from a newer data schema
+    /// is an error that leaves the folder untouched; an unreadable one is
+    /// kept aside and replaced by defaults (the only write here).
     pub fn load_existing(paths: &AppPaths) -> anyhow::Result<Option<Self>> {
         let path = &paths.config_file;
         let Some(bytes) = read_optional("config file", path)? else {
             return Ok(None);
         };
-        let config: Self = serde_json::from_slice(&bytes).with_context(|| {
-            format!(
-                "the config file '{}' is not valid\nhint: fix it, or move it aside and Jarvis writes a fresh one",
-                path.display()
-            )
-        })?;
-        if config.schema_version > CURRENT_SCHEMA_VERSION {
+        // The version check comes first and needs only the one field, so a
+        // newer Jarvis's config is refused, never "repaired".
+        let raw: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+        let version = raw
+            .as_ref()
+            .and_then(|v| v.get("schema_version"))
+            .and_then(serde_json::Value::as_u64);
+        if let Some(version) = version
+            && version > u64::from(CURRENT_SCHEMA_VERSION)
+        {
             bail!(
-                "the data folder '{}' was written by a newer Jarvis (data schema {}), \
-                 this Jarvis understands up to schema {}; nothing was changed\n\
-                 hint: update Jarvis, or restore a backup made before the newer version ran",
+                "the data folder '{}' was written by a newer Jarvis (data schema {version}), \
+                 this Jarvis understands up to schema {CURRENT_SCHEMA_VERSION}; nothing was changed\n\
+                 hint: update Jarvis, or restore a backup made before the newer version ran \
+                 (`jarvis backup list`, `jarvis backup restore ID`)",
                 paths.data_dir.display(),
-                config.schema_version,
-                CURRENT_SCHEMA_VERSION
             );
         }
+        let config = match serde_json::from_slice::<Self>(&bytes) {
+            Ok(config) => config,
+            Err(error) => Self::replace_corrupt(paths, &error.to_string())?,
+        };
         Ok(Some(config))
+    }
+
+    /// Keeps a config file that cannot be read as `config.json.corrupt-<time>`
+    /// and writes defaults. Where the folder already holds memory, the
+    /// defaults claim the oldest data schema, so the migrations (which are
+    /// safe to run on migrated data) bring it up to date.
+    fn replace_corrupt(paths: &AppPaths, problem: &str) -> anyhow::Result<Self> {
+        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+        let aside = paths
+            .config_file
+            .with_file_name(format!("config.json.corrupt-{stamp}"));
+        std::fs::rename(&paths.config_file, &aside).with_context(|| {
+            format!(
+                "could not move the unreadable config file to '{}'",
+                aside.display()
+            )
+        })?;
+        let mut config = Self::default();
+        let has_memory = ["dump.rdb", "appendonlydir"]
+            .iter()
+            .any(|name| paths.redis_dir.join(name).exists());
+        if has_memory {
+            config.schema_version = jarvis_migrations::OLDEST_SCHEMA_VERSION;
+        }
+        config.save(paths)?;
+        eprintln!(
+            "warning: the config file was not valid ({problem}); it was kept as '{}' and default settings were written",
+            aside.display()
+        );
+        tracing::warn!(aside = %aside.display(), "replaced a corrupt config file");
+        Ok(config)
     }
 
     pub fn save(&self, paths: &AppPaths) -> anyhow::Result<()> {

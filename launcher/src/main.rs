@@ -6,6 +6,7 @@
 mod commands;
 mod config;
 mod core_process;
+mod data;
 mod instance;
 mod logs;
 mod models;
@@ -58,6 +59,16 @@ enum Command {
     },
     /// Check every prerequisite and say how to fix what fails.
     Doctor,
+    /// The data folder's schema and its migrations.
+    Migrate {
+        #[command(subcommand)]
+        command: data::MigrateCommand,
+    },
+    /// Backups of settings and memory.
+    Backup {
+        #[command(subcommand)]
+        command: data::BackupCommand,
+    },
     /// Install, verify and switch local AI models.
     Models {
         #[command(subcommand)]
@@ -105,6 +116,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pull,
             };
             up::up(paths, options).await
+        }
+        Some(Command::Migrate { command }) => {
+            logs::init_terminal();
+            data::migrate(&paths, command).await
+        }
+        Some(Command::Backup { command }) => {
+            logs::init_terminal();
+            data::backup(&paths, command).await
         }
         Some(Command::Models { command }) => {
             logs::init_terminal();

@@ -15,6 +15,8 @@ use jarvis_protocol::env;
 use jarvis_protocol::instance::{ChildRecord, Instance, ProcessRecord};
 use jarvis_redis_bundle::{RedisConfig, RedisServer, process, tail};
 
+use jarvis_migrations::Migrator;
+
 use crate::config::AppConfig;
 use crate::core_process::{CoreProcess, CoreSpec, base_url};
 use crate::instance::{self, LockAttempt};
@@ -67,6 +69,14 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
         None => AppConfig::create_default(&paths)?,
     };
     instance::stop_orphans(&paths).await?;
+    // Redis is down here: the one moment a cut-short migration can be
+    // rolled back to its backup.
+    if let Some(backup) = Migrator::new(&paths.data_dir).recover()? {
+        eprintln!(
+            "An interrupted data migration was rolled back (backup {} restored); it runs again now.",
+            backup.id
+        );
+    }
     let required_models = tokio::select! {
         r = prepare_models(&paths, options.pull || config.auto_download) => r?,
         () = shutdown.recv() => {
@@ -202,6 +212,7 @@ async fn start_children(
         .version()
         .await
         .unwrap_or_else(|_| "unknown".to_owned());
+    let redis = migrate(paths, redis).await?;
     let core = CoreProcess::start(paths, core_spec, http, CORE_READY_TIMEOUT)
         .await
         .context("the core did not start")?;
@@ -215,6 +226,48 @@ async fn start_children(
         redis_restarts: RestartBudget::default(),
         core_restarts: RestartBudget::default(),
     })
+}
+
+/// Runs pending data migrations with Redis up and the core not started.
+/// On failure Redis is stopped and the folder restored from the backup.
+pub(crate) async fn migrate(paths: &AppPaths, redis: RedisServer) -> anyhow::Result<RedisServer> {
+    let migrator = Migrator::new(&paths.data_dir);
+    let (_, pending) = migrator.plan()?;
+    if pending.is_empty() {
+        return Ok(redis);
+    }
+    let result = async {
+        let mut conn = redis.connect().await?;
+        Ok::<_, anyhow::Error>(
+            migrator
+                .run(&mut conn, false, &|line| eprintln!("{line}"))
+                .await?,
+        )
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            eprintln!(
+                "Data migrated from schema {} to {} (backup {}).",
+                report.from,
+                report.to,
+                report.backup_id.as_deref().unwrap_or("none")
+            );
+            Ok(redis)
+        }
+        Err(error) => {
+            let _ = redis.stop(REDIS_STOP_DEADLINE).await;
+            let restored = migrator.recover();
+            let outcome = match restored {
+                Ok(Some(b)) => format!("the data folder was restored from backup {}", b.id),
+                Ok(None) => "no step had started, nothing was changed".to_owned(),
+                Err(e) => {
+                    format!("restoring the backup failed too ({e}); the next start tries again")
+                }
+            };
+            Err(error.context(format!("the data migration failed; {outcome}")))
+        }
+    }
 }
 
 struct Supervisor {
@@ -470,7 +523,7 @@ impl ShutdownSignal {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
         .context("could not find a free port on 127.0.0.1")?;
     Ok(listener

@@ -126,7 +126,8 @@ impl RedisServer {
         self.child.wait().await.map_err(RedisError::Wait)
     }
 
-    async fn connect(&self) -> Result<redis::aio::MultiplexedConnection, RedisError> {
+    /// A connection as the launcher's Redis user (migrations, backups).
+    pub async fn connect(&self) -> Result<redis::aio::MultiplexedConnection, RedisError> {
         let client = redis::Client::open(self.config.launcher_url())?;
         Ok(client.get_multiplexed_async_connection().await?)
     }

@@ -16,7 +16,10 @@ fn first_launch_creates_the_tree_and_reaches_ready() {
     }
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(home.path("config.json")).unwrap()).unwrap();
-    assert_eq!(config["schema_version"], 1);
+    assert_eq!(
+        config["schema_version"],
+        jarvis_migrations::CURRENT_SCHEMA_VERSION
+    );
 
     #[cfg(unix)]
     {
@@ -196,7 +199,7 @@ fn a_newer_data_schema_is_refused_and_left_untouched() {
     let out = home.run(&["up", "--no-browser"]);
     assert!(!out.status.success());
     assert!(out.stderr.contains("newer Jarvis"), "{}", out.stderr);
-    assert!(out.stderr.contains("schema 999"), "{}", out.stderr);
+    assert!(out.stderr.contains("data schema 999"), "{}", out.stderr);
     assert_eq!(std::fs::read(home.path("config.json")).unwrap(), config);
     let entries: Vec<_> = std::fs::read_dir(home.data_dir()).unwrap().collect();
     assert_eq!(

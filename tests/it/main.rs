@@ -10,6 +10,7 @@
 mod core_alone;
 mod download;
 mod lifecycle;
+mod migrations;
 mod models;
 mod packs;
 mod persistence;

@@ -40,6 +40,42 @@ impl FileError {
     }
 }
 
+/// A named point in a crash-sensitive sequence. When the environment
+/// variable `JARVIS_CRASH_AT` names it, the process kills itself there with
+/// `SIGKILL`, exactly as `kill -9` would; crash tests use this to stop the
+/// real binary at every step. Otherwise it only logs nothing and returns.
+pub fn checkpoint(name: &str) {
+    if std::env::var(jarvis_protocol::env::CRASH_AT).is_ok_and(|v| v == name) {
+        eprintln!("crash test: killing this process at checkpoint '{name}'");
+        #[cfg(unix)]
+        // SAFETY: plain syscalls on our own pid.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+        std::process::abort();
+    }
+}
+
+/// Copies a file durably: into a temporary file beside `to`, fsynced, then
+/// renamed over `to`. `role` names the file in errors.
+pub fn copy_atomic(role: &'static str, from: &Path, to: &Path) -> Result<u64, FileError> {
+    let dir = parent_dir(to);
+    let mut source = fs::File::open(from).map_err(|e| FileError::new("open", role, from, e))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| FileError::new("create a temporary file for", role, to, e))?;
+    let bytes = io::copy(&mut source, temp.as_file_mut())
+        .map_err(|e| FileError::new("copy", role, to, e))?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| FileError::new("flush to disk", role, to, e))?;
+    temp.persist(to)
+        .map_err(|e| FileError::new("replace", role, to, e.error))?;
+    sync_dir(dir).map_err(|e| FileError::new("flush the folder of", role, to, e))?;
+    Ok(bytes)
+}
+
 /// Who may read a file that [`write_atomic`] creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Visibility {
