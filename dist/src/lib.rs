@@ -1,7 +1,44 @@
-//! Release tooling for Jarvis.
+//! Release tooling for Jarvis, and the pieces of it the launcher's updater
+//! shares: the signed release manifest, signature checks and delta patches.
 //!
-//! It will own (issue "Signed delta updates of the app bundle"): the
-//! `jarvis-dist` binary with `keygen`, `bundle` and `release`; the signed
-//! `release.json` manifest types shared with the launcher's updater; and the
-//! per-file delta patches between releases. Nothing here runs on a user's
-//! machine.
+//! - [`manifest`]: `release.json`, plain serde types. A manifest is trusted
+//!   only after [`signing::verify`] accepted the signature over its raw
+//!   bytes, before anything in it is parsed.
+//! - [`signing`]: ed25519 keys (`jarvis-dist keygen`), signatures, and the
+//!   keys the launcher pins (primary and backup, so a key can be rotated).
+//! - [`delta`]: per-file patches, bsdiff-style or zstd `--patch-from`-style
+//!   (prefix with long-distance matching), whichever is smaller.
+//! - [`feed`]: assembling a version folder (`jarvis-dist bundle`) and a
+//!   release feed (`jarvis-dist release`): full files, deltas from earlier
+//!   versions, an archive for offline updates, the signed manifest.
+//!
+//! Nothing here runs on a user's machine except through the launcher.
+
+/// The target triple this build runs on; releases must match it.
+pub const TARGET: &str = env!("JARVIS_DIST_TARGET");
+
+pub mod delta;
+pub mod feed;
+pub mod manifest;
+pub mod signing;
+
+/// Everything that can go wrong with releases.
+#[derive(Debug, thiserror::Error)]
+pub enum DistError {
+    #[error("the release manifest's signature is not valid for any trusted key; nothing was changed")]
+    BadSignature,
+    #[error("the release signature file is malformed: {0}")]
+    MalformedSignature(String),
+    #[error("'{0}' is not a valid key: {1}")]
+    BadKey(String, String),
+    #[error("the release manifest is not valid: {0}")]
+    BadManifest(String),
+    #[error("'{0}' is not a version like 1.2.3")]
+    BadVersion(String),
+    #[error("patch failed: {0}")]
+    Patch(String),
+    #[error(transparent)]
+    File(#[from] jarvis_durable::FileError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}

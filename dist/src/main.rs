@@ -1,0 +1,170 @@
+//! `jarvis-dist`: make keys, version folders and signed release feeds.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use jarvis_dist::feed::{self, ReleaseOptions, VersionInfo};
+use jarvis_dist::manifest::{AppVersion, SchemaRange};
+use jarvis_dist::signing;
+use jarvis_durable::{Visibility, write_atomic};
+
+/// Release tooling for Jarvis.
+#[derive(Debug, Parser)]
+#[command(name = "jarvis-dist", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make an ed25519 key pair: OUT/release.key (secret) and OUT/release.pub.
+    Keygen { out: PathBuf },
+    /// Assemble a version folder from built binaries and assets.
+    Bundle {
+        #[arg(long)]
+        version: AppVersion,
+        #[arg(long, default_value = "stable")]
+        channel: String,
+        #[arg(long, default_value = env!("JARVIS_DIST_TARGET"))]
+        target: String,
+        /// The jarvis-core binary.
+        #[arg(long)]
+        core: PathBuf,
+        /// A redis-server to ship in the bundle.
+        #[arg(long)]
+        redis: Option<PathBuf>,
+        /// Extra files as PATH_IN_BUNDLE=SOURCE (UI assets, tools).
+        #[arg(long = "file")]
+        files: Vec<String>,
+        #[arg(long, default_value_t = 2)]
+        schema_min: u32,
+        #[arg(long, default_value_t = 2)]
+        schema_max: u32,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Publish a version folder into a feed: full files, deltas from the
+    /// previous version folders, an archive and the signed manifest.
+    Release {
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(long)]
+        previous: Vec<PathBuf>,
+        #[arg(long)]
+        feed: PathBuf,
+        /// The secret key file from `keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value_t = 90)]
+        expires_in_days: i64,
+        /// Already expired (for tests of the freeze defence).
+        #[arg(long, hide = true)]
+        expired: bool,
+        #[arg(long, default_value = "0.1.0")]
+        min_launcher_version: AppVersion,
+        #[arg(long, default_value_t = 100)]
+        rollout_percent: u8,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Keygen { out } => {
+            std::fs::create_dir_all(&out)?;
+            let key = signing::generate()?;
+            write_atomic(
+                "signing key",
+                &out.join("release.key"),
+                signing::to_hex(&key.to_bytes()).as_bytes(),
+                Visibility::OwnerOnly,
+            )?;
+            let public = signing::to_hex(key.verifying_key().as_bytes());
+            write_atomic("public key", &out.join("release.pub"), public.as_bytes(), Visibility::Normal)?;
+            println!("{public}");
+        }
+        Command::Bundle {
+            version,
+            channel,
+            target,
+            core,
+            redis,
+            files,
+            schema_min,
+            schema_max,
+            out,
+        } => {
+            let mut list = vec![(core_name().to_owned(), core)];
+            if let Some(redis) = redis {
+                list.push((redis_name().to_owned(), redis));
+            }
+            for spec in files {
+                let (path, source) = spec.split_once('=').context("--file takes PATH_IN_BUNDLE=SOURCE")?;
+                list.push((path.to_owned(), PathBuf::from(source)));
+            }
+            let info = VersionInfo {
+                version,
+                channel,
+                target,
+                data_schema: SchemaRange {
+                    min: schema_min,
+                    max: schema_max,
+                },
+            };
+            feed::bundle(&out, &info, &list)?;
+            println!("{}", out.display());
+        }
+        Command::Release {
+            bundle,
+            previous,
+            feed: feed_root,
+            key,
+            expires_in_days,
+            expired,
+            min_launcher_version,
+            rollout_percent,
+        } => {
+            let key_text = std::fs::read_to_string(&key).with_context(|| format!("could not read the key '{}'", key.display()))?;
+            let key = signing::signing_key(&key_text)?;
+            let expires_at = if expired {
+                jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1)
+            } else {
+                jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * expires_in_days)
+            };
+            let release = feed::release(&ReleaseOptions {
+                bundle: &bundle,
+                previous: &previous,
+                feed_root: &feed_root,
+                key: &key,
+                expires_at,
+                min_launcher_version,
+                rollout_percent,
+            })?;
+            println!("{}", serde_json::to_string_pretty(&release)?);
+        }
+    }
+    Ok(())
+}
+
+fn core_name() -> &'static str {
+    if cfg!(windows) { "jarvis-core.exe" } else { "jarvis-core" }
+}
+
+fn redis_name() -> &'static str {
+    if cfg!(windows) { "redis-server.exe" } else { "redis-server" }
+}

@@ -1,0 +1,103 @@
+//! ed25519 signatures over the manifest's raw bytes.
+//!
+//! Keys and signatures are stored as hex text. The launcher pins
+//! [`PINNED_KEYS`] (primary and backup). Debug builds also trust the keys in
+//! `JARVIS_UPDATE_TRUSTED_KEYS` (comma-separated hex), which is how tests
+//! sign their own releases; release builds ignore that variable.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+
+use crate::DistError;
+
+/// The public keys every release build trusts: the primary release key and
+/// the offline backup it can be rotated to. Their private halves are never
+/// in the repository (they were generated with `jarvis-dist keygen` and not
+/// kept: whoever cuts the first real release generates the pair it will
+/// keep offline and replaces these two lines).
+pub const PINNED_KEYS: [&str; 2] = [
+    "6bfc5bf6301abcb9d45bc5499d26c0ce5efd8eba32ab57722b7c9ba9662a60bb",
+    "6f34c2bfc59d260c65060670292aea17b71d747aa73f01645e76c223a9293463",
+];
+
+/// A key pair as `jarvis-dist keygen` writes it.
+pub fn generate() -> Result<SigningKey, DistError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| DistError::BadKey("random seed".into(), e.to_string()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex<const N: usize>(what: &str, text: &str) -> Result<[u8; N], DistError> {
+    let text = text.trim();
+    let bad = || DistError::BadKey(what.to_owned(), format!("expected {} hex digits", N * 2));
+    if text.len() != N * 2 {
+        return Err(bad());
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+pub fn signing_key(hex: &str) -> Result<SigningKey, DistError> {
+    Ok(SigningKey::from_bytes(&from_hex::<32>("signing key", hex)?))
+}
+
+pub fn verifying_key(hex: &str) -> Result<VerifyingKey, DistError> {
+    VerifyingKey::from_bytes(&from_hex::<32>("public key", hex)?).map_err(|e| DistError::BadKey(hex.to_owned(), e.to_string()))
+}
+
+/// The signature of `bytes`, as hex text.
+pub fn sign(key: &SigningKey, bytes: &[u8]) -> String {
+    to_hex(&key.sign(bytes).to_bytes())
+}
+
+/// Checks `signature` (hex text) over `bytes` against `trusted`; returns
+/// the index of the key that signed.
+pub fn verify(bytes: &[u8], signature: &str, trusted: &[VerifyingKey]) -> Result<usize, DistError> {
+    let raw = from_hex::<64>("signature", signature).map_err(|e| DistError::MalformedSignature(e.to_string()))?;
+    let signature = Signature::from_bytes(&raw);
+    trusted
+        .iter()
+        .position(|key| key.verify(bytes, &signature).is_ok())
+        .ok_or(DistError::BadSignature)
+}
+
+/// The keys this build trusts (see the module docs).
+pub fn trusted_keys(extra_from_env: Option<&str>) -> Vec<VerifyingKey> {
+    let mut keys: Vec<VerifyingKey> = PINNED_KEYS.iter().filter_map(|k| verifying_key(k).ok()).collect();
+    if cfg!(debug_assertions)
+        && let Some(extra) = extra_from_env
+    {
+        keys.extend(extra.split(',').filter_map(|k| verifying_key(k).ok()));
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn signatures_verify_only_with_the_right_key_and_bytes() {
+        let key = generate().unwrap();
+        let other = generate().unwrap();
+        let signature = sign(&key, b"manifest");
+        let trusted = [other.verifying_key(), key.verifying_key()];
+        assert_eq!(verify(b"manifest", &signature, &trusted).unwrap(), 1);
+        assert!(matches!(verify(b"manifesT", &signature, &trusted), Err(DistError::BadSignature)));
+        assert!(matches!(verify(b"manifest", &signature, &trusted[..1]), Err(DistError::BadSignature)));
+        assert!(verify(b"manifest", "zz", &trusted).is_err());
+        assert_eq!(signing_key(&to_hex(&key.to_bytes())).unwrap().to_bytes(), key.to_bytes());
+    }
+
+    #[test]
+    fn pinned_keys_parse() {
+        assert_eq!(trusted_keys(None).len(), 2);
+    }
+}
