@@ -35,14 +35,18 @@ pub fn make_all(old: &[u8], new: &[u8]) -> Result<Vec<(DeltaKind, Vec<u8>)>, Dis
 
     let mut patch_from = Vec::new();
     {
-        let mut encoder = zstd::stream::write::Encoder::with_ref_prefix(&mut patch_from, LEVEL, old)?;
+        let mut encoder =
+            zstd::stream::write::Encoder::with_ref_prefix(&mut patch_from, LEVEL, old)?;
         encoder.long_distance_matching(true)?;
         encoder.window_log(window_log(old.len().max(new.len())))?;
         encoder.include_checksum(true)?;
         encoder.write_all(new)?;
         encoder.finish()?;
     }
-    let mut all = vec![(DeltaKind::BsdiffZstd, bsdiff), (DeltaKind::ZstdPatchFrom, patch_from)];
+    let mut all = vec![
+        (DeltaKind::BsdiffZstd, bsdiff),
+        (DeltaKind::ZstdPatchFrom, patch_from),
+    ];
     all.sort_by_key(|(_, bytes)| bytes.len());
     Ok(all)
 }
@@ -57,7 +61,12 @@ pub fn make(old: &[u8], new: &[u8]) -> Result<(DeltaKind, Vec<u8>), DistError> {
 
 /// Rebuilds the new file from `old` and `patch`. `max_len` bounds the
 /// output (the manifest's size for the file).
-pub fn apply(kind: DeltaKind, old: &[u8], patch: &[u8], max_len: u64) -> Result<Vec<u8>, DistError> {
+pub fn apply(
+    kind: DeltaKind,
+    old: &[u8],
+    patch: &[u8],
+    max_len: u64,
+) -> Result<Vec<u8>, DistError> {
     let limit = usize::try_from(max_len).unwrap_or(usize::MAX);
     let out = match kind {
         DeltaKind::BsdiffZstd => {
@@ -69,9 +78,12 @@ pub fn apply(kind: DeltaKind, old: &[u8], patch: &[u8], max_len: u64) -> Result<
             out
         }
         DeltaKind::ZstdPatchFrom => {
-            let mut decoder = zstd::stream::read::Decoder::with_ref_prefix(BufReader::new(patch), old)
+            let mut decoder =
+                zstd::stream::read::Decoder::with_ref_prefix(BufReader::new(patch), old)
+                    .map_err(|e| DistError::Patch(e.to_string()))?;
+            decoder
+                .window_log_max(31)
                 .map_err(|e| DistError::Patch(e.to_string()))?;
-            decoder.window_log_max(31).map_err(|e| DistError::Patch(e.to_string()))?;
             let mut out = Vec::new();
             decoder
                 .take(max_len + 1)
@@ -81,7 +93,9 @@ pub fn apply(kind: DeltaKind, old: &[u8], patch: &[u8], max_len: u64) -> Result<
         }
     };
     if out.len() as u64 > max_len {
-        return Err(DistError::Patch(format!("patch output exceeds the expected {max_len} bytes")));
+        return Err(DistError::Patch(format!(
+            "patch output exceeds the expected {max_len} bytes"
+        )));
     }
     Ok(out)
 }
@@ -93,26 +107,42 @@ mod tests {
 
     #[test]
     fn both_kinds_round_trip_and_the_smaller_is_kept() {
-        let old: Vec<u8> = (0..200_000u32).flat_map(|i| (i * 7919).to_le_bytes()).collect();
+        let old: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i * 7919).to_le_bytes())
+            .collect();
         let mut new = old.clone();
         new[1000..1010].copy_from_slice(b"0123456789");
         new.extend_from_slice(b"a new tail");
         for (kind, patch) in make_all(&old, &new).unwrap() {
             assert!(patch.len() < new.len() / 20, "{kind:?}: {}", patch.len());
-            assert_eq!(apply(kind, &old, &patch, new.len() as u64).unwrap(), new, "{kind:?}");
+            assert_eq!(
+                apply(kind, &old, &patch, new.len() as u64).unwrap(),
+                new,
+                "{kind:?}"
+            );
         }
         let (_, best) = make(&old, &new).unwrap();
-        assert!(make_all(&old, &new).unwrap().iter().all(|(_, p)| best.len() <= p.len()));
+        assert!(
+            make_all(&old, &new)
+                .unwrap()
+                .iter()
+                .all(|(_, p)| best.len() <= p.len())
+        );
     }
 
     #[test]
     fn a_patch_against_the_wrong_file_or_too_long_fails() {
-        let old: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let old: Vec<u8> = (0..10_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         let mut new = old.clone();
         new[5000] ^= 0xff;
         let wrong: Vec<u8> = old.iter().map(|b| b.wrapping_add(1)).collect();
         for (kind, patch) in make_all(&old, &new).unwrap() {
-            assert!(apply(kind, &old, &patch, 100).is_err(), "{kind:?}: output bound");
+            assert!(
+                apply(kind, &old, &patch, 100).is_err(),
+                "{kind:?}: output bound"
+            );
             match apply(kind, &wrong, &patch, 10_000) {
                 Ok(out) => assert_ne!(out, new, "{kind:?}"),
                 Err(_) => {}

@@ -17,7 +17,8 @@ use jarvis_durable::{FileError, Visibility, create_private_dir_all, write_atomic
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{
-    AppVersion, Artifact, Delta, MANIFEST_NAME, RELEASE_FORMAT, Release, ReleaseFile, SIGNATURE_NAME, SchemaRange,
+    AppVersion, Artifact, Delta, MANIFEST_NAME, RELEASE_FORMAT, Release, ReleaseFile,
+    SIGNATURE_NAME, SchemaRange,
 };
 use crate::{DistError, delta, signing};
 
@@ -35,7 +36,11 @@ pub struct VersionInfo {
 /// Writes a version folder: `files` (path inside, source) copied, plus
 /// `version.json`. Files stay uncompressed so deltas between versions stay
 /// small.
-pub fn bundle(out: &Path, info: &VersionInfo, files: &[(String, PathBuf)]) -> Result<(), DistError> {
+pub fn bundle(
+    out: &Path,
+    info: &VersionInfo,
+    files: &[(String, PathBuf)],
+) -> Result<(), DistError> {
     create_private_dir_all("bundle folder", out)?;
     for (path, source) in files {
         if !crate::manifest::is_safe_relative(path) {
@@ -48,7 +53,12 @@ pub fn bundle(out: &Path, info: &VersionInfo, files: &[(String, PathBuf)]) -> Re
         std::fs::copy(source, &target).map_err(|e| file_error("copy", &target, e))?;
     }
     let text = serde_json::to_vec_pretty(info).unwrap_or_default();
-    write_atomic("version file", &out.join(VERSION_FILE), &text, Visibility::Normal)?;
+    write_atomic(
+        "version file",
+        &out.join(VERSION_FILE),
+        &text,
+        Visibility::Normal,
+    )?;
     Ok(())
 }
 
@@ -88,12 +98,17 @@ pub fn release(options: &ReleaseOptions<'_>) -> Result<Release, DistError> {
         let mut deltas = Vec::new();
         for (old_info, old_dir) in &previous {
             let old_path = under(old_dir, &path);
-            let Ok(old) = std::fs::read(&old_path) else { continue };
+            let Ok(old) = std::fs::read(&old_path) else {
+                continue;
+            };
             let (kind, patch) = delta::make(&old, &bytes)?;
             if patch.len() >= bytes.len() {
                 continue;
             }
-            let url = format!("deltas/{}-to-{}/{path}.patch", old_info.version, info.version);
+            let url = format!(
+                "deltas/{}-to-{}/{path}.patch",
+                old_info.version, info.version
+            );
             write_file(&dir, &url, &patch)?;
             deltas.push(Delta {
                 from: old_info.version,
@@ -132,9 +147,19 @@ pub fn release(options: &ReleaseOptions<'_>) -> Result<Release, DistError> {
         }),
     };
     let manifest = serde_json::to_vec_pretty(&release).unwrap_or_default();
-    write_atomic("release manifest", &dir.join(MANIFEST_NAME), &manifest, Visibility::Normal)?;
+    write_atomic(
+        "release manifest",
+        &dir.join(MANIFEST_NAME),
+        &manifest,
+        Visibility::Normal,
+    )?;
     let signature = signing::sign(options.key, &manifest);
-    write_atomic("release signature", &dir.join(SIGNATURE_NAME), signature.as_bytes(), Visibility::Normal)?;
+    write_atomic(
+        "release signature",
+        &dir.join(SIGNATURE_NAME),
+        signature.as_bytes(),
+        Visibility::Normal,
+    )?;
     Ok(release)
 }
 
@@ -144,13 +169,25 @@ pub fn list_files(root: &Path) -> Result<Vec<String>, DistError> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(|e| file_error("list", &dir, e))?.flatten() {
-            let kind = entry.file_type().map_err(|e| file_error("read", &entry.path(), e))?;
+        for entry in std::fs::read_dir(&dir)
+            .map_err(|e| file_error("list", &dir, e))?
+            .flatten()
+        {
+            let kind = entry
+                .file_type()
+                .map_err(|e| file_error("read", &entry.path(), e))?;
             if kind.is_dir() {
                 stack.push(entry.path());
             } else if kind.is_file() {
-                let rel = entry.path().strip_prefix(root).unwrap_or(&entry.path()).to_owned();
-                let rel: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                let rel = entry
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap_or(&entry.path())
+                    .to_owned();
+                let rel: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
                 let rel = rel.join("/");
                 if rel != MANIFEST_NAME && rel != SIGNATURE_NAME {
                     out.push(rel);
@@ -173,7 +210,9 @@ fn make_archive(bundle: &Path, out: &Path) -> Result<(u64, Sha256Digest), DistEr
         tar.append_path_with_name(under(bundle, &path), &path)?;
     }
     tar.into_inner()?.sync_all()?;
-    let size = std::fs::metadata(out).map_err(|e| file_error("read", out, e))?.len();
+    let size = std::fs::metadata(out)
+        .map_err(|e| file_error("read", out, e))?
+        .len();
     let sha = Sha256Digest::of_file(out).map_err(|e| file_error("read", out, e))?;
     Ok((size, sha))
 }

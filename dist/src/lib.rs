@@ -25,7 +25,9 @@ pub mod signing;
 /// Everything that can go wrong with releases.
 #[derive(Debug, thiserror::Error)]
 pub enum DistError {
-    #[error("the release manifest's signature is not valid for any trusted key; nothing was changed")]
+    #[error(
+        "the release manifest's signature is not valid for any trusted key; nothing was changed"
+    )]
     BadSignature,
     #[error("the release signature file is malformed: {0}")]
     MalformedSignature(String),

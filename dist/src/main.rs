@@ -95,7 +95,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Visibility::OwnerOnly,
             )?;
             let public = signing::to_hex(key.verifying_key().as_bytes());
-            write_atomic("public key", &out.join("release.pub"), public.as_bytes(), Visibility::Normal)?;
+            write_atomic(
+                "public key",
+                &out.join("release.pub"),
+                public.as_bytes(),
+                Visibility::Normal,
+            )?;
             println!("{public}");
         }
         Command::Bundle {
@@ -114,7 +119,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 list.push((redis_name().to_owned(), redis));
             }
             for spec in files {
-                let (path, source) = spec.split_once('=').context("--file takes PATH_IN_BUNDLE=SOURCE")?;
+                let (path, source) = spec
+                    .split_once('=')
+                    .context("--file takes PATH_IN_BUNDLE=SOURCE")?;
                 list.push((path.to_owned(), PathBuf::from(source)));
             }
             let info = VersionInfo {
@@ -139,7 +146,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             min_launcher_version,
             rollout_percent,
         } => {
-            let key_text = std::fs::read_to_string(&key).with_context(|| format!("could not read the key '{}'", key.display()))?;
+            let key_text = std::fs::read_to_string(&key)
+                .with_context(|| format!("could not read the key '{}'", key.display()))?;
             let key = signing::signing_key(&key_text)?;
             let expires_at = if expired {
                 jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1)
@@ -162,9 +170,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn core_name() -> &'static str {
-    if cfg!(windows) { "jarvis-core.exe" } else { "jarvis-core" }
+    if cfg!(windows) {
+        "jarvis-core.exe"
+    } else {
+        "jarvis-core"
+    }
 }
 
 fn redis_name() -> &'static str {
-    if cfg!(windows) { "redis-server.exe" } else { "redis-server" }
+    if cfg!(windows) {
+        "redis-server.exe"
+    } else {
+        "redis-server"
+    }
 }

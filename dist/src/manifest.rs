@@ -52,7 +52,9 @@ impl Serialize for AppVersion {
 
 impl<'de> Deserialize<'de> for AppVersion {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -132,7 +134,8 @@ impl Release {
     /// Parses a manifest whose signature was already verified, and checks
     /// what it can check alone: format, paths, sizes.
     pub fn parse_verified(bytes: &[u8]) -> Result<Self, DistError> {
-        let release: Self = serde_json::from_slice(bytes).map_err(|e| DistError::BadManifest(e.to_string()))?;
+        let release: Self =
+            serde_json::from_slice(bytes).map_err(|e| DistError::BadManifest(e.to_string()))?;
         if release.format > RELEASE_FORMAT {
             return Err(DistError::BadManifest(format!(
                 "format {} is newer than this launcher reads",
@@ -142,10 +145,16 @@ impl Release {
         let mut seen = std::collections::HashSet::new();
         for file in &release.files {
             if !is_safe_relative(&file.path) || !is_safe_relative(&file.url) {
-                return Err(DistError::BadManifest(format!("unsafe path '{}'", file.path)));
+                return Err(DistError::BadManifest(format!(
+                    "unsafe path '{}'",
+                    file.path
+                )));
             }
             if !seen.insert(&file.path) {
-                return Err(DistError::BadManifest(format!("'{}' is listed twice", file.path)));
+                return Err(DistError::BadManifest(format!(
+                    "'{}' is listed twice",
+                    file.path
+                )));
             }
             if file.size > MAX_FILE_BYTES || file.deltas.iter().any(|d| d.size > MAX_FILE_BYTES) {
                 return Err(DistError::BadManifest(format!(
@@ -154,11 +163,16 @@ impl Release {
                 )));
             }
             if file.deltas.iter().any(|d| !is_safe_relative(&d.url)) {
-                return Err(DistError::BadManifest(format!("unsafe delta path for '{}'", file.path)));
+                return Err(DistError::BadManifest(format!(
+                    "unsafe delta path for '{}'",
+                    file.path
+                )));
             }
         }
         if release.rollout_percent > 100 {
-            return Err(DistError::BadManifest("rollout_percent above 100".to_owned()));
+            return Err(DistError::BadManifest(
+                "rollout_percent above 100".to_owned(),
+            ));
         }
         Ok(release)
     }
@@ -173,9 +187,9 @@ impl Release {
 pub fn is_safe_relative(path: &str) -> bool {
     !path.is_empty()
         && !path.starts_with('/')
-        && path.split('/').all(|c| {
-            !c.is_empty() && c != "." && c != ".." && !c.contains(['\\', ':', '\0'])
-        })
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains(['\\', ':', '\0']))
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ pub const PINNED_KEYS: [&str; 2] = [
 /// A key pair as `jarvis-dist keygen` writes it.
 pub fn generate() -> Result<SigningKey, DistError> {
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| DistError::BadKey("random seed".into(), e.to_string()))?;
+    getrandom::fill(&mut seed)
+        .map_err(|e| DistError::BadKey("random seed".into(), e.to_string()))?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -38,7 +39,8 @@ fn from_hex<const N: usize>(what: &str, text: &str) -> Result<[u8; N], DistError
     }
     let mut out = [0u8; N];
     for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2).ok_or_else(bad)?, 16)
+            .map_err(|_| bad())?;
     }
     Ok(out)
 }
@@ -48,7 +50,8 @@ pub fn signing_key(hex: &str) -> Result<SigningKey, DistError> {
 }
 
 pub fn verifying_key(hex: &str) -> Result<VerifyingKey, DistError> {
-    VerifyingKey::from_bytes(&from_hex::<32>("public key", hex)?).map_err(|e| DistError::BadKey(hex.to_owned(), e.to_string()))
+    VerifyingKey::from_bytes(&from_hex::<32>("public key", hex)?)
+        .map_err(|e| DistError::BadKey(hex.to_owned(), e.to_string()))
 }
 
 /// The signature of `bytes`, as hex text.
@@ -59,7 +62,8 @@ pub fn sign(key: &SigningKey, bytes: &[u8]) -> String {
 /// Checks `signature` (hex text) over `bytes` against `trusted`; returns
 /// the index of the key that signed.
 pub fn verify(bytes: &[u8], signature: &str, trusted: &[VerifyingKey]) -> Result<usize, DistError> {
-    let raw = from_hex::<64>("signature", signature).map_err(|e| DistError::MalformedSignature(e.to_string()))?;
+    let raw = from_hex::<64>("signature", signature)
+        .map_err(|e| DistError::MalformedSignature(e.to_string()))?;
     let signature = Signature::from_bytes(&raw);
     trusted
         .iter()
@@ -69,7 +73,10 @@ pub fn verify(bytes: &[u8], signature: &str, trusted: &[VerifyingKey]) -> Result
 
 /// The keys this build trusts (see the module docs).
 pub fn trusted_keys(extra_from_env: Option<&str>) -> Vec<VerifyingKey> {
-    let mut keys: Vec<VerifyingKey> = PINNED_KEYS.iter().filter_map(|k| verifying_key(k).ok()).collect();
+    let mut keys: Vec<VerifyingKey> = PINNED_KEYS
+        .iter()
+        .filter_map(|k| verifying_key(k).ok())
+        .collect();
     if cfg!(debug_assertions)
         && let Some(extra) = extra_from_env
     {
@@ -90,10 +97,19 @@ mod tests {
         let signature = sign(&key, b"manifest");
         let trusted = [other.verifying_key(), key.verifying_key()];
         assert_eq!(verify(b"manifest", &signature, &trusted).unwrap(), 1);
-        assert!(matches!(verify(b"manifesT", &signature, &trusted), Err(DistError::BadSignature)));
-        assert!(matches!(verify(b"manifest", &signature, &trusted[..1]), Err(DistError::BadSignature)));
+        assert!(matches!(
+            verify(b"manifesT", &signature, &trusted),
+            Err(DistError::BadSignature)
+        ));
+        assert!(matches!(
+            verify(b"manifest", &signature, &trusted[..1]),
+            Err(DistError::BadSignature)
+        ));
         assert!(verify(b"manifest", "zz", &trusted).is_err());
-        assert_eq!(signing_key(&to_hex(&key.to_bytes())).unwrap().to_bytes(), key.to_bytes());
+        assert_eq!(
+            signing_key(&to_hex(&key.to_bytes())).unwrap().to_bytes(),
+            key.to_bytes()
+        );
     }
 
     #[test]

@@ -234,7 +234,7 @@ fn dry_report(migrator: &Migrator) -> anyhow::Result<Vec<jarvis_migrations::Step
 }
 
 /// Takes the instance lock, refusing while Jarvis runs.
-fn lock_stopped(paths: &AppPaths) -> anyhow::Result<instance::InstanceLock> {
+pub(crate) fn lock_stopped(paths: &AppPaths) -> anyhow::Result<instance::InstanceLock> {
     paths.create_tree()?;
     match instance::try_lock(paths)? {
         LockAttempt::Acquired(lock) => Ok(lock),

@@ -7,12 +7,14 @@ mod commands;
 mod config;
 mod core_process;
 mod data;
+mod install;
 mod instance;
 mod logs;
 mod models;
 mod paths;
 mod secrets;
 mod up;
+mod update;
 
 use std::process::ExitCode;
 
@@ -69,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         command: data::BackupCommand,
     },
+    /// Signed updates of the app: check, apply, roll back.
+    Update {
+        #[command(subcommand)]
+        command: update::UpdateCommand,
+    },
     /// Install, verify and switch local AI models.
     Models {
         #[command(subcommand)]
@@ -124,6 +131,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Backup { command }) => {
             logs::init_terminal();
             data::backup(&paths, command).await
+        }
+        Some(Command::Update { command }) => {
+            logs::init_terminal();
+            update::run(&paths, command).await
         }
         Some(Command::Models { command }) => {
             logs::init_terminal();

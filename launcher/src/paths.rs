@@ -99,13 +99,16 @@ impl AppPaths {
         self.run_dir.join("redis.pid")
     }
 
-    pub fn core_binary(&self) -> PathBuf {
-        self.bundle_dir.join(CORE_BINARY_NAME)
+    /// The core executable of the development layout (beside `jarvis`),
+    /// or an error that says how to get one.
+    pub fn require_core_binary(&self) -> anyhow::Result<PathBuf> {
+        self.require_core_binary_in(&self.bundle_dir)
     }
 
-    /// The core executable, or an error that says how to get one.
-    pub fn require_core_binary(&self) -> anyhow::Result<PathBuf> {
-        let path = self.core_binary();
+    /// The core executable in `dir` (a version folder, or the launcher's own
+    /// folder in a development checkout).
+    pub fn require_core_binary_in(&self, dir: &Path) -> anyhow::Result<PathBuf> {
+        let path = dir.join(CORE_BINARY_NAME);
         if !path.is_file() {
             bail!(
                 "jarvis-core was not found at '{}'\n\

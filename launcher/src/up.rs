@@ -15,7 +15,14 @@ use jarvis_protocol::env;
 use jarvis_protocol::instance::{ChildRecord, Instance, ProcessRecord};
 use jarvis_redis_bundle::{RedisConfig, RedisServer, process, tail};
 
+use std::path::Path;
+
+use jarvis_dist::manifest::AppVersion;
+use jarvis_durable::checkpoint;
 use jarvis_migrations::Migrator;
+
+use crate::install::Install;
+use crate::update::{MAX_ATTEMPTS, UpdateState};
 
 use crate::config::AppConfig;
 use crate::core_process::{CoreProcess, CoreSpec, base_url};
@@ -43,13 +50,10 @@ pub struct UpOptions {
 pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode> {
     // Find everything we need before creating anything, so a missing
     // prerequisite leaves no half-made data folder behind.
-    let redis_binary = jarvis_redis_bundle::locate(
-        &paths.bundle_dir,
-        env::REDIS_SERVER,
-        std::env::var_os(env::REDIS_SERVER).map(PathBuf::from),
-        std::env::var_os("PATH"),
-    )?;
-    let core_binary = paths.require_core_binary()?;
+    let install = Install::new(&paths.bundle_dir);
+    let app = choose_app(&install)?;
+    let mut redis_binary = locate_redis(&app.dir)?;
+    let core_binary = paths.require_core_binary_in(&app.dir)?;
     let _ = options.no_browser;
     // Refuse a folder from a newer Jarvis before touching anything in it.
     let existing_config = AppConfig::load_existing(&paths)?;
@@ -113,19 +117,63 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
     instance::write_token(&paths, &core_spec.token)?;
 
     let start = Instant::now();
-    let started = tokio::select! {
-        started = start_children(&paths, &http, redis_binary, redis_config, core_spec) => started,
-        () = shutdown.recv() => {
-            instance::remove_runtime_files(&paths)?;
-            eprintln!("Start-up cancelled.");
-            return Ok(ExitCode::from(130));
+    let mut update_state = UpdateState::load(&paths)?;
+    let mut trial = match &update_state.pending {
+        Some(p) if Some(p.version) == app.version => true,
+        Some(_) => {
+            // An apply that never switched: the old version runs, untried.
+            update_state.pending = None;
+            update_state.save(&paths)?;
+            false
         }
+        None => false,
     };
-    let mut supervisor = match started {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = instance::remove_runtime_files(&paths);
-            return Err(e);
+    let mut core_spec = core_spec;
+    let mut supervisor = loop {
+        if trial && let Some(pending) = update_state.pending.as_mut() {
+            if pending.attempts >= MAX_ATTEMPTS {
+                let previous = roll_back(&paths, &install, &mut update_state)?;
+                core_spec.binary = paths.require_core_binary_in(&previous)?;
+                redis_binary = locate_redis(&previous)?;
+                trial = false;
+                continue;
+            }
+            pending.attempts += 1;
+            update_state.save(&paths)?;
+        }
+        let started = tokio::select! {
+            started = start_children(&paths, &http, redis_binary.clone(), redis_config.clone(), core_spec.clone()) => started,
+            () = shutdown.recv() => {
+                instance::remove_runtime_files(&paths)?;
+                eprintln!("Start-up cancelled.");
+                return Ok(ExitCode::from(130));
+            }
+        };
+        match started {
+            Ok(supervisor) => {
+                if trial && let Some(pending) = update_state.pending.take() {
+                    update_state.last_error = None;
+                    update_state.save(&paths)?;
+                    checkpoint("update:committed");
+                    eprintln!(
+                        "Jarvis {} started; the update is committed.",
+                        pending.version
+                    );
+                }
+                break supervisor;
+            }
+            Err(e) if trial => {
+                let attempts = update_state.pending.as_ref().map_or(0, |p| p.attempts);
+                eprintln!(
+                    "The new version did not start (try {attempts} of {MAX_ATTEMPTS}): {e:#}"
+                );
+                update_state.last_error = Some(format!("{e:#}"));
+                update_state.save(&paths)?;
+            }
+            Err(e) => {
+                let _ = instance::remove_runtime_files(&paths);
+                return Err(e);
+            }
         }
     };
     supervisor.publish()?;
@@ -176,6 +224,93 @@ async fn prepare_models(paths: &AppPaths, pull: bool) -> anyhow::Result<Vec<Stri
         .iter()
         .map(|m| m.name.to_string())
         .collect())
+}
+
+/// The app version to run and the folder holding its core.
+struct AppChoice {
+    /// `None` in a development checkout (no installed versions).
+    version: Option<AppVersion>,
+    dir: PathBuf,
+}
+
+/// The current installed version, checked against its signed manifest; the
+/// previous one if the current is damaged; the launcher's own folder in a
+/// development checkout.
+fn choose_app(install: &Install) -> anyhow::Result<AppChoice> {
+    let Some(current) = install.current()? else {
+        return Ok(AppChoice {
+            version: None,
+            dir: install
+                .app_dir
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_owned)
+                .unwrap_or_default(),
+        });
+    };
+    match install.verify(current) {
+        Ok(_) => Ok(AppChoice {
+            version: Some(current),
+            dir: install.version_dir(current),
+        }),
+        Err(error) => {
+            let previous = install.previous()?.filter(|p| install.verify(*p).is_ok());
+            let Some(previous) = previous else {
+                return Err(error.context("the installed app is damaged and no previous version is intact\nhint: reinstall Jarvis; your data is untouched"));
+            };
+            eprintln!(
+                "warning: Jarvis {current} is damaged ({error:#}); starting {previous} instead."
+            );
+            install.switch_to(previous)?;
+            Ok(AppChoice {
+                version: Some(previous),
+                dir: install.version_dir(previous),
+            })
+        }
+    }
+}
+
+fn locate_redis(app_dir: &Path) -> anyhow::Result<PathBuf> {
+    Ok(jarvis_redis_bundle::locate(
+        app_dir,
+        env::REDIS_SERVER,
+        std::env::var_os(env::REDIS_SERVER).map(PathBuf::from),
+        std::env::var_os("PATH"),
+    )?)
+}
+
+/// After [`MAX_ATTEMPTS`] failed starts of a new version: back to the
+/// previous one, and never offer the failed one again. Returns the folder of
+/// the version now current.
+fn roll_back(
+    paths: &AppPaths,
+    install: &Install,
+    state: &mut UpdateState,
+) -> anyhow::Result<PathBuf> {
+    let Some(pending) = state.pending.take() else {
+        bail!("no update to roll back");
+    };
+    let Some(previous) = pending.previous else {
+        bail!(
+            "Jarvis {} does not start and there is no previous version to go back to\nhint: reinstall Jarvis; your data is untouched",
+            pending.version
+        );
+    };
+    install.verify(previous)?;
+    install.switch_to(previous)?;
+    state.rejected.push(pending.version);
+    let reason = state.last_error.clone().unwrap_or_default();
+    state.last_error = Some(format!(
+        "Jarvis {} failed to start {} times and was rolled back to {previous}: {reason}",
+        pending.version, MAX_ATTEMPTS
+    ));
+    state.save(paths)?;
+    checkpoint("update:rolled-back");
+    eprintln!(
+        "Switched back to Jarvis {previous}: {} did not start after {MAX_ATTEMPTS} tries and will not be installed again.",
+        pending.version
+    );
+    Ok(install.version_dir(previous))
 }
 
 fn report_already_running(paths: &AppPaths, running: Option<&Instance>) {

@@ -404,8 +404,12 @@ impl Api {
         Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
+            // A fresh connection per request: tests restart and kill servers
+            // all the time, and a pooled connection the server already
+            // closed would fail the next request.
             http: http_client_builder()
                 .no_proxy()
+                .pool_max_idle_per_host(0)
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),

@@ -51,6 +51,15 @@ pub const DOWNLOAD_STALL_TIMEOUT: &str = "JARVIS_DOWNLOAD_STALL_TIMEOUT";
 /// can say which are missing (set by the launcher from the catalog).
 pub const REQUIRED_MODELS: &str = "JARVIS_REQUIRED_MODELS";
 
+/// Launcher: root of the update feed (`<root>/<channel>/<target>/release.json`),
+/// an `http(s)://` URL, a `file://` URL or a folder.
+pub const UPDATE_URL: &str = "JARVIS_UPDATE_URL";
+
+/// Launcher, debug builds only: extra ed25519 public keys (hex, comma
+/// separated) trusted for releases besides the pinned ones; tests sign their
+/// own releases with it. Release builds ignore it.
+pub const UPDATE_TRUSTED_KEYS: &str = "JARVIS_UPDATE_TRUSTED_KEYS";
+
 /// Launcher, tests only: abort the process (as if killed) when it reaches the
 /// named checkpoint, so crash tests can stop it at an exact step.
 pub const CRASH_AT: &str = "JARVIS_CRASH_AT";

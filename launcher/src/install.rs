@@ -1,0 +1,117 @@
+//! The installed app: `<install>/jarvis` plus
+//! `<install>/resources/app/<version>/` (immutable, each with its signed
+//! `release.json`) and the `current` / `previous` pointers. A development
+//! checkout has no `resources/app`; then the core is found beside the
+//! launcher.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use jarvis_dist::manifest::{AppVersion, MANIFEST_NAME, Release, SIGNATURE_NAME};
+use jarvis_download::Sha256Digest;
+use jarvis_durable::{Visibility, read_optional, write_atomic};
+
+/// Pointer naming the version that runs.
+const CURRENT: &str = "current";
+/// Pointer naming the version that ran before it.
+const PREVIOUS: &str = "previous";
+
+#[derive(Debug, Clone)]
+pub struct Install {
+    pub app_dir: PathBuf,
+}
+
+impl Install {
+    pub fn new(bundle_dir: &Path) -> Self {
+        Self {
+            app_dir: bundle_dir.join("resources").join("app"),
+        }
+    }
+
+    pub fn version_dir(&self, version: AppVersion) -> PathBuf {
+        self.app_dir.join(version.to_string())
+    }
+
+    pub fn current(&self) -> anyhow::Result<Option<AppVersion>> {
+        self.pointer(CURRENT)
+    }
+
+    pub fn previous(&self) -> anyhow::Result<Option<AppVersion>> {
+        self.pointer(PREVIOUS)
+    }
+
+    /// Makes `version` current; the current one becomes previous.
+    pub fn switch_to(&self, version: AppVersion) -> anyhow::Result<()> {
+        if !self.version_dir(version).is_dir() {
+            bail!("version {version} is not installed");
+        }
+        let current = self.current()?;
+        if current == Some(version) {
+            return Ok(());
+        }
+        if let Some(current) = current {
+            self.write_pointer(PREVIOUS, current)?;
+        }
+        self.write_pointer(CURRENT, version)?;
+        tracing::info!(%version, "switched the app version");
+        Ok(())
+    }
+
+    /// Installed version folders (complete ones: with a manifest).
+    pub fn installed(&self) -> Vec<AppVersion> {
+        let mut out: Vec<AppVersion> = std::fs::read_dir(&self.app_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|v| self.version_dir(*v).join(MANIFEST_NAME).is_file())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Checks an installed version against its signed manifest: signature,
+    /// then every file's size and SHA-256.
+    pub fn verify(&self, version: AppVersion) -> anyhow::Result<Release> {
+        let dir = self.version_dir(version);
+        let manifest = jarvis_durable::read("release manifest", &dir.join(MANIFEST_NAME))?;
+        let signature =
+            jarvis_durable::read_to_string("release signature", &dir.join(SIGNATURE_NAME))?;
+        jarvis_dist::signing::verify(&manifest, &signature, &crate::update::trusted_keys())
+            .with_context(|| {
+                format!("the installed version {version} is not signed by a trusted key")
+            })?;
+        let release = Release::parse_verified(&manifest)?;
+        for file in &release.files {
+            let path = jarvis_dist::feed::under(&dir, &file.path);
+            let actual = Sha256Digest::of_file(&path)
+                .with_context(|| format!("'{}' is missing", path.display()))?;
+            if actual != file.sha256 {
+                bail!(
+                    "'{}' of version {version} does not match its signed checksum",
+                    path.display()
+                );
+            }
+        }
+        Ok(release)
+    }
+
+    fn pointer(&self, name: &str) -> anyhow::Result<Option<AppVersion>> {
+        let path = self.app_dir.join(name);
+        let Some(bytes) = read_optional("app version pointer", &path)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        Ok(text.trim().parse().ok())
+    }
+
+    fn write_pointer(&self, name: &str, version: AppVersion) -> anyhow::Result<()> {
+        write_atomic(
+            "app version pointer",
+            &self.app_dir.join(name),
+            format!("{version}\n").as_bytes(),
+            Visibility::Normal,
+        )?;
+        Ok(())
+    }
+}
