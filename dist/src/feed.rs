@@ -33,16 +33,16 @@ pub struct VersionInfo {
     pub data_schema: SchemaRange,
 }
 
-/// Writes a version folder: `files` (path inside, source) copied, plus
+/// Writes a version folder: `files` (path inside, source, executable) copied, plus
 /// `version.json`. Files stay uncompressed so deltas between versions stay
 /// small.
 pub fn bundle(
     out: &Path,
     info: &VersionInfo,
-    files: &[(String, PathBuf)],
+    files: &[(String, PathBuf, bool)],
 ) -> Result<(), DistError> {
     create_private_dir_all("bundle folder", out)?;
-    for (path, source) in files {
+    for (path, source, executable) in files {
         if !crate::manifest::is_safe_relative(path) {
             return Err(DistError::BadManifest(format!("unsafe path '{path}'")));
         }
@@ -51,6 +51,13 @@ pub fn bundle(
             create_private_dir_all("bundle folder", parent)?;
         }
         std::fs::copy(source, &target).map_err(|e| file_error("copy", &target, e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if *executable { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| file_error("set permissions on", &target, e))?;
+        }
     }
     let text = serde_json::to_vec_pretty(info).unwrap_or_default();
     write_atomic(

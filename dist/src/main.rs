@@ -114,15 +114,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             schema_max,
             out,
         } => {
-            let mut list = vec![(core_name().to_owned(), core)];
+            let mut list = vec![(core_name().to_owned(), core, true)];
             if let Some(redis) = redis {
-                list.push((redis_name().to_owned(), redis));
+                list.push((redis_name().to_owned(), redis, true));
             }
             for spec in files {
                 let (path, source) = spec
                     .split_once('=')
                     .context("--file takes PATH_IN_BUNDLE=SOURCE")?;
-                list.push((path.to_owned(), PathBuf::from(source)));
+                list.push((path.to_owned(), PathBuf::from(source), false));
             }
             let info = VersionInfo {
                 version,

@@ -518,14 +518,16 @@ pub async fn stage(
     Ok(report)
 }
 
-/// Records the pending commit, then switches `current` to `version`.
+/// Records the pending commit, switches `current` to `version`, then
+/// raises the anti-rollback floor. A crash before the switch leaves the old
+/// version running and the new one offered again; after it, `current`
+/// itself is the floor.
 pub fn activate(
     paths: &AppPaths,
     install: &Install,
     state: &mut UpdateState,
     version: AppVersion,
 ) -> anyhow::Result<()> {
-    state.highest_accepted = Some(state.highest_accepted.map_or(version, |h| h.max(version)));
     state.pending = Some(Pending {
         version,
         previous: install.current()?,
@@ -535,6 +537,8 @@ pub fn activate(
     checkpoint("update:pending-recorded");
     install.switch_to(version)?;
     checkpoint("update:switched");
+    state.highest_accepted = Some(state.highest_accepted.map_or(version, |h| h.max(version)));
+    state.save(paths)?;
     Ok(())
 }
 

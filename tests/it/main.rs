@@ -16,3 +16,4 @@ mod packs;
 mod persistence;
 mod security;
 mod supervision;
+mod updates;

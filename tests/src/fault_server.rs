@@ -147,6 +147,30 @@ impl FaultServer {
             .insert(path.to_owned(), (Content::File(file, len), etag));
     }
 
+    /// Serves every file under `dir` at `prefix/<relative path>` (as the
+    /// folder is now; call again after it changes).
+    pub fn add_dir(&self, prefix: &str, dir: &std::path::Path) {
+        let mut stack = vec![dir.to_owned()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap().flatten() {
+                let path = entry.path();
+                if entry.file_type().unwrap().is_dir() {
+                    stack.push(path);
+                } else {
+                    let rel = path
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/");
+                    self.add_file(
+                        &format!("{}/{rel}", prefix.trim_end_matches('/')),
+                        path.clone(),
+                    );
+                }
+            }
+        }
+    }
+
     /// Queues faults; each request takes the next one.
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
         self.state.lock().unwrap().faults.extend(faults);

@@ -1,0 +1,577 @@
+//! Signed delta updates of the app bundle, end to end: real release bundles
+//! built from the real binaries by the real `jarvis-dist`, served over HTTP,
+//! installed by the real `jarvis`, with memory, models and settings checked
+//! after every step.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use jarvis_download::Sha256Digest;
+use jarvis_tests::fault_server::FaultServer;
+use jarvis_tests::{Output, TestHome, binary, core_bin, pseudo_random_bytes};
+use serde_json::Value;
+
+/// A release workshop: keys, bundles and a feed served over HTTP, and an
+/// install folder that a home runs from.
+struct Workshop {
+    dir: tempfile::TempDir,
+    public_key: String,
+    server: FaultServer,
+}
+
+impl Workshop {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dist(&["keygen", dir.path().join("keys").to_str().unwrap()]);
+        Self {
+            public_key: out.stdout.trim().to_owned(),
+            dir,
+            server: FaultServer::start(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn key(&self) -> PathBuf {
+        self.path("keys/release.key")
+    }
+
+    /// A version folder from the real core. `variant` changes the UI asset
+    /// and appends bytes to the core binary (a real binary difference the
+    /// delta must carry; ELF ignores trailing data). `broken` truncates the
+    /// core so it cannot start.
+    fn bundle(&self, version: &str, broken: bool) -> PathBuf {
+        let work = self.path(&format!("src-{version}"));
+        std::fs::create_dir_all(&work).unwrap();
+        let mut core = std::fs::read(core_bin()).unwrap();
+        if broken {
+            core.truncate(4096);
+        } else {
+            core.extend_from_slice(format!("jarvis build {version}").as_bytes());
+        }
+        let core_path = work.join("jarvis-core");
+        std::fs::write(&core_path, core).unwrap();
+        let ui = work.join("index.html");
+        std::fs::write(&ui, format!("<h1>Jarvis {version}</h1>")).unwrap();
+        let out_dir = self.path(&format!("bundles/{version}"));
+        let out = dist(&[
+            "bundle",
+            "--version",
+            version,
+            "--core",
+            core_path.to_str().unwrap(),
+            "--file",
+            &format!("ui/index.html={}", ui.display()),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        out_dir
+    }
+
+    /// Publishes `bundle` into `feed` (deltas from `previous`), signed with
+    /// `key`, and serves the feed.
+    fn release(
+        &self,
+        feed: &str,
+        bundle: &Path,
+        previous: &[&Path],
+        extra: &[&str],
+        key: &Path,
+    ) -> Value {
+        let feed_dir = self.path(feed);
+        let mut args = vec![
+            "release".to_owned(),
+            "--bundle".to_owned(),
+            bundle.display().to_string(),
+            "--feed".to_owned(),
+            feed_dir.display().to_string(),
+            "--key".to_owned(),
+            key.display().to_string(),
+        ];
+        for p in previous {
+            args.push("--previous".to_owned());
+            args.push(p.display().to_string());
+        }
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let out = dist(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{out:?}");
+        self.server.add_dir(&format!("/{feed}"), &feed_dir);
+        serde_json::from_str(&out.stdout).unwrap()
+    }
+
+    /// A home whose launcher runs from this workshop's install folder and
+    /// updates from `feed`.
+    fn home(&self, feed: &str) -> TestHome {
+        let home = TestHome::new();
+        home.set_env("JARVIS_BUNDLE_DIR", self.path("install").to_str().unwrap());
+        home.set_env("JARVIS_UPDATE_TRUSTED_KEYS", &self.public_key);
+        home.set_env("JARVIS_UPDATE_URL", &self.server.url(&format!("/{feed}")));
+        home
+    }
+
+    fn feed_file(&self, feed: &str, rel: &str) -> PathBuf {
+        self.path(feed)
+            .join("stable")
+            .join(jarvis_dist::TARGET)
+            .join(rel)
+    }
+}
+
+fn dist(args: &[&str]) -> Output {
+    let out = Command::new(binary("jarvis-dist"))
+        .args(args)
+        .output()
+        .unwrap();
+    Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn json(out: &Output) -> Value {
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+/// Every file under `dir` with its SHA-256 (empty when `dir` is missing).
+fn snapshot(dir: &Path) -> BTreeMap<String, Sha256Digest> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(
+                    path.strip_prefix(dir).unwrap().display().to_string(),
+                    Sha256Digest::of_file(&path).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Installs v1 offline from its feed folder and stores some memory and a
+/// model; returns (home, conversation id).
+fn installed_v1(shop: &Workshop) -> (TestHome, String) {
+    let v1 = shop.bundle("1.0.0", false);
+    shop.release("feed1", &v1, &[], &[], &shop.key());
+    let home = shop.home("feed-current");
+    let out = home.run(&[
+        "update",
+        "apply",
+        "--from",
+        shop.path("feed1").to_str().unwrap(),
+        "--json",
+    ]);
+    let report = json(&out);
+    assert_eq!(report["version"], "1.0.0");
+    let model = home.scratch().join("m.bin");
+    std::fs::write(&model, pseudo_random_bytes(5000, 51)).unwrap();
+    assert!(
+        home.run(&[
+            "models",
+            "import",
+            model.to_str().unwrap(),
+            "--name",
+            "m",
+            "--version",
+            "1",
+            "--role",
+            "llm"
+        ])
+        .status
+        .success()
+    );
+    let mut launcher = home.up();
+    assert!(
+        home.instance()
+            .unwrap()
+            .core
+            .executable
+            .contains("resources/app/1.0.0")
+    );
+    let id = home.api().create_conversation();
+    assert_eq!(
+        home.api().add_message(&id, "user", "remember me").status(),
+        201
+    );
+    launcher.terminate();
+    (home, id)
+}
+
+/// Memory, models and settings are exactly as before.
+fn assert_data_intact(home: &TestHome, id: &str, models_before: &BTreeMap<String, Sha256Digest>) {
+    assert_eq!(home.api().messages(id).unwrap(), vec!["remember me"]);
+    assert_eq!(&snapshot(&home.path("models")), models_before);
+    assert!(home.run(&["models", "verify"]).status.success());
+}
+
+fn running_version(home: &TestHome) -> String {
+    let exe = home.instance().unwrap().core.executable;
+    exe.split("resources/app/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn v1_to_v2_by_delta_and_v2_to_v3_in_full_keep_all_data() {
+    let shop = Workshop::new();
+    let (home, id) = installed_v1(&shop);
+    let models = snapshot(&home.path("models"));
+    let config = std::fs::read(home.path("config.json")).unwrap();
+
+    let v1 = shop.path("bundles/1.0.0");
+    let v2 = shop.bundle("2.0.0", false);
+    let release = shop.release("feed-current", &v2, &[&v1], &[], &shop.key());
+    let has_delta = |path: &str| {
+        release["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == path && f["deltas"].as_array().is_some_and(|d| !d.is_empty()))
+    };
+    assert!(has_delta("jarvis-core"), "{release}");
+
+    let check = json(&home.run(&["update", "check", "--json"]));
+    assert_eq!(check["available"], "2.0.0");
+    let applied = json(&home.run(&["update", "apply", "--json"]));
+    assert_eq!(applied["from"], "1.0.0");
+    // Only files too small for a patch to pay (version.json) come whole.
+    assert!(applied["delta_files"].as_u64().unwrap() >= 2, "{applied}");
+    assert!(applied["full_files"].as_u64().unwrap() <= 1, "{applied}");
+    let bundle_size: u64 = snapshot(&v2)
+        .keys()
+        .map(|k| std::fs::metadata(v2.join(k)).unwrap().len())
+        .sum();
+    let downloaded = applied["bytes_downloaded"].as_u64().unwrap();
+    assert!(
+        downloaded * 20 < bundle_size,
+        "delta {downloaded} B of a {bundle_size} B bundle"
+    );
+
+    let launcher = home.up();
+    assert!(
+        launcher.stderr().contains("update is committed"),
+        "{}",
+        launcher.stderr()
+    );
+    assert_eq!(running_version(&home), "2.0.0");
+    assert_data_intact(&home, &id, &models);
+    drop(launcher);
+
+    let v3 = shop.bundle("3.0.0", false);
+    shop.release("feed-current", &v3, &[], &[], &shop.key());
+    let applied = json(&home.run(&["update", "apply", "--json"]));
+    assert_eq!(applied["delta_files"], 0);
+    assert!(applied["full_files"].as_u64().unwrap() >= 3);
+    let _launcher = home.up();
+    assert_eq!(running_version(&home), "3.0.0");
+    assert_data_intact(&home, &id, &models);
+    // Settings are the user's: an update never rewrites them.
+    assert_eq!(std::fs::read(home.path("config.json")).unwrap(), config);
+    let status = json(&home.run(&["update", "status", "--json"]));
+    assert_eq!(status["current"], "3.0.0");
+    assert_eq!(status["previous"], "2.0.0");
+    assert_eq!(status["pending"], Value::Null);
+}
+
+#[test]
+fn a_v2_whose_core_does_not_start_is_rolled_back_to_v1_with_all_data() {
+    let shop = Workshop::new();
+    let (home, id) = installed_v1(&shop);
+    let models = snapshot(&home.path("models"));
+    let v2 = shop.bundle("2.0.0", true);
+    shop.release(
+        "feed-current",
+        &v2,
+        &[&shop.path("bundles/1.0.0")],
+        &[],
+        &shop.key(),
+    );
+    json(&home.run(&["update", "apply", "--json"]));
+
+    let launcher = home.up();
+    let stderr = launcher.stderr();
+    assert!(stderr.contains("Switched back to Jarvis 1.0.0"), "{stderr}");
+    assert_eq!(running_version(&home), "1.0.0");
+    assert_data_intact(&home, &id, &models);
+    let status = json(&home.run(&["update", "status", "--json"]));
+    assert_eq!(status["current"], "1.0.0");
+    assert_eq!(status["rejected"], serde_json::json!(["2.0.0"]));
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("rolled back"),
+        "{status}"
+    );
+    let check = json(&home.run(&["update", "check", "--json"]));
+    assert_eq!(
+        check["available"],
+        Value::Null,
+        "a rejected version is not offered again"
+    );
+}
+
+#[test]
+fn kill9_at_every_update_checkpoint_always_leaves_a_working_version_with_intact_data() {
+    let shop = Workshop::new();
+    let v2 = shop.bundle("2.0.0", false);
+    let (template, _) = installed_v1(&shop);
+    drop(template);
+    shop.release(
+        "feed-current",
+        &v2,
+        &[&shop.path("bundles/1.0.0")],
+        &[],
+        &shop.key(),
+    );
+    let pristine_install = snapshot(&shop.path("install"));
+    for checkpoint in [
+        "update:staged",
+        "update:installed",
+        "update:pending-recorded",
+        "update:switched",
+        "update:committed",
+    ] {
+        // A fresh install of v1 for each checkpoint.
+        let _ = std::fs::remove_dir_all(shop.path("install"));
+        let (home, id) = installed_v1(&shop);
+        let models = snapshot(&home.path("models"));
+        assert_eq!(
+            snapshot(&shop.path("install")).len(),
+            pristine_install.len()
+        );
+        if checkpoint == "update:committed" {
+            json(&home.run(&["update", "apply", "--json"]));
+            let mut crashed = home.spawn_up(&[("JARVIS_CRASH_AT", checkpoint)]);
+            let status = crashed.wait_exit(Duration::from_secs(60));
+            assert_eq!(
+                status.signal(),
+                Some(9),
+                "{checkpoint}: {}",
+                crashed.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        } else {
+            let out = home
+                .jarvis(&["update", "apply"])
+                .env("JARVIS_CRASH_AT", checkpoint)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.signal(), Some(9), "{checkpoint}: {out:?}");
+        }
+        let _launcher = home.up();
+        let version = running_version(&home);
+        assert!(
+            version == "1.0.0" || version == "2.0.0",
+            "{checkpoint}: {version}"
+        );
+        assert_data_intact(&home, &id, &models);
+        drop(_launcher);
+        // Whatever was interrupted can be finished.
+        let out = home.run(&["update", "apply"]);
+        assert!(out.status.success(), "{checkpoint}: {out:?}");
+        let _launcher = home.up();
+        assert_eq!(running_version(&home), "2.0.0", "{checkpoint}");
+    }
+}
+
+/// Runs `update apply` and asserts it was refused with `reason` and that
+/// neither the install nor the update state changed.
+fn assert_refused(shop: &Workshop, home: &TestHome, args: &[&str], reason: &str) {
+    let install_before = snapshot(&shop.path("install"));
+    let state_before = std::fs::read(home.path("update-state.json")).ok();
+    let out = home.run(args);
+    assert!(!out.status.success(), "accepted: {out:?}");
+    assert!(
+        out.stderr.contains(reason),
+        "expected {reason:?} in\n{}",
+        out.stderr
+    );
+    assert_eq!(
+        snapshot(&shop.path("install")),
+        install_before,
+        "{reason}: the install changed"
+    );
+    assert_eq!(
+        std::fs::read(home.path("update-state.json")).ok(),
+        state_before
+    );
+}
+
+#[test]
+fn bad_releases_are_refused_and_change_nothing() {
+    let shop = Workshop::new();
+    let (home, _) = installed_v1(&shop);
+    let v1 = shop.path("bundles/1.0.0");
+    let v2 = shop.bundle("2.0.0", false);
+    let apply = ["update", "apply"];
+
+    // A tampered file (and delta) after signing.
+    shop.release("feed-current", &v2, &[&v1], &[], &shop.key());
+    for rel in [
+        "files/2.0.0/jarvis-core",
+        "deltas/1.0.0-to-2.0.0/jarvis-core.patch",
+    ] {
+        let path = shop.feed_file("feed-current", rel);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        std::fs::write(&path, bytes).unwrap();
+    }
+    assert_refused(&shop, &home, &apply, "checksum failed");
+
+    // Signed by a key the launcher does not trust.
+    let other = shop.path("other-keys");
+    dist(&["keygen", other.to_str().unwrap()]);
+    shop.release("feed-current", &v2, &[], &[], &other.join("release.key"));
+    assert_refused(&shop, &home, &apply, "not valid for any trusted key");
+
+    // Expired: the feed is frozen.
+    shop.release("feed-current", &v2, &[], &["--expired"], &shop.key());
+    assert_refused(&shop, &home, &apply, "expired");
+
+    // For another target, mis-published under ours.
+    let foreign = shop.path("foreign-bundle");
+    let core_src = shop.path("src-2.0.0/jarvis-core");
+    dist(&[
+        "bundle",
+        "--version",
+        "2.0.0",
+        "--target",
+        "riscv64gc-unknown-none",
+        "--core",
+        core_src.to_str().unwrap(),
+        "--out",
+        foreign.to_str().unwrap(),
+    ]);
+    shop.release("feed-foreign", &foreign, &[], &[], &shop.key());
+    let ours = shop.feed_file("feed-current", "");
+    let _ = std::fs::remove_dir_all(&ours);
+    copy_dir(
+        &shop.path("feed-foreign/stable/riscv64gc-unknown-none"),
+        &ours,
+    );
+    shop.server
+        .add_dir("/feed-current", &shop.path("feed-current"));
+    assert_refused(&shop, &home, &apply, "is for target riscv64gc-unknown-none");
+
+    // Oversized: a correctly signed manifest promising a 3 GiB file.
+    shop.release("feed-current", &v2, &[], &[], &shop.key());
+    let manifest_path = shop.feed_file("feed-current", "release.json");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["files"][0]["size"] = (3u64 << 30).into();
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let key =
+        jarvis_dist::signing::signing_key(&std::fs::read_to_string(shop.key()).unwrap()).unwrap();
+    std::fs::write(&manifest_path, &bytes).unwrap();
+    std::fs::write(
+        shop.feed_file("feed-current", "release.json.sig"),
+        jarvis_dist::signing::sign(&key, &bytes),
+    )
+    .unwrap();
+    shop.server
+        .add_dir("/feed-current", &shop.path("feed-current"));
+    assert_refused(&shop, &home, &apply, "larger than the");
+
+    // A replayed older manifest after 2.0.0 was accepted.
+    shop.release("feed-current", &v2, &[], &[], &shop.key());
+    assert!(home.run(&apply).status.success());
+    assert!(home.run(&["update", "rollback"]).status.success());
+    shop.release(
+        "feed-replay",
+        &shop.bundle("1.5.0", false),
+        &[],
+        &[],
+        &shop.key(),
+    );
+    let replay = shop.path("feed-replay");
+    assert_refused(
+        &shop,
+        &home,
+        &["update", "apply", "--from", replay.to_str().unwrap()],
+        "refusing a replayed or downgraded release",
+    );
+}
+
+#[test]
+fn hostile_offline_archives_are_refused_and_change_nothing() {
+    let shop = Workshop::new();
+    let (home, _) = installed_v1(&shop);
+    let cases = [
+        ("dot-dot", "../../escape.txt", tar::EntryType::Regular),
+        ("absolute", "/tmp/escape.txt", tar::EntryType::Regular),
+        ("symlink", "stable/link", tar::EntryType::Symlink),
+    ];
+    for (what, name, kind) in cases {
+        let archive = home.scratch().join(format!("{what}.tar"));
+        let mut builder = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+        append_raw(&mut builder, name, kind);
+        builder.finish().unwrap();
+        assert_refused(
+            &shop,
+            &home,
+            &["update", "apply", "--from", archive.to_str().unwrap()],
+            "was refused",
+        );
+        assert!(!Path::new("/tmp/escape.txt").exists());
+        assert!(!shop.path("install/resources/escape.txt").exists());
+    }
+}
+
+/// Appends an entry with a raw name (the tar crate refuses to write unsafe
+/// names through its safe API, which is exactly what a hostile archive
+/// does not respect).
+fn append_raw(builder: &mut tar::Builder<std::fs::File>, name: &str, kind: tar::EntryType) {
+    let mut header = tar::Header::new_gnu();
+    let bytes = name.as_bytes();
+    header.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+    header.set_entry_type(kind);
+    header.set_size(if kind == tar::EntryType::Regular {
+        5
+    } else {
+        0
+    });
+    if kind == tar::EntryType::Symlink {
+        header.set_link_name("/etc/passwd").unwrap();
+    }
+    header.set_mode(0o644);
+    header.set_cksum();
+    let data: &[u8] = if kind == tar::EntryType::Regular {
+        b"owned"
+    } else {
+        b""
+    };
+    builder.append(&header, data).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
