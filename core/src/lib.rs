@@ -30,6 +30,14 @@ pub use api::{AppState, app};
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// A free-form note baked in at build time (`JARVIS_BUILD_NOTE`), logged at
+/// start-up; release builds put the commit here. The update benchmark uses
+/// it to make two real builds that differ by a small code change.
+pub const BUILD_NOTE: &str = match option_env!("JARVIS_BUILD_NOTE") {
+    Some(note) => note,
+    None => "development build",
+};
+
 /// Serves the core on an already bound `listener` until `shutdown`
 /// completes, then finishes the requests in flight.
 pub async fn run(

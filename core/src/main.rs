@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use jarvis_core::config::CoreConfig;
 use jarvis_core::memory::Memory;
 use jarvis_core::models::ModelDirectory;
-use jarvis_core::{AppState, VERSION, run};
+use jarvis_core::{AppState, BUILD_NOTE, VERSION, run};
 use jarvis_protocol::env;
 use tokio::net::TcpListener;
 
@@ -40,7 +40,12 @@ fn main() -> ExitCode {
 async fn serve() -> anyhow::Result<()> {
     let config = CoreConfig::from_env(|name| std::env::var(name).ok())
         .context("the core's environment is incomplete")?;
-    tracing::info!(version = VERSION, ?config, "jarvis-core starting");
+    tracing::info!(
+        version = VERSION,
+        build = BUILD_NOTE,
+        ?config,
+        "jarvis-core starting"
+    );
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("could not listen on {}", config.listen))?;
