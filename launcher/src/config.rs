@@ -20,8 +20,16 @@ pub struct AppConfig {
     /// Download missing required models at start-up, as `jarvis up --pull`.
     #[serde(default)]
     pub auto_download: bool,
+    /// Check for app updates in the background and stage them for the
+    /// next launch (installed apps only).
+    #[serde(default = "default_true")]
+    pub auto_update: bool,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for AppConfig {
@@ -30,6 +38,7 @@ impl Default for AppConfig {
             schema_version: CURRENT_SCHEMA_VERSION,
             core_port: 0,
             auto_download: false,
+            auto_update: true,
             other: serde_json::Map::new(),
         }
     }

@@ -51,6 +51,9 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
     // Find everything we need before creating anything, so a missing
     // prerequisite leaves no half-made data folder behind.
     let install = Install::new(&paths.bundle_dir);
+    if install.current()?.is_some() && paths.data_dir.exists() {
+        crate::update::apply_staged(&paths, &install)?;
+    }
     let app = choose_app(&install)?;
     let mut redis_binary = locate_redis(&app.dir)?;
     let core_binary = paths.require_core_binary_in(&app.dir)?;
@@ -159,6 +162,9 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
                         "Jarvis {} started; the update is committed.",
                         pending.version
                     );
+                    if let Err(e) = crate::update::remove_old_versions(&install) {
+                        tracing::warn!("could not remove old app versions: {e:#}");
+                    }
                 }
                 break supervisor;
             }
@@ -179,6 +185,9 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
     supervisor.publish()?;
     tracing::info!(elapsed = ?start.elapsed(), url = %supervisor.core.base_url(), "ready");
     println!("ready: {}", supervisor.core.base_url());
+    if config.auto_update && app.version.is_some() {
+        tokio::spawn(crate::update::stage_in_background(paths.clone()));
+    }
 
     let outcome = supervisor.supervise(&mut shutdown).await;
     supervisor.stop().await;

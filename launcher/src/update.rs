@@ -75,6 +75,9 @@ pub struct UpdateState {
     pub bucket: Option<u8>,
     /// A switched-to version that has not yet reached ready.
     pub pending: Option<Pending>,
+    /// A version downloaded in the background, switched to at next launch.
+    #[serde(default)]
+    pub staged: Option<AppVersion>,
     /// Versions that failed their health check; never offered again.
     #[serde(default)]
     pub rejected: Vec<AppVersion>,
@@ -365,6 +368,15 @@ pub async fn check(
             release.expires_at
         );
     }
+    let schema = jarvis_migrations::CURRENT_SCHEMA_VERSION;
+    if !(release.data_schema.min..=release.data_schema.max).contains(&schema) {
+        bail!(
+            "Jarvis {} works with data schemas {}–{}, this launcher keeps the data at schema {schema}; update the launcher first; nothing was changed",
+            release.version,
+            release.data_schema.min,
+            release.data_schema.max
+        );
+    }
     let launcher: AppVersion = VERSION.parse()?;
     if release.min_launcher_version > launcher {
         bail!(
@@ -539,6 +551,68 @@ pub fn activate(
     checkpoint("update:switched");
     state.highest_accepted = Some(state.highest_accepted.map_or(version, |h| h.max(version)));
     state.save(paths)?;
+    Ok(())
+}
+
+/// `jarvis up` with `auto_update`: check and stage quietly in the
+/// background; the switch happens at the next launch.
+pub async fn stage_in_background(paths: AppPaths) {
+    let install = Install::new(&paths.bundle_dir);
+    let result = async {
+        let feed = Feed::online("stable")?;
+        let mut state = UpdateState::load(&paths)?;
+        let Some(release) = check(&install, &mut state, &feed, "stable").await? else {
+            return Ok(None);
+        };
+        stage(&install, &feed, &release).await?;
+        let mut state = UpdateState::load(&paths)?;
+        state.staged = Some(release.version);
+        state.save(&paths)?;
+        Ok::<_, anyhow::Error>(Some(release.version))
+    }
+    .await;
+    match result {
+        Ok(Some(v)) => {
+            tracing::info!(version = %v, "update staged; it is applied at the next launch")
+        }
+        Ok(None) => tracing::info!("no update available"),
+        Err(e) => tracing::warn!("background update check failed: {e:#}"),
+    }
+}
+
+/// At launch: switch to a version staged in the background, if it is
+/// still intact and newer than the current one.
+pub fn apply_staged(paths: &AppPaths, install: &Install) -> anyhow::Result<()> {
+    let mut state = UpdateState::load(paths)?;
+    let Some(version) = state.staged.take() else {
+        return Ok(());
+    };
+    state.save(paths)?;
+    if install.current()?.is_some_and(|c| c >= version) || state.rejected.contains(&version) {
+        return Ok(());
+    }
+    match install.verify(version) {
+        Ok(_) => {
+            activate(paths, install, &mut state, version)?;
+            eprintln!("Updating to Jarvis {version} (downloaded in the background).");
+        }
+        Err(e) => tracing::warn!("the staged update {version} is damaged and is skipped: {e:#}"),
+    }
+    Ok(())
+}
+
+/// After a commit: version folders other than current and previous go.
+pub fn remove_old_versions(install: &Install) -> anyhow::Result<()> {
+    let keep = [install.current()?, install.previous()?];
+    for version in install.installed() {
+        if !keep.contains(&Some(version)) {
+            let dir = install.version_dir(version);
+            let trash = install.app_dir.join(format!(".trash-{version}"));
+            std::fs::rename(&dir, &trash)?;
+            std::fs::remove_dir_all(&trash)?;
+            tracing::info!(%version, "removed an old app version");
+        }
+    }
     Ok(())
 }
 

@@ -178,6 +178,9 @@ fn installed_v1(shop: &Workshop) -> (TestHome, String) {
     ]);
     let report = json(&out);
     assert_eq!(report["version"], "1.0.0");
+    // Background updates are tested on their own; elsewhere they would race
+    // the test's own steps.
+    set_auto_update(&home, false);
     let model = home.scratch().join("m.bin");
     std::fs::write(&model, pseudo_random_bytes(5000, 51)).unwrap();
     assert!(
@@ -210,6 +213,18 @@ fn installed_v1(shop: &Workshop) -> (TestHome, String) {
     );
     launcher.terminate();
     (home, id)
+}
+
+fn set_auto_update(home: &TestHome, on: bool) {
+    let path = home.path("config.json");
+    let mut config: Value = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(
+            || serde_json::json!({"schema_version": jarvis_migrations::CURRENT_SCHEMA_VERSION}),
+        );
+    config["auto_update"] = on.into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
 }
 
 /// Memory, models and settings are exactly as before.
@@ -290,6 +305,60 @@ fn v1_to_v2_by_delta_and_v2_to_v3_in_full_keep_all_data() {
     assert_eq!(status["current"], "3.0.0");
     assert_eq!(status["previous"], "2.0.0");
     assert_eq!(status["pending"], Value::Null);
+    // Once 3.0.0 is good, only it and its rollback target are kept.
+    assert_eq!(status["installed"], serde_json::json!(["2.0.0", "3.0.0"]));
+}
+
+#[test]
+fn updates_download_silently_in_the_background_and_apply_at_the_next_launch() {
+    let shop = Workshop::new();
+    let (home, id) = installed_v1(&shop);
+    let models = snapshot(&home.path("models"));
+    let v2 = shop.bundle("2.0.0", false);
+
+    // Outside the staged rollout: not offered.
+    shop.release(
+        "feed-current",
+        &v2,
+        &[&shop.path("bundles/1.0.0")],
+        &["--rollout-percent", "0"],
+        &shop.key(),
+    );
+    assert_eq!(
+        json(&home.run(&["update", "check", "--json"]))["available"],
+        Value::Null
+    );
+
+    shop.release(
+        "feed-current",
+        &v2,
+        &[&shop.path("bundles/1.0.0")],
+        &[],
+        &shop.key(),
+    );
+    set_auto_update(&home, true);
+    let mut launcher = home.up();
+    assert_eq!(running_version(&home), "1.0.0");
+    jarvis_tests::wait_for(Duration::from_secs(60), "the update to be staged", || {
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(home.path("update-state.json")).ok()?).ok()?;
+        (state["staged"] == "2.0.0").then_some(())
+    });
+    launcher.terminate();
+
+    let launcher = home.up();
+    assert!(
+        launcher.stderr().contains("downloaded in the background"),
+        "{}",
+        launcher.stderr()
+    );
+    assert!(
+        launcher.stderr().contains("update is committed"),
+        "{}",
+        launcher.stderr()
+    );
+    assert_eq!(running_version(&home), "2.0.0");
+    assert_data_intact(&home, &id, &models);
 }
 
 #[test]
