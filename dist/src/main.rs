@@ -36,6 +36,10 @@ enum Command {
         /// A redis-server to ship in the bundle.
         #[arg(long)]
         redis: Option<PathBuf>,
+        /// The `jarvis` launcher to ship; installs replace themselves with
+        /// it once this version has started successfully.
+        #[arg(long)]
+        launcher: Option<PathBuf>,
         /// Extra files as PATH_IN_BUNDLE=SOURCE (UI assets, tools).
         #[arg(long = "file")]
         files: Vec<String>,
@@ -109,6 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target,
             core,
             redis,
+            launcher,
             files,
             schema_min,
             schema_max,
@@ -117,6 +122,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut list = vec![(core_name().to_owned(), core, true)];
             if let Some(redis) = redis {
                 list.push((redis_name().to_owned(), redis, true));
+            }
+            if let Some(launcher) = launcher {
+                list.push((launcher_name().to_owned(), launcher, true));
             }
             for spec in files {
                 let (path, source) = spec
@@ -174,6 +182,14 @@ fn core_name() -> &'static str {
         "jarvis-core.exe"
     } else {
         "jarvis-core"
+    }
+}
+
+fn launcher_name() -> &'static str {
+    if cfg!(windows) {
+        "jarvis.exe"
+    } else {
+        "jarvis"
     }
 }
 

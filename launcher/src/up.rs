@@ -165,6 +165,13 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
                     if let Err(e) = crate::update::remove_old_versions(&install) {
                         tracing::warn!("could not remove old app versions: {e:#}");
                     }
+                    match crate::update::replace_launcher(&paths, &install, pending.version) {
+                        Ok(true) => eprintln!(
+                            "The launcher was updated too; it takes over at the next start."
+                        ),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("could not update the launcher: {e:#}"),
+                    }
                 }
                 break supervisor;
             }

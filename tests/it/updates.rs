@@ -46,6 +46,10 @@ impl Workshop {
     /// delta must carry; ELF ignores trailing data). `broken` truncates the
     /// core so it cannot start.
     fn bundle(&self, version: &str, broken: bool) -> PathBuf {
+        self.bundle_with(version, broken, &[])
+    }
+
+    fn bundle_with(&self, version: &str, broken: bool, extra: &[&str]) -> PathBuf {
         let work = self.path(&format!("src-{version}"));
         std::fs::create_dir_all(&work).unwrap();
         let mut core = std::fs::read(core_bin()).unwrap();
@@ -59,17 +63,20 @@ impl Workshop {
         let ui = work.join("index.html");
         std::fs::write(&ui, format!("<h1>Jarvis {version}</h1>")).unwrap();
         let out_dir = self.path(&format!("bundles/{version}"));
-        let out = dist(&[
+        let ui_arg = format!("ui/index.html={}", ui.display());
+        let mut args = vec![
             "bundle",
             "--version",
             version,
             "--core",
             core_path.to_str().unwrap(),
             "--file",
-            &format!("ui/index.html={}", ui.display()),
+            &ui_arg,
             "--out",
             out_dir.to_str().unwrap(),
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let out = dist(&args);
         assert!(out.status.success(), "{out:?}");
         out_dir
     }
@@ -643,4 +650,70 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
+}
+
+#[test]
+fn the_launcher_replaces_itself_once_the_new_version_has_started() {
+    let shop = Workshop::new();
+    let install = shop.path("install");
+    std::fs::create_dir_all(&install).unwrap();
+    let launcher = install.join("jarvis");
+    std::fs::copy(binary("jarvis"), &launcher).unwrap();
+    let original = Sha256Digest::of_file(&launcher).unwrap();
+    // The shipped launcher: the real one with a marker appended.
+    let mut shipped = std::fs::read(binary("jarvis")).unwrap();
+    shipped.extend_from_slice(b"launcher of 1.0.0");
+    let shipped_path = shop.path("launcher-1.0.0");
+    std::fs::write(&shipped_path, &shipped).unwrap();
+    let v1 = shop.bundle_with(
+        "1.0.0",
+        false,
+        &["--launcher", shipped_path.to_str().unwrap()],
+    );
+    shop.release("feed1", &v1, &[], &[], &shop.key());
+
+    // This home runs the launcher from the install folder itself.
+    let home = TestHome::new();
+    home.set_env("JARVIS_UPDATE_TRUSTED_KEYS", &shop.public_key);
+    let out = home
+        .command(
+            &launcher,
+            &[
+                "update",
+                "apply",
+                "--from",
+                shop.path("feed1").to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    set_auto_update(&home, false);
+    assert_eq!(
+        Sha256Digest::of_file(&launcher).unwrap(),
+        original,
+        "not before the new version proved itself"
+    );
+
+    let mut running = home.spawn_program(&launcher, &["up", "--no-browser"]);
+    running.wait_ready();
+    assert!(
+        running.stderr().contains("launcher was updated too"),
+        "{}",
+        running.stderr()
+    );
+    running.terminate();
+    assert_eq!(
+        Sha256Digest::of_file(&launcher).unwrap(),
+        Sha256Digest::of(&shipped)
+    );
+    assert_eq!(
+        Sha256Digest::of_file(&install.join("jarvis.previous")).unwrap(),
+        original
+    );
+    let status = home
+        .command(&launcher, &["update", "status", "--json"])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "the new launcher runs: {status:?}");
 }

@@ -152,7 +152,13 @@ impl TestHome {
 
     /// `jarvis <args>` for this home, with output captured.
     pub fn jarvis(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(jarvis_bin());
+        self.command(&jarvis_bin(), args)
+    }
+
+    /// `<program> <args>` with this home's environment (a launcher copied
+    /// somewhere else, say).
+    pub fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env(env::HOME, self.data_dir())
             .env_remove(env::BUNDLE_DIR)
@@ -183,7 +189,12 @@ impl TestHome {
 
     /// Starts `jarvis <args>` (an `up` variant) without waiting for ready.
     pub fn spawn_up_args(&self, args: &[&str]) -> Launcher {
-        let mut cmd = self.jarvis(args);
+        self.spawn_program(&jarvis_bin(), args)
+    }
+
+    /// Starts `<program> <args>` (a launcher) without waiting for ready.
+    pub fn spawn_program(&self, program: &Path, args: &[&str]) -> Launcher {
+        let mut cmd = self.command(program, args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         Launcher::spawn(cmd, self.data_dir())
     }
