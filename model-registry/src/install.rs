@@ -98,7 +98,10 @@ impl Installer<'_> {
             }
             let mut reports = Vec::new();
             for entry in entries {
-                reports.push(self.copy_in(&entry, path, progress).await?);
+                reports.push(
+                    self.copy_in(&entry, path, |f| f.path.under(path), progress)
+                        .await?,
+                );
             }
             return Ok(reports);
         }
@@ -149,20 +152,21 @@ impl Installer<'_> {
                     path: path.to_owned(),
                 })?,
         };
-        let folder = path.parent().unwrap_or(Path::new("."));
-        let mut entry = entry;
-        // The file keeps the name the catalog gives it, wherever it came from.
-        let source_name = path.file_name().map(PathBuf::from).unwrap_or_default();
+        // The file keeps the name the catalog gives it, whatever it is
+        // called where it came from.
         Ok(vec![
-            self.copy_in_renamed(&mut entry, folder, &source_name, progress)
+            self.copy_in(&entry, path, |_| path.to_owned(), progress)
                 .await?,
         ])
     }
 
+    /// Copies every file of `entry` from where `source_of` says it is into
+    /// a staging folder, verified, and installs it.
     async fn copy_in(
         &self,
         entry: &ModelEntry,
-        folder: &Path,
+        origin: &Path,
+        source_of: impl Fn(&CatalogFile) -> PathBuf,
         progress: &dyn ProgressSink,
     ) -> Result<InstallReport, RegistryError> {
         if self.store.is_installed(&entry.name, &entry.version) {
@@ -171,32 +175,11 @@ impl Installer<'_> {
         let (staging, _lock) = self.store.lock_staging(&entry.name, &entry.version)?;
         check_space_for(entry, &staging)?;
         for file in &entry.files {
-            let source = file.path.under(folder);
-            self.copy_file(entry, file, &source, &staging, progress)
+            self.copy_file(entry, file, &source_of(file), &staging, progress)
                 .await?;
         }
         self.store
-            .install_staged(&staging, entry, &format!("import {}", folder.display()))?;
-        Ok(self.report(entry, false, entry.total_size(), 0))
-    }
-
-    async fn copy_in_renamed(
-        &self,
-        entry: &mut ModelEntry,
-        folder: &Path,
-        source_name: &Path,
-        progress: &dyn ProgressSink,
-    ) -> Result<InstallReport, RegistryError> {
-        if self.store.is_installed(&entry.name, &entry.version) {
-            return Ok(self.report(entry, true, 0, 0));
-        }
-        let (staging, _lock) = self.store.lock_staging(&entry.name, &entry.version)?;
-        check_space_for(entry, &staging)?;
-        let source = folder.join(source_name);
-        self.copy_file(entry, &entry.files[0], &source, &staging, progress)
-            .await?;
-        self.store
-            .install_staged(&staging, entry, &format!("import {}", source.display()))?;
+            .install_staged(&staging, entry, &format!("import {}", origin.display()))?;
         Ok(self.report(entry, false, entry.total_size(), 0))
     }
 

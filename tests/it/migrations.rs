@@ -2,15 +2,13 @@
 //! (`tests/fixtures/appdata/v<N>/`), killed at every checkpoint, refused
 //! when newer, repaired when corrupt, and backups restored exactly.
 
-use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use jarvis_download::Sha256Digest;
 use jarvis_migrations::{CHECKPOINTS, CURRENT_SCHEMA_VERSION, MIGRATIONS};
-use jarvis_tests::{TestHome, alive, wait_for};
+use jarvis_tests::{TestHome, alive, copy_dir, snapshot, wait_for};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -38,36 +36,6 @@ fn home_from_fixture(version: u32) -> (TestHome, Value) {
         serde_json::from_slice(&std::fs::read(source.join("expected.json")).unwrap()).unwrap();
     std::fs::remove_file(home.path("expected.json")).unwrap();
     (home, expected)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// Every file under `dir` with its SHA-256.
-fn snapshot(dir: &Path) -> BTreeMap<String, Sha256Digest> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let path = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path.strip_prefix(dir).unwrap().display().to_string();
-                out.insert(rel, Sha256Digest::of_file(&path).unwrap());
-            }
-        }
-    }
-    out
 }
 
 /// Keys in the running instance's Redis, through `redis-cli` as the

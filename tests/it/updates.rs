@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use jarvis_download::Sha256Digest;
 use jarvis_tests::fault_server::FaultServer;
-use jarvis_tests::{Output, TestHome, binary, core_bin, pseudo_random_bytes};
+use jarvis_tests::{Output, TestHome, binary, copy_dir, core_bin, pseudo_random_bytes, snapshot};
 use serde_json::Value;
 
 /// A release workshop: keys, bundles and a feed served over HTTP, and an
@@ -145,29 +145,6 @@ fn dist(args: &[&str]) -> Output {
 fn json(out: &Output) -> Value {
     assert!(out.status.success(), "{out:?}");
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
-}
-
-/// Every file under `dir` with its SHA-256 (empty when `dir` is missing).
-fn snapshot(dir: &Path) -> BTreeMap<String, Sha256Digest> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(path);
-            } else {
-                out.insert(
-                    path.strip_prefix(dir).unwrap().display().to_string(),
-                    Sha256Digest::of_file(&path).unwrap(),
-                );
-            }
-        }
-    }
-    out
 }
 
 /// Installs v1 offline from its feed folder and stores some memory and a
@@ -638,18 +615,6 @@ fn append_raw(builder: &mut tar::Builder<std::fs::File>, name: &str, kind: tar::
         b""
     };
     builder.append(&header, data).unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 #[test]
