@@ -138,7 +138,7 @@ pub async fn migrate(paths: &AppPaths, command: MigrateCommand) -> anyhow::Resul
                 return Ok(ExitCode::SUCCESS);
             }
             let redis = start_redis(paths).await?;
-            let redis = up::migrate(paths, redis).await?;
+            let redis = up::migrate(paths, redis, CURRENT_SCHEMA_VERSION).await?;
             redis.stop(std::time::Duration::from_secs(20)).await?;
             let to = migrator.schema_version()?;
             if json {

@@ -17,9 +17,9 @@ use jarvis_redis_bundle::{RedisConfig, RedisServer, process, tail};
 
 use std::path::Path;
 
-use jarvis_dist::manifest::AppVersion;
+use jarvis_dist::manifest::{AppVersion, SchemaRange};
 use jarvis_durable::checkpoint;
-use jarvis_migrations::Migrator;
+use jarvis_migrations::{CURRENT_SCHEMA_VERSION, Migrator};
 
 use crate::install::Install;
 use crate::update::{MAX_ATTEMPTS, UpdateState};
@@ -54,7 +54,7 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
     if install.current()?.is_some() && paths.data_dir.exists() {
         crate::update::apply_staged(&paths, &install)?;
     }
-    let app = choose_app(&install)?;
+    let mut app = choose_app(&install)?;
     let mut redis_binary = locate_redis(&app.dir)?;
     let core_binary = paths.require_core_binary_in(&app.dir)?;
     let _ = options.no_browser;
@@ -135,17 +135,21 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
     let mut supervisor = loop {
         if trial && let Some(pending) = update_state.pending.as_mut() {
             if pending.attempts >= MAX_ATTEMPTS {
-                let previous = roll_back(&paths, &install, &mut update_state)?;
-                core_spec.binary = paths.require_core_binary_in(&previous)?;
-                redis_binary = locate_redis(&previous)?;
+                roll_back(&paths, &install, &mut update_state)?;
+                app = choose_app(&install)?;
+                core_spec.binary = paths.require_core_binary_in(&app.dir)?;
+                redis_binary = locate_redis(&app.dir)?;
                 trial = false;
                 continue;
+            }
+            if pending.attempts == 0 {
+                pending.schema_before = Some(Migrator::new(&paths.data_dir).schema_version()?);
             }
             pending.attempts += 1;
             update_state.save(&paths)?;
         }
         let started = tokio::select! {
-            started = start_children(&paths, &http, redis_binary.clone(), redis_config.clone(), core_spec.clone()) => started,
+            started = start_children(&paths, &http, redis_binary.clone(), redis_config.clone(), core_spec.clone(), app.schema) => started,
             () = shutdown.recv() => {
                 instance::remove_runtime_files(&paths)?;
                 eprintln!("Start-up cancelled.");
@@ -247,6 +251,8 @@ struct AppChoice {
     /// `None` in a development checkout (no installed versions).
     version: Option<AppVersion>,
     dir: PathBuf,
+    /// The data schemas this version's core works with.
+    schema: SchemaRange,
 }
 
 /// The current installed version, checked against its signed manifest; the
@@ -262,12 +268,17 @@ fn choose_app(install: &Install) -> anyhow::Result<AppChoice> {
                 .and_then(Path::parent)
                 .map(Path::to_owned)
                 .unwrap_or_default(),
+            schema: SchemaRange {
+                min: CURRENT_SCHEMA_VERSION,
+                max: CURRENT_SCHEMA_VERSION,
+            },
         });
     };
     match install.verify(current) {
-        Ok(_) => Ok(AppChoice {
+        Ok(release) => Ok(AppChoice {
             version: Some(current),
             dir: install.version_dir(current),
+            schema: release.data_schema,
         }),
         Err(error) => {
             let previous = install.previous()?.filter(|p| install.verify(*p).is_ok());
@@ -277,10 +288,12 @@ fn choose_app(install: &Install) -> anyhow::Result<AppChoice> {
             eprintln!(
                 "warning: Jarvis {current} is damaged ({error:#}); starting {previous} instead."
             );
+            let release = install.verify(previous)?;
             install.switch_to(previous)?;
             Ok(AppChoice {
                 version: Some(previous),
                 dir: install.version_dir(previous),
+                schema: release.data_schema,
             })
         }
     }
@@ -295,14 +308,10 @@ fn locate_redis(app_dir: &Path) -> anyhow::Result<PathBuf> {
     )?)
 }
 
-/// After [`MAX_ATTEMPTS`] failed starts of a new version: back to the
-/// previous one, and never offer the failed one again. Returns the folder of
-/// the version now current.
-fn roll_back(
-    paths: &AppPaths,
-    install: &Install,
-    state: &mut UpdateState,
-) -> anyhow::Result<PathBuf> {
+/// After [`MAX_ATTEMPTS`] failed starts of a new version: the data back to
+/// how it was before the trial migrated it, back to the previous version,
+/// and never offer the failed one again.
+fn roll_back(paths: &AppPaths, install: &Install, state: &mut UpdateState) -> anyhow::Result<()> {
     let Some(pending) = state.pending.take() else {
         bail!("no update to roll back");
     };
@@ -313,12 +322,34 @@ fn roll_back(
         );
     };
     install.verify(previous)?;
+    let migrator = Migrator::new(&paths.data_dir);
+    let mut restored = None;
+    if let Some(before) = pending.schema_before
+        && migrator.schema_version()? > before
+    {
+        // The trial migrated the data: the newest backup taken from the
+        // schema it had before is exactly the data before the trial.
+        let backup = migrator
+            .backups()
+            .list()?
+            .into_iter()
+            .rev()
+            .find(|b| b.schema_version == before && b.reason.starts_with("before migrating"))
+            .context("the data was migrated for the failed version, but its backup is gone; nothing was restored")?;
+        migrator.backups().restore(&backup.id)?;
+        restored = Some(backup.id);
+    }
     install.switch_to(previous)?;
     state.rejected.push(pending.version);
     let reason = state.last_error.clone().unwrap_or_default();
     state.last_error = Some(format!(
-        "Jarvis {} failed to start {} times and was rolled back to {previous}: {reason}",
-        pending.version, MAX_ATTEMPTS
+        "Jarvis {} failed to start {} times and was rolled back to {previous}{}: {reason}",
+        pending.version,
+        MAX_ATTEMPTS,
+        restored
+            .as_ref()
+            .map(|id| format!(" with the data from backup {id}"))
+            .unwrap_or_default()
     ));
     state.save(paths)?;
     checkpoint("update:rolled-back");
@@ -326,7 +357,13 @@ fn roll_back(
         "Switched back to Jarvis {previous}: {} did not start after {MAX_ATTEMPTS} tries and will not be installed again.",
         pending.version
     );
-    Ok(install.version_dir(previous))
+    if let Some(id) = restored {
+        eprintln!(
+            "The data was restored from backup {id}, taken before {} migrated it.",
+            pending.version
+        );
+    }
+    Ok(())
 }
 
 fn report_already_running(paths: &AppPaths, running: Option<&Instance>) {
@@ -350,6 +387,7 @@ async fn start_children(
     redis_binary: PathBuf,
     redis_config: RedisConfig,
     core_spec: CoreSpec,
+    schema: SchemaRange,
 ) -> anyhow::Result<Supervisor> {
     let redis = RedisServer::start(
         &redis_binary,
@@ -363,10 +401,26 @@ async fn start_children(
         .version()
         .await
         .unwrap_or_else(|_| "unknown".to_owned());
-    let redis = migrate(paths, redis).await?;
-    let core = CoreProcess::start(paths, core_spec, http, CORE_READY_TIMEOUT)
-        .await
-        .context("the core did not start")?;
+    let redis = migrate(paths, redis, schema.max).await?;
+    let data_schema = Migrator::new(&paths.data_dir).schema_version()?;
+    if !(schema.min..=schema.max).contains(&data_schema) {
+        let _ = redis.stop(REDIS_STOP_DEADLINE).await;
+        bail!(
+            "this version of Jarvis works with data schemas {}–{}, the data is at schema {data_schema}\n\
+             hint: `jarvis backup list` and `jarvis backup restore ID` bring back data from before a newer version ran",
+            schema.min,
+            schema.max
+        );
+    }
+    let core = match CoreProcess::start(paths, core_spec, http, CORE_READY_TIMEOUT).await {
+        Ok(core) => core,
+        Err(e) => {
+            // Stopped (not just dropped) so nothing writes while an update
+            // rollback restores the data.
+            let _ = redis.stop(REDIS_STOP_DEADLINE).await;
+            return Err(e.context("the core did not start"));
+        }
+    };
     Ok(Supervisor {
         paths: paths.clone(),
         http: http.clone(),
@@ -381,8 +435,12 @@ async fn start_children(
 
 /// Runs pending data migrations with Redis up and the core not started.
 /// On failure Redis is stopped and the folder restored from the backup.
-pub(crate) async fn migrate(paths: &AppPaths, redis: RedisServer) -> anyhow::Result<RedisServer> {
-    let migrator = Migrator::new(&paths.data_dir);
+pub(crate) async fn migrate(
+    paths: &AppPaths,
+    redis: RedisServer,
+    target: u32,
+) -> anyhow::Result<RedisServer> {
+    let migrator = Migrator::new(&paths.data_dir).with_target(target);
     let (_, pending) = migrator.plan()?;
     if pending.is_empty() {
         return Ok(redis);

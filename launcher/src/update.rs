@@ -89,6 +89,10 @@ pub struct Pending {
     pub version: AppVersion,
     pub previous: Option<AppVersion>,
     pub attempts: u32,
+    /// The data schema before the first try; a rollback restores the data
+    /// if a try migrated it.
+    #[serde(default)]
+    pub schema_before: Option<u32>,
 }
 
 impl UpdateState {
@@ -138,7 +142,7 @@ pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<Exi
         UpdateCommand::Check { json } => {
             let feed = Feed::online(channel)?;
             let mut state = UpdateState::load(paths)?;
-            let offer = check(&install, &mut state, &feed, channel).await?;
+            let offer = check(paths, &install, &mut state, &feed, channel).await?;
             match (&offer, json) {
                 (Some(r), true) => println!(
                     "{}",
@@ -164,7 +168,7 @@ pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<Exi
                 None => Feed::online(channel)?,
             };
             let mut state = UpdateState::load(paths)?;
-            let Some(release) = check(&install, &mut state, &feed, channel).await? else {
+            let Some(release) = check(paths, &install, &mut state, &feed, channel).await? else {
                 if json {
                     println!("{}", serde_json::json!({"applied": null}));
                 } else {
@@ -333,6 +337,7 @@ async fn fetch_small(url: &str, max: u64) -> anyhow::Result<Vec<u8>> {
 
 /// The newest acceptable release, or `None` when up to date.
 pub async fn check(
+    paths: &AppPaths,
     install: &Install,
     state: &mut UpdateState,
     feed: &Feed,
@@ -368,12 +373,21 @@ pub async fn check(
             release.expires_at
         );
     }
-    let schema = jarvis_migrations::CURRENT_SCHEMA_VERSION;
-    if !(release.data_schema.min..=release.data_schema.max).contains(&schema) {
+    // This launcher must be able to migrate the data up to what the new
+    // core needs, and never downwards.
+    let launcher_schema = jarvis_migrations::CURRENT_SCHEMA_VERSION;
+    if release.data_schema.min > launcher_schema {
         bail!(
-            "Jarvis {} works with data schemas {}–{}, this launcher keeps the data at schema {schema}; update the launcher first; nothing was changed",
+            "Jarvis {} needs data schema {} or newer, this launcher migrates up to schema {launcher_schema}; update the launcher first; nothing was changed",
             release.version,
-            release.data_schema.min,
+            release.data_schema.min
+        );
+    }
+    let data_schema = jarvis_migrations::Migrator::new(&paths.data_dir).schema_version()?;
+    if data_schema > release.data_schema.max {
+        bail!(
+            "Jarvis {} reads data schemas up to {}, the data is already at schema {data_schema}; nothing was changed",
+            release.version,
             release.data_schema.max
         );
     }
@@ -544,6 +558,7 @@ pub fn activate(
         version,
         previous: install.current()?,
         attempts: 0,
+        schema_before: None,
     });
     state.save(paths)?;
     checkpoint("update:pending-recorded");
@@ -561,7 +576,7 @@ pub async fn stage_in_background(paths: AppPaths) {
     let result = async {
         let feed = Feed::online("stable")?;
         let mut state = UpdateState::load(&paths)?;
-        let Some(release) = check(&install, &mut state, &feed, "stable").await? else {
+        let Some(release) = check(&paths, &install, &mut state, &feed, "stable").await? else {
             return Ok(None);
         };
         stage(&install, &feed, &release).await?;

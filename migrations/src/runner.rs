@@ -31,13 +31,22 @@ pub struct StepReport {
 #[derive(Debug, Clone)]
 pub struct Migrator {
     data_dir: PathBuf,
+    /// Migrate no further than this schema (the app version's newest).
+    target: u32,
 }
 
 impl Migrator {
     pub fn new(data_dir: &Path) -> Self {
         Self {
             data_dir: data_dir.to_owned(),
+            target: CURRENT_SCHEMA_VERSION,
         }
+    }
+
+    /// Stops at schema `target` (an app version that reads at most that).
+    pub fn with_target(mut self, target: u32) -> Self {
+        self.target = target.min(CURRENT_SCHEMA_VERSION);
+        self
     }
 
     pub fn backups(&self) -> Backups {
@@ -71,7 +80,11 @@ impl Migrator {
         if from < OLDEST_SCHEMA_VERSION {
             return Err(MigrationError::TooOld { found: from });
         }
-        Ok((from, pending(from)))
+        let steps = pending(from)
+            .into_iter()
+            .filter(|m| m.id <= self.target)
+            .collect();
+        Ok((from, steps))
     }
 
     /// The journal of a run that was cut short, if any.

@@ -682,3 +682,86 @@ fn the_launcher_replaces_itself_once_the_new_version_has_started() {
         .unwrap();
     assert!(status.status.success(), "the new launcher runs: {status:?}");
 }
+
+#[test]
+fn a_version_needing_a_newer_data_schema_migrates_on_its_trial_and_a_failed_trial_restores_the_data()
+ {
+    let shop = Workshop::new();
+    let (home, expected) = jarvis_tests::home_from_fixture(1);
+    home.set_env("JARVIS_BUNDLE_DIR", shop.path("install").to_str().unwrap());
+    home.set_env("JARVIS_UPDATE_TRUSTED_KEYS", &shop.public_key);
+    home.set_env("JARVIS_UPDATE_URL", &shop.server.url("/feed-current"));
+    set_auto_update(&home, false);
+    let schema = |min: &'static str, max: &'static str| ["--schema-min", min, "--schema-max", max];
+
+    // 1.0.0 reads data schema 1 only: the launcher leaves the data there.
+    let v1 = shop.bundle_with("1.0.0", false, &schema("1", "1"));
+    shop.release("feed1", &v1, &[], &[], &shop.key());
+    json(&home.run(&[
+        "update",
+        "apply",
+        "--from",
+        shop.path("feed1").to_str().unwrap(),
+        "--json",
+    ]));
+    let launcher = home.up();
+    assert!(
+        jarvis_tests::redis_keys(&home)
+            .iter()
+            .all(|k| k.starts_with("jarvis:v1:"))
+    );
+    drop(launcher);
+    let schema_of = |home: &TestHome| {
+        let config: Value =
+            serde_json::from_slice(&std::fs::read(home.path("config.json")).unwrap()).unwrap();
+        config["schema_version"].as_u64().unwrap()
+    };
+    assert_eq!(schema_of(&home), 1);
+
+    // A broken 2.0.0 that needs schema 2: its trial migrates, fails, and the
+    // rollback puts the schema-1 data back.
+    let v2 = shop.bundle_with("2.0.0", true, &schema("2", "2"));
+    shop.release("feed-current", &v2, &[&v1], &[], &shop.key());
+    json(&home.run(&["update", "apply", "--json"]));
+    let launcher = home.up();
+    let stderr = launcher.stderr();
+    assert!(
+        stderr.contains("Data migrated from schema 1 to 2"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("The data was restored from backup"),
+        "{stderr}"
+    );
+    assert_eq!(running_version(&home), "1.0.0");
+    let keys = jarvis_tests::redis_keys(&home);
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k.starts_with("jarvis:v1:")),
+        "{keys:?}"
+    );
+    drop(launcher);
+    assert_eq!(schema_of(&home), 1);
+
+    // A good 3.0.0 that needs schema 2: migrated on its trial, committed,
+    // and the memory written under schema 1 reads back.
+    let v3 = shop.bundle_with("3.0.0", false, &schema("2", "2"));
+    shop.release("feed-current", &v3, &[&v1], &[], &shop.key());
+    json(&home.run(&["update", "apply", "--json"]));
+    let launcher = home.up();
+    assert!(
+        launcher.stderr().contains("update is committed"),
+        "{}",
+        launcher.stderr()
+    );
+    assert_eq!(running_version(&home), "3.0.0");
+    assert_eq!(schema_of(&home), 2);
+    let conversation = &expected["conversations"][0];
+    let id = conversation["id"].as_str().unwrap();
+    let got: Vec<String> = conversation["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(home.api().messages(id).unwrap(), got);
+}

@@ -719,3 +719,62 @@ pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, jarvis_downloa
     }
     out
 }
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/appdata")
+}
+
+/// Every fixture schema, oldest first.
+pub fn fixture_versions() -> Vec<u32> {
+    let mut versions: Vec<u32> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix('v')?.parse().ok())
+        .collect();
+    versions.sort_unstable();
+    assert!(!versions.is_empty());
+    versions
+}
+
+/// A home holding a copy of fixture `v<version>`.
+pub fn home_from_fixture(version: u32) -> (TestHome, serde_json::Value) {
+    let home = TestHome::new();
+    let source = fixtures().join(format!("v{version}"));
+    copy_dir(&source, &home.data_dir());
+    let expected =
+        serde_json::from_slice(&std::fs::read(source.join("expected.json")).unwrap()).unwrap();
+    std::fs::remove_file(home.path("expected.json")).unwrap();
+    (home, expected)
+}
+
+/// Keys in the running instance's Redis, through `redis-cli` as the
+/// launcher's user.
+pub fn redis_keys(home: &TestHome) -> Vec<String> {
+    let instance = home.instance().unwrap();
+    let conf = std::fs::read_to_string(home.path("redis/redis.conf")).unwrap();
+    let password = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("user default on resetpass >"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let out = Command::new("redis-cli")
+        .args([
+            "-p",
+            &instance.redis.port.to_string(),
+            "--user",
+            "default",
+            "--pass",
+            &password,
+        ])
+        .args(["--no-auth-warning", "--scan", "--pattern", "jarvis:*"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    keys
+}
