@@ -58,6 +58,9 @@ pub fn bundle(
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| file_error("set permissions on", &target, e))?;
         }
+        // Windows marks executables by name, not by a permission bit.
+        #[cfg(not(unix))]
+        let _ = executable;
     }
     let text = serde_json::to_vec_pretty(info).unwrap_or_default();
     write_atomic(

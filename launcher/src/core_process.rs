@@ -64,6 +64,9 @@ impl CoreProcess {
         let child = cmd
             .spawn()
             .with_context(|| format!("could not start the core '{}'", spec.binary.display()))?;
+        if let Err(e) = process::adopt_into_job(&child) {
+            tracing::warn!("could not tie the core to the launcher's lifetime: {e}");
+        }
         tracing::info!(pid = child.id(), port = spec.port, "started jarvis-core");
         let mut core = Self {
             child,

@@ -15,6 +15,9 @@ use tokio::process::Command;
 /// Makes `cmd` start a child that dies with this process (Linux) and that
 /// does not receive the terminal's Ctrl-C directly (Unix).
 pub fn tie_to_parent(cmd: &mut Command) {
+    // Windows does it after the start: see `adopt_into_job`.
+    #[cfg(not(unix))]
+    let _ = cmd;
     #[cfg(unix)]
     cmd.process_group(0);
     #[cfg(target_os = "linux")]
@@ -34,6 +37,65 @@ pub fn tie_to_parent(cmd: &mut Command) {
                 Ok(())
             });
         }
+    }
+}
+
+/// Windows: puts a started child into the launcher's job object, which the
+/// OS closes when the launcher exits however it exits, killing every process
+/// in it (`JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`). Elsewhere a no-op:
+/// [`tie_to_parent`] did the work before the child started.
+pub fn adopt_into_job(child: &tokio::process::Child) -> std::io::Result<()> {
+    #[cfg(windows)]
+    {
+        use std::sync::OnceLock;
+
+        use windows_sys::Win32::Foundation::HANDLE;
+        use windows_sys::Win32::System::JobObjects::{
+            AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+            JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
+            SetInformationJobObject,
+        };
+
+        // The job's handle, as an integer so it can live in a static; 0
+        // when it could not be made. It is never closed: the OS closes it
+        // when the launcher exits, which is the point.
+        static JOB: OnceLock<usize> = OnceLock::new();
+        let job = *JOB.get_or_init(|| {
+            // SAFETY: plain Win32 calls; `info` is a zeroed plain-data
+            // struct whose size is passed with it.
+            unsafe {
+                let job = CreateJobObjectW(std::ptr::null(), std::ptr::null());
+                if job.is_null() {
+                    return 0;
+                }
+                let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = std::mem::zeroed();
+                info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+                let ok = SetInformationJobObject(
+                    job,
+                    JobObjectExtendedLimitInformation,
+                    (&raw const info).cast(),
+                    std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+                );
+                if ok == 0 { 0 } else { job as usize }
+            }
+        });
+        if job == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let Some(handle) = child.raw_handle() else {
+            return Ok(()); // already exited
+        };
+        // SAFETY: both handles are valid: the job lives for the process,
+        // the child's handle as long as `child`.
+        if unsafe { AssignProcessToJobObject(job as HANDLE, handle as HANDLE) } == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = child;
+        Ok(())
     }
 }
 

@@ -46,6 +46,9 @@ impl RedisServer {
             binary: binary.to_owned(),
             source,
         })?;
+        if let Err(e) = process::adopt_into_job(&child) {
+            tracing::warn!("could not tie redis-server to the launcher's lifetime: {e}");
+        }
         tracing::info!(pid = child.id(), port = config.port, binary = %binary.display(), "started redis-server");
         let mut server = Self {
             child,
