@@ -765,3 +765,28 @@ fn a_version_needing_a_newer_data_schema_migrates_on_its_trial_and_a_failed_tria
         .collect();
     assert_eq!(home.api().messages(id).unwrap(), got);
 }
+
+#[test]
+fn kill9_during_an_automatic_rollback_still_ends_on_the_previous_version() {
+    let shop = Workshop::new();
+    let (home, id) = installed_v1(&shop);
+    let models = snapshot(&home.path("models"));
+    let v2 = shop.bundle("2.0.0", true);
+    shop.release(
+        "feed-current",
+        &v2,
+        &[&shop.path("bundles/1.0.0")],
+        &[],
+        &shop.key(),
+    );
+    json(&home.run(&["update", "apply", "--json"]));
+    let mut crashed = home.spawn_up(&[("JARVIS_CRASH_AT", "update:rolled-back")]);
+    let status = crashed.wait_exit(Duration::from_secs(90));
+    assert_eq!(status.signal(), Some(9), "{}", crashed.stderr());
+    std::thread::sleep(Duration::from_millis(300));
+    let _launcher = home.up();
+    assert_eq!(running_version(&home), "1.0.0");
+    assert_data_intact(&home, &id, &models);
+    let status = json(&home.run(&["update", "status", "--json"]));
+    assert_eq!(status["rejected"], serde_json::json!(["2.0.0"]));
+}
