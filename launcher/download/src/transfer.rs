@@ -103,10 +103,6 @@ impl Downloader {
         Ok(Self { http, options })
     }
 
-    pub fn options(&self) -> &DownloadOptions {
-        &self.options
-    }
-
     /// Fetches `spec` to `dest`, resuming a partial download when one is
     /// there, verifying everything. `dest` appears only when complete and
     /// verified.
