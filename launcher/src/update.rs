@@ -429,6 +429,8 @@ pub async fn check(
 pub struct StageReport {
     pub version: AppVersion,
     pub from: Option<AppVersion>,
+    /// Files identical to the installed version's, copied locally.
+    pub unchanged_files: usize,
     pub delta_files: usize,
     pub full_files: usize,
     pub bytes_downloaded: u64,
@@ -446,6 +448,7 @@ pub async fn stage(
     let mut report = StageReport {
         version: release.version,
         from: current,
+        unchanged_files: 0,
         delta_files: 0,
         full_files: 0,
         bytes_downloaded: 0,
@@ -469,8 +472,21 @@ pub async fn stage(
         if let Some(parent) = dest.parent() {
             jarvis_durable::create_private_dir_all("update staging folder", parent)?;
         }
-        let delta = current.and_then(|c| file.deltas.iter().find(|d| d.from == c).map(|d| (c, d)));
         let mut done = false;
+        // Unchanged since the installed version: copied, not downloaded.
+        if let Some(current) = current {
+            let old_path = jarvis_dist::feed::under(&install.version_dir(current), &file.path);
+            if std::fs::metadata(&old_path).is_ok_and(|m| m.len() == file.size)
+                && Sha256Digest::of_file(&old_path).is_ok_and(|sha| sha == file.sha256)
+            {
+                jarvis_durable::copy_atomic("unchanged file", &old_path, &dest)?;
+                report.unchanged_files += 1;
+                done = true;
+            }
+        }
+        let delta = current
+            .filter(|_| !done)
+            .and_then(|c| file.deltas.iter().find(|d| d.from == c).map(|d| (c, d)));
         if let Some((from, delta)) = delta {
             let old_path = jarvis_dist::feed::under(&install.version_dir(from), &file.path);
             let patch_path = patches

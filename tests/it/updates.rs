@@ -62,6 +62,10 @@ impl Workshop {
         std::fs::write(&core_path, core).unwrap();
         let ui = work.join("index.html");
         std::fs::write(&ui, format!("<h1>Jarvis {version}</h1>")).unwrap();
+        // A file every version ships unchanged.
+        let notice = work.join("NOTICE.txt");
+        std::fs::write(&notice, "Jarvis tools: the same in every release.\n").unwrap();
+        let notice_arg = format!("tools/NOTICE.txt={}", notice.display());
         let out_dir = self.path(&format!("bundles/{version}"));
         let ui_arg = format!("ui/index.html={}", ui.display());
         let mut args = vec![
@@ -72,6 +76,8 @@ impl Workshop {
             core_path.to_str().unwrap(),
             "--file",
             &ui_arg,
+            "--file",
+            &notice_arg,
             "--out",
             out_dir.to_str().unwrap(),
         ];
@@ -255,6 +261,10 @@ fn v1_to_v2_by_delta_and_v2_to_v3_in_full_keep_all_data() {
     // Only files too small for a patch to pay (version.json) come whole.
     assert!(applied["delta_files"].as_u64().unwrap() >= 2, "{applied}");
     assert!(applied["full_files"].as_u64().unwrap() <= 1, "{applied}");
+    assert_eq!(
+        applied["unchanged_files"], 1,
+        "an unchanged file is copied, not fetched"
+    );
     let bundle_size: u64 = snapshot(&v2)
         .keys()
         .map(|k| std::fs::metadata(v2.join(k)).unwrap().len())
@@ -280,6 +290,7 @@ fn v1_to_v2_by_delta_and_v2_to_v3_in_full_keep_all_data() {
     let applied = json(&home.run(&["update", "apply", "--json"]));
     assert_eq!(applied["delta_files"], 0);
     assert!(applied["full_files"].as_u64().unwrap() >= 3);
+    assert_eq!(applied["unchanged_files"], 1);
     let _launcher = home.up();
     assert_eq!(running_version(&home), "3.0.0");
     assert_data_intact(&home, &id, &models);
