@@ -25,7 +25,12 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Jarvis, a local-first AI assistant.
 #[derive(Debug, Parser)]
-#[command(name = "jarvis", version, about, long_about = None)]
+#[command(
+    name = "jarvis",
+    version,
+    about = "Jarvis, a local-first AI assistant: start it, keep it updated, manage its models and data.",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -208,3 +208,22 @@ fn a_newer_data_schema_is_refused_and_left_untouched() {
         "the folder must be left exactly as it was"
     );
 }
+
+#[test]
+fn the_command_line_is_stable() {
+    let home = TestHome::new();
+    for args in [
+        &["--help"][..],
+        &["models", "--help"],
+        &["update", "--help"],
+        &["migrate", "--help"],
+        &["backup", "--help"],
+    ] {
+        let out = home.run(args);
+        assert!(out.status.success(), "{out:?}");
+        insta::assert_snapshot!(
+            format!("help_{}", args.join("_").replace("--", "")),
+            out.stdout
+        );
+    }
+}
