@@ -217,6 +217,19 @@ fn set_auto_update(home: &TestHome, on: bool) {
     std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
 }
 
+/// Publishes a 2.0.0 whose core cannot start and applies it over 1.0.0.
+fn apply_broken_v2(shop: &Workshop, home: &TestHome) {
+    let v2 = shop.bundle("2.0.0", true);
+    shop.release(
+        "feed-current",
+        &v2,
+        &[&shop.path("bundles/1.0.0")],
+        &[],
+        &shop.key(),
+    );
+    json(&home.run(&["update", "apply", "--json"]));
+}
+
 /// Memory, models and settings are exactly as before.
 fn assert_data_intact(home: &TestHome, id: &str, models_before: &BTreeMap<String, Sha256Digest>) {
     assert_eq!(home.api().messages(id).unwrap(), vec!["remember me"]);
@@ -361,15 +374,7 @@ fn a_v2_whose_core_does_not_start_is_rolled_back_to_v1_with_all_data() {
     let shop = Workshop::new();
     let (home, id) = installed_v1(&shop);
     let models = snapshot(&home.path("models"));
-    let v2 = shop.bundle("2.0.0", true);
-    shop.release(
-        "feed-current",
-        &v2,
-        &[&shop.path("bundles/1.0.0")],
-        &[],
-        &shop.key(),
-    );
-    json(&home.run(&["update", "apply", "--json"]));
+    apply_broken_v2(&shop, &home);
 
     let launcher = home.up();
     let stderr = launcher.stderr();
@@ -782,15 +787,7 @@ fn kill9_during_an_automatic_rollback_still_ends_on_the_previous_version() {
     let shop = Workshop::new();
     let (home, id) = installed_v1(&shop);
     let models = snapshot(&home.path("models"));
-    let v2 = shop.bundle("2.0.0", true);
-    shop.release(
-        "feed-current",
-        &v2,
-        &[&shop.path("bundles/1.0.0")],
-        &[],
-        &shop.key(),
-    );
-    json(&home.run(&["update", "apply", "--json"]));
+    apply_broken_v2(&shop, &home);
     let mut crashed = home.spawn_up(&[("JARVIS_CRASH_AT", "update:rolled-back")]);
     let status = crashed.wait_exit(Duration::from_secs(90));
     assert_eq!(status.signal(), Some(9), "{}", crashed.stderr());

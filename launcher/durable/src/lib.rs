@@ -59,21 +59,9 @@ pub fn checkpoint(name: &str) {
 /// Copies a file durably: into a temporary file beside `to`, fsynced, then
 /// renamed over `to`. `role` names the file in errors.
 pub fn copy_atomic(role: &'static str, from: &Path, to: &Path) -> Result<u64, FileError> {
-    let dir = parent_dir(to);
     let mut source = fs::File::open(from).map_err(|e| FileError::new("open", role, from, e))?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| FileError::new("create a temporary file for", role, to, e))?;
-    let bytes = io::copy(&mut source, temp.as_file_mut())
-        .map_err(|e| FileError::new("copy", role, to, e))?;
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| FileError::new("flush to disk", role, to, e))?;
-    temp.persist(to)
-        .map_err(|e| FileError::new("replace", role, to, e.error))?;
-    sync_dir(dir).map_err(|e| FileError::new("flush the folder of", role, to, e))?;
-    Ok(bytes)
+    replace_with(to, Visibility::Normal, |file| io::copy(&mut source, file))
+        .map_err(|(action, e)| FileError::new(action.unwrap_or("copy"), role, to, e))
 }
 
 /// Who may read a file that [`write_atomic`] creates.
@@ -93,24 +81,33 @@ pub fn write_atomic(
     contents: &[u8],
     visibility: Visibility,
 ) -> Result<(), FileError> {
+    replace_with(path, visibility, |file| file.write_all(contents))
+        .map_err(|(action, e)| FileError::new(action.unwrap_or("write"), role, path, e))
+}
+
+/// Fills a temporary file beside `path` with `fill`, fsyncs it, renames it
+/// over `path` and fsyncs the folder: the one recipe every durable write
+/// here uses. Errors carry the step that failed (`None`: inside `fill`).
+fn replace_with<T>(
+    path: &Path,
+    visibility: Visibility,
+    fill: impl FnOnce(&mut fs::File) -> io::Result<T>,
+) -> Result<T, (Option<&'static str>, io::Error)> {
     let dir = parent_dir(path);
     let mut temp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
-        .map_err(|e| FileError::new("create a temporary file for", role, path, e))?;
+        .map_err(|e| (Some("create a temporary file for"), e))?;
     if visibility == Visibility::OwnerOnly {
-        restrict_to_owner(temp.as_file())
-            .map_err(|e| FileError::new("set permissions on", role, path, e))?;
+        restrict_to_owner(temp.as_file()).map_err(|e| (Some("set permissions on"), e))?;
     }
-    temp.write_all(contents)
-        .map_err(|e| FileError::new("write", role, path, e))?;
+    let value = fill(temp.as_file_mut()).map_err(|e| (None, e))?;
     temp.as_file()
         .sync_all()
-        .map_err(|e| FileError::new("flush to disk", role, path, e))?;
-    temp.persist(path)
-        .map_err(|e| FileError::new("replace", role, path, e.error))?;
-    sync_dir(dir).map_err(|e| FileError::new("flush the folder of", role, path, e))?;
-    Ok(())
+        .map_err(|e| (Some("flush to disk"), e))?;
+    temp.persist(path).map_err(|e| (Some("replace"), e.error))?;
+    sync_dir(dir).map_err(|e| (Some("flush the folder of"), e))?;
+    Ok(value)
 }
 
 /// Reads a whole file, naming its role in the error.
