@@ -114,6 +114,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let paths = paths::AppPaths::resolve()?;
+    // `up` logs to a file in the data folder once it exists; every other
+    // command only to the terminal.
+    if !matches!(cli.command, None | Some(Command::Up { .. })) {
+        logs::init_terminal();
+    }
     match cli.command {
         None => {
             let options = up::UpOptions {
@@ -129,38 +134,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             up::up(paths, options).await
         }
-        Some(Command::Migrate { command }) => {
-            logs::init_terminal();
-            data::migrate(&paths, command).await
-        }
-        Some(Command::Backup { command }) => {
-            logs::init_terminal();
-            data::backup(&paths, command).await
-        }
-        Some(Command::Update { command }) => {
-            logs::init_terminal();
-            update::run(&paths, command).await
-        }
-        Some(Command::Models { command }) => {
-            logs::init_terminal();
-            models::run(&paths, command).await
-        }
-        Some(Command::Status { json }) => {
-            logs::init_terminal();
-            commands::status(&paths, json).await
-        }
-        Some(Command::Stop) => {
-            logs::init_terminal();
-            commands::stop(&paths).await
-        }
-        Some(Command::Paths { json }) => {
-            logs::init_terminal();
-            commands::paths(&paths, json)
-        }
-        Some(Command::Doctor) => {
-            logs::init_terminal();
-            commands::doctor(&paths).await
-        }
+        Some(Command::Migrate { command }) => data::migrate(&paths, command).await,
+        Some(Command::Backup { command }) => data::backup(&paths, command).await,
+        Some(Command::Update { command }) => update::run(&paths, command).await,
+        Some(Command::Models { command }) => models::run(&paths, command).await,
+        Some(Command::Status { json }) => commands::status(&paths, json).await,
+        Some(Command::Stop) => commands::stop(&paths).await,
+        Some(Command::Paths { json }) => commands::paths(&paths, json),
+        Some(Command::Doctor) => commands::doctor(&paths).await,
     }
 }
 

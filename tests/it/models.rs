@@ -210,9 +210,7 @@ fn kill9_of_pull_at_random_points_resumes_and_refetches_at_most_one_chunk() {
 #[test]
 fn a_full_disk_is_a_clear_error_and_the_active_model_is_untouched() {
     let Some(mount) = jarvis_tests::Tmpfs::mount(12) else {
-        eprintln!(
-            "note: tmpfs needs root here; the full-disk checks ran only in the downloader's pre-check test"
-        );
+        eprintln!("note: mounting a tmpfs needs root; this run could not check full disks");
         return;
     };
     let home = TestHome::new();
