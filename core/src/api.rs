@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 
 use crate::VERSION;
 use crate::memory::{
-    Conversation, ConversationId, ListedConversation, Memory, MemoryError, Message, Role,
+    Conversation, ConversationId, ListedConversation, Memory, MemoryError, Message, Role, Settings,
 };
 
 /// Largest request body accepted (messages are text).
@@ -29,6 +29,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub memory: Memory,
     pub models: crate::models::ModelDirectory,
+    pub engines: Arc<crate::engines::Engines>,
     /// The per-launch token clients must present.
     api_token: String,
     /// The port we listen on: `Host` and `Origin` must name it.
@@ -39,12 +40,14 @@ impl AppState {
     pub fn new(
         memory: Memory,
         models: crate::models::ModelDirectory,
+        engines: Arc<crate::engines::Engines>,
         api_token: String,
         port: u16,
     ) -> Self {
         Self {
             memory,
             models,
+            engines,
             api_token,
             port,
         }
@@ -62,6 +65,18 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/v1/conversations/{id}", get(conversation))
         .route("/v1/conversations/{id}/messages", post(append_message))
+        .route(
+            "/v1/conversations/{id}/settings",
+            get(conversation_settings).put(put_conversation_settings),
+        )
+        .route("/v1/ws", get(crate::ws::upgrade))
+        .route("/v1/chat/completions", post(crate::openai::chat_completions))
+        .route("/v1/models", get(crate::openai::models))
+        .route(
+            "/v1/audio/transcriptions",
+            post(crate::openai::transcriptions)
+                .layer(DefaultBodyLimit::max(crate::openai::MAX_AUDIO_BYTES)),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -95,10 +110,32 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
-    TooLarge,
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
     #[error("memory (Redis) is not reachable yet; try again shortly")]
     MemoryUnavailable,
+    #[error(
+        "no {role} model is installed\nhint: `jarvis models pull` downloads the catalog's models, `jarvis models import PATH` installs one from disk"
+    )]
+    ModelNotInstalled { role: &'static str },
+    #[error("{name} {version} is still loading; try again in a few seconds")]
+    ModelLoading { name: String, version: String },
+    #[error(
+        "{name} {version} could not be loaded: {reason}\nhint: `jarvis models verify {name}`, then pull or import it again"
+    )]
+    ModelFailed {
+        name: String,
+        version: String,
+        reason: String,
+    },
+    #[error("the model '{requested}' is not installed; the active model is '{available}'")]
+    ModelNotFound { requested: String, available: String },
+    #[error("{0}")]
+    ContextLengthExceeded(crate::prompt::TooLong),
+    #[error("{0}")]
+    BadAudio(jarvis_stt::AudioError),
+    #[error("{0}")]
+    Generation(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -110,9 +147,18 @@ impl ApiError {
             Self::HostNotAllowed { .. } | Self::OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::MemoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MemoryUnavailable
+            | Self::ModelNotInstalled { .. }
+            | Self::ModelLoading { .. }
+            | Self::ModelFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::ContextLengthExceeded(_) => StatusCode::BAD_REQUEST,
+            Self::BadAudio(jarvis_stt::AudioError::NotWav(_) | jarvis_stt::AudioError::Unsupported(_)) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::BadAudio(_) => StatusCode::BAD_REQUEST,
+            Self::Internal(_) | Self::Generation(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -123,9 +169,18 @@ impl ApiError {
             Self::OriginNotAllowed { .. } => "origin_not_allowed",
             Self::NotFound(_) => "not_found",
             Self::BadRequest(_) => "bad_request",
-            Self::TooLarge => "payload_too_large",
+            Self::TooLarge { .. } => "payload_too_large",
             Self::MemoryUnavailable => "memory_unavailable",
+            Self::ModelNotInstalled { .. } => "model_not_installed",
+            Self::ModelLoading { .. } => "model_loading",
+            Self::ModelFailed { .. } => "model_failed",
+            Self::ModelNotFound { .. } => "model_not_found",
+            Self::ContextLengthExceeded(_) => "context_length_exceeded",
+            Self::BadAudio(jarvis_stt::AudioError::TooLong { .. }) => "audio_too_long",
+            Self::BadAudio(jarvis_stt::AudioError::Empty) => "audio_empty",
+            Self::BadAudio(_) => "unsupported_audio_format",
             Self::Internal(_) => "internal",
+            Self::Generation(_) => "generation_failed",
         }
     }
 }
@@ -145,6 +200,12 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if matches!(self, Self::ModelLoading { .. } | Self::MemoryUnavailable) {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static("2"),
+            );
+        }
         if matches!(self, Self::Unauthorized) {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -170,7 +231,9 @@ impl From<MemoryError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::TooLarge
+            Self::TooLarge {
+                limit: MAX_BODY_BYTES,
+            }
         } else {
             Self::BadRequest(rejection.body_text())
         }
@@ -227,7 +290,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Readine
             ready,
             version: VERSION.to_owned(),
             redis,
-            models: state.models.state(),
+            models: {
+                let mut models = state.models.state();
+                models.engines = state.engines.status();
+                models
+            },
         }),
     )
 }
@@ -290,10 +357,43 @@ async fn append_message(
     }
     let (index, message) = state
         .memory
-        .append_message(&id, new.role, new.content)
+        .append_message(&id, new.role, new.content, None)
         .await?
         .ok_or_else(|| conversation_not_found(&id))?;
     Ok((StatusCode::CREATED, Json(StoredMessage { index, message })))
+}
+
+async fn conversation_settings(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Settings>, ApiError> {
+    let id = parse_id(&id)?;
+    state
+        .memory
+        .settings(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| conversation_not_found(&id))
+}
+
+/// `PUT /v1/conversations/{id}/settings`: replaces them all.
+async fn put_conversation_settings(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Json<Settings>, JsonRejection>,
+) -> Result<Json<Settings>, ApiError> {
+    let id = parse_id(&id)?;
+    let Json(settings) = body?;
+    if settings.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        return Err(ApiError::BadRequest("temperature must be between 0 and 2".into()));
+    }
+    if settings.max_tokens == Some(0) {
+        return Err(ApiError::BadRequest("max_tokens must be at least 1".into()));
+    }
+    if !state.memory.set_settings(&id, &settings).await? {
+        return Err(conversation_not_found(&id));
+    }
+    Ok(Json(settings))
 }
 
 async fn not_found(request: Request) -> ApiError {
@@ -365,7 +465,9 @@ mod tests {
         // guard checks never reach.
         let memory = Memory::connect_in_background("redis://127.0.0.1:1/0".into()).unwrap();
         let models = crate::models::ModelDirectory::new(std::env::temp_dir(), vec!["m".into()]);
-        app(Arc::new(AppState::new(memory, models, TOKEN.into(), PORT)))
+        let engines =
+            crate::engines::Engines::new(std::env::temp_dir(), Vec::new(), memory.clone());
+        app(Arc::new(AppState::new(memory, models, engines, TOKEN.into(), PORT)))
     }
 
     async fn send(request: Request<Body>) -> (StatusCode, serde_json::Value) {

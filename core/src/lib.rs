@@ -1,7 +1,9 @@
 //! `jarvis-core`, the brain of Jarvis.
 //!
-//! An axum server over Redis memory (and, later, local models). The launcher
-//! starts it; it never starts anything itself. Invariants:
+//! An axum server over Redis memory and local models (chat through
+//! `jarvis-llm`, speech-to-text through `jarvis-stt`, both loaded in the
+//! background by [`engines`]). The launcher starts it; it never starts
+//! anything itself. Invariants:
 //! - Configuration comes only from the environment variables in
 //!   [`jarvis_protocol::env`] ([`config::CoreConfig::from_env`]).
 //! - It never creates OS folders, never starts Redis and never touches the
@@ -14,11 +16,20 @@
 //!   `Origin`, and (all but the health routes) the per-launch bearer token.
 //! - [`memory`] is the only code that knows Redis keys; every write the API
 //!   acknowledges is in Redis before the answer.
+//! - A missing or broken model never stops the core: the requests that need
+//!   it get a 503 (`model_not_installed`, `model_loading`, `model_failed`)
+//!   and everything else keeps working.
+//! - Models are read from `JARVIS_MODELS_DIR` only, fully offline.
 
 pub mod api;
+pub mod chat;
 pub mod config;
+pub mod engines;
 pub mod memory;
 pub mod models;
+pub mod openai;
+pub mod prompt;
+pub mod ws;
 
 use std::future::Future;
 use std::sync::Arc;

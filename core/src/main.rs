@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use jarvis_core::config::CoreConfig;
+use jarvis_core::engines::Engines;
 use jarvis_core::memory::Memory;
 use jarvis_core::models::ModelDirectory;
 use jarvis_core::{AppState, BUILD_NOTE, VERSION, run};
@@ -13,6 +14,9 @@ use jarvis_protocol::env;
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
+    // SAFETY: no other thread exists yet (the runtime starts below), so
+    // nothing can read the environment while it changes.
+    unsafe { std::env::set_var(env::HF_HUB_OFFLINE, "1") };
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -53,9 +57,16 @@ async fn serve() -> anyhow::Result<()> {
     let memory = Memory::connect_in_background(config.redis_url.clone())
         .context("the Redis URL is not valid")?;
     let models = ModelDirectory::new(config.models_dir.clone(), config.required_models.clone());
+    let engines = Engines::new(
+        config.models_dir.clone(),
+        config.required_models.clone(),
+        memory.clone(),
+    );
+    engines.start();
     let state = Arc::new(AppState::new(
         memory,
         models,
+        engines,
         config.api_token.clone(),
         addr.port(),
     ));

@@ -10,7 +10,14 @@
 //!   `message_count` and `title` (the first user message, cut to 80
 //!   characters).
 //! - `jarvis:v2:conversation:<id>:messages`: list of JSON messages, oldest
-//!   first.
+//!   first, each with its time and (when a model counted it) its tokens.
+//! - `jarvis:v2:conversation:<id>:settings`: hash of per-conversation
+//!   settings (`system_prompt`, `temperature`, `max_tokens`).
+//! - `jarvis:v2:tool:<tool>`: hash of one tool's state (for the executor).
+//! - Pub/sub channel [`EVENTS_CHANNEL`]: model and engine events.
+//!
+//! History is never deleted here: prompts are fitted to a model's context
+//! window when they are built (`crate::prompt`), not by trimming memory.
 //!
 //! Redis runs with `appendfsync always`, so a command that returned is on
 //! disk: the API answers only after the command returned.
@@ -20,8 +27,9 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use jarvis_protocol::events::{EVENTS_CHANNEL, Event};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// The key prefix of this data schema.
 pub const KEY_PREFIX: &str = "jarvis:v2:";
@@ -56,6 +64,21 @@ pub struct Message {
     pub content: String,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// Tokens the content takes for the model that wrote or read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u32>,
+}
+
+/// Per-conversation settings; unset fields use the server's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
 }
 
 /// A conversation with all its messages.
@@ -127,10 +150,20 @@ end
 return n
 ";
 
+/// Replaces a conversation's settings if the conversation exists.
+/// KEYS: meta hash, settings hash. ARGV: field, value, field, value...
+const SETTINGS_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('DEL', KEYS[2])
+if #ARGV > 0 then redis.call('HSET', KEYS[2], unpack(ARGV)) end
+return 1
+";
+
 /// Handle to Redis memory. Cheap to clone; connects in the background.
 #[derive(Debug, Clone)]
 pub struct Memory {
     connection: watch::Receiver<Option<ConnectionManager>>,
+    events: broadcast::Sender<Event>,
 }
 
 impl Memory {
@@ -139,10 +172,86 @@ impl Memory {
     pub fn connect_in_background(redis_url: String) -> Result<Self, MemoryError> {
         let client = redis::Client::open(redis_url)?;
         let (sender, receiver) = watch::channel(None);
-        tokio::spawn(connect_loop(client, sender));
+        let (events, _) = broadcast::channel(256);
+        tokio::spawn(connect_loop(client.clone(), sender));
+        tokio::spawn(subscribe_loop(client, events.downgrade()));
         Ok(Self {
             connection: receiver,
+            events,
         })
+    }
+
+    /// Events from the pub/sub channel (ours included), as they arrive. A
+    /// receiver that falls behind loses the oldest, never blocks others.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Publishes an event to every subscriber (the launcher, the UI).
+    pub async fn publish(&self, event: &Event) -> Result<(), MemoryError> {
+        let mut conn = self.connection()?;
+        let json = serde_json::to_string(event)?;
+        conn.publish::<_, _, ()>(EVENTS_CHANNEL, json).await?;
+        Ok(())
+    }
+
+    /// A conversation's settings; `Ok(None)` when it does not exist.
+    pub async fn settings(&self, id: &ConversationId) -> Result<Option<Settings>, MemoryError> {
+        let mut conn = self.connection()?;
+        let (exists, fields): (bool, HashMap<String, String>) = redis::pipe()
+            .exists(conversation_key(id))
+            .hgetall(settings_key(id))
+            .query_async(&mut conn)
+            .await?;
+        if !exists {
+            return Ok(None);
+        }
+        Ok(Some(Settings {
+            system_prompt: fields.get("system_prompt").cloned(),
+            temperature: fields.get("temperature").and_then(|v| v.parse().ok()),
+            max_tokens: fields.get("max_tokens").and_then(|v| v.parse().ok()),
+        }))
+    }
+
+    /// Replaces a conversation's settings; `Ok(false)` when it does not
+    /// exist.
+    pub async fn set_settings(
+        &self,
+        id: &ConversationId,
+        settings: &Settings,
+    ) -> Result<bool, MemoryError> {
+        let mut conn = self.connection()?;
+        let mut script = redis::Script::new(SETTINGS_SCRIPT).prepare_invoke();
+        script.key(conversation_key(id)).key(settings_key(id));
+        if let Some(prompt) = &settings.system_prompt {
+            script.arg("system_prompt").arg(prompt);
+        }
+        if let Some(t) = settings.temperature {
+            script.arg("temperature").arg(t.to_string());
+        }
+        if let Some(n) = settings.max_tokens {
+            script.arg("max_tokens").arg(n);
+        }
+        let done: i64 = script.invoke_async(&mut conn).await?;
+        Ok(done == 1)
+    }
+
+    /// One tool's stored state (field → value); empty when it has none.
+    pub async fn tool_state(&self, tool: &ToolName) -> Result<HashMap<String, String>, MemoryError> {
+        let mut conn = self.connection()?;
+        Ok(conn.hgetall(tool_key(tool)).await?)
+    }
+
+    /// Sets one field of a tool's state.
+    pub async fn set_tool_state(
+        &self,
+        tool: &ToolName,
+        field: &str,
+        value: &str,
+    ) -> Result<(), MemoryError> {
+        let mut conn = self.connection()?;
+        conn.hset::<_, _, _, ()>(tool_key(tool), field, value).await?;
+        Ok(())
     }
 
     /// True once a connection was made and Redis answers `PING` now.
@@ -203,6 +312,7 @@ impl Memory {
         id: &ConversationId,
         role: Role,
         content: String,
+        tokens: Option<u32>,
     ) -> Result<Option<(usize, Message)>, MemoryError> {
         let mut conn = self.connection()?;
         let now = jiff::Timestamp::now();
@@ -210,6 +320,7 @@ impl Memory {
             role,
             created_at: now.to_string(),
             content,
+            tokens,
         };
         let json = serde_json::to_string(&message)?;
         let title = if role == Role::User {
@@ -326,6 +437,66 @@ fn conversation_key(id: &ConversationId) -> String {
 
 fn messages_key(id: &ConversationId) -> String {
     format!("{KEY_PREFIX}conversation:{}:messages", id.as_str())
+}
+
+fn settings_key(id: &ConversationId) -> String {
+    format!("{KEY_PREFIX}conversation:{}:settings", id.as_str())
+}
+
+fn tool_key(tool: &ToolName) -> String {
+    format!("{KEY_PREFIX}tool:{}", tool.0)
+}
+
+/// A tool's name: 1 to 64 of `a-z`, `0-9`, `_` and `-`, so it can never
+/// reach outside its own key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolName(String);
+
+impl ToolName {
+    pub fn parse(s: &str) -> Option<Self> {
+        (!s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')))
+        .then(|| Self(s.to_owned()))
+    }
+}
+
+/// Listens to the events channel for as long as anyone may subscribe,
+/// reconnecting (with backoff) whenever the connection drops.
+async fn subscribe_loop(client: redis::Client, events: broadcast::WeakSender<Event>) {
+    use futures_util::StreamExt as _;
+    let mut delay = Duration::from_millis(50);
+    // Ends once every `Memory` handle is gone.
+    while events.strong_count() > 0 {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(EVENTS_CHANNEL).await {
+                Ok(()) => {
+                    tracing::debug!("subscribed to events");
+                    delay = Duration::from_millis(50);
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let Ok(payload) = message.get_payload::<String>() else {
+                            continue;
+                        };
+                        let Some(events) = events.upgrade() else {
+                            return;
+                        };
+                        match serde_json::from_str::<Event>(&payload) {
+                            Ok(event) => {
+                                let _ = events.send(event);
+                            }
+                            Err(error) => tracing::debug!(%error, "ignored an unknown event"),
+                        }
+                    }
+                    tracing::debug!("event subscription ended; resubscribing");
+                }
+                Err(error) => tracing::debug!(%error, "could not subscribe to events"),
+            },
+            Err(error) => tracing::debug!(%error, "events connection failed"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
 }
 
 async fn connect_loop(client: redis::Client, sender: watch::Sender<Option<ConnectionManager>>) {

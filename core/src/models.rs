@@ -39,6 +39,10 @@ impl ModelDirectory {
             .filter(|r| !active.iter().any(|a| &a.name == *r))
             .cloned()
             .collect();
-        ModelsState { active, missing }
+        ModelsState {
+            active,
+            missing,
+            engines: Vec::new(),
+        }
     }
 }

@@ -56,6 +56,7 @@ impl CoreProcess {
             .env(env::API_TOKEN, &spec.token)
             .env(env::CORE_ADDR, format!("127.0.0.1:{}", spec.port))
             .env(env::REQUIRED_MODELS, spec.required_models.join(","))
+            .env(env::HF_HUB_OFFLINE, "1")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

@@ -3,6 +3,7 @@
 //! It owns the user-data folder, starts Redis and then the core, supervises
 //! both and stops them in order. See `ARCHITECTURE.md` for the invariants.
 
+mod client;
 mod commands;
 mod config;
 mod core_process;
@@ -86,6 +87,10 @@ enum Command {
         #[command(subcommand)]
         command: models::ModelsCommand,
     },
+    /// Chat with the running Jarvis in the terminal (answers stream).
+    Chat(client::ChatArgs),
+    /// Transcribe a WAV file with the running Jarvis.
+    Transcribe(client::TranscribeArgs),
 }
 
 fn main() -> ExitCode {
@@ -142,6 +147,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Stop) => commands::stop(&paths).await,
         Some(Command::Paths { json }) => commands::paths(&paths, json),
         Some(Command::Doctor) => commands::doctor(&paths).await,
+        Some(Command::Chat(args)) => client::chat(&paths, args).await,
+        Some(Command::Transcribe(args)) => client::transcribe(&paths, args).await,
     }
 }
 

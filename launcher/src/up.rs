@@ -430,6 +430,7 @@ async fn start_children(
         core,
         redis_restarts: RestartBudget::default(),
         core_restarts: RestartBudget::default(),
+        active_models: ActiveModels::read(&paths.models_dir),
     })
 }
 
@@ -488,26 +489,98 @@ struct Supervisor {
     core: CoreProcess,
     redis_restarts: RestartBudget,
     core_restarts: RestartBudget,
+    /// The `active` pointers last seen, to announce changes.
+    active_models: ActiveModels,
 }
+
+/// How often the supervisor looks for model activations to announce.
+const MODEL_WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Which child needs attention.
 enum Event {
     Shutdown,
+    CheckModels,
     RedisExited(std::io::Result<std::process::ExitStatus>),
     CoreExited(std::io::Result<std::process::ExitStatus>),
 }
 
+/// Each model's active version, as the registry's pointers say.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ActiveModels(std::collections::BTreeMap<String, String>);
+
+impl ActiveModels {
+    fn read(models_dir: &std::path::Path) -> Self {
+        let mut active = std::collections::BTreeMap::new();
+        for entry in std::fs::read_dir(models_dir).into_iter().flatten().flatten() {
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Ok(Some(version)) = jarvis_protocol::models::active_version(models_dir, &name) {
+                active.insert(name, version);
+            }
+        }
+        Self(active)
+    }
+}
+
 impl Supervisor {
+    /// Publishes `model_activated` for every pointer that changed since the
+    /// last look, whoever changed it (`jarvis models activate` runs in its
+    /// own process), so the core swaps engines at once.
+    async fn announce_model_changes(&mut self) {
+        let now = ActiveModels::read(&self.paths.models_dir);
+        if now == self.active_models {
+            return;
+        }
+        let changed: Vec<(String, String)> = now
+            .0
+            .iter()
+            .filter(|(name, version)| self.active_models.0.get(*name) != Some(*version))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        let Ok(mut conn) = self.redis.connect().await else {
+            return; // try again next tick
+        };
+        for (name, version) in changed {
+            let event = jarvis_protocol::events::Event::ModelActivated {
+                name: name.clone(),
+                version: version.clone(),
+            };
+            let Ok(json) = serde_json::to_string(&event) else {
+                continue;
+            };
+            let published: Result<i64, _> = redis::cmd("PUBLISH")
+                .arg(jarvis_protocol::events::EVENTS_CHANNEL)
+                .arg(json)
+                .query_async(&mut conn)
+                .await;
+            if published.is_err() {
+                return; // try again next tick
+            }
+            tracing::info!(%name, %version, "announced model activation");
+        }
+        self.active_models = now;
+    }
+
     /// Runs until a stop is asked for (`Ok`) or a child keeps failing (`Err`).
     async fn supervise(&mut self, shutdown: &mut ShutdownSignal) -> anyhow::Result<()> {
+        let mut model_watch = tokio::time::interval(MODEL_WATCH_INTERVAL);
         loop {
             let event = tokio::select! {
                 () = shutdown.recv() => Event::Shutdown,
+                _ = model_watch.tick() => Event::CheckModels,
                 status = self.redis.wait_exit() => Event::RedisExited(status.map_err(std::io::Error::other)),
                 status = self.core.wait_exit() => Event::CoreExited(status),
             };
             match event {
                 Event::Shutdown => return Ok(()),
+                Event::CheckModels => {
+                    self.announce_model_changes().await;
+                    continue;
+                }
                 Event::RedisExited(status) => {
                     tracing::warn!(?status, "redis-server exited unexpectedly; restarting it");
                     eprintln!(

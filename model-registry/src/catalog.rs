@@ -59,7 +59,20 @@ pub struct ModelEntry {
     pub required: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// The files are a source format that is converted on install; the
+    /// installed version holds the converted file instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convert: Option<Conversion>,
     pub files: Vec<CatalogFile>,
+}
+
+/// A conversion done on install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Conversion {
+    /// A CTranslate2 (faster-whisper) whisper folder into whisper.cpp's
+    /// ggml file (`ggml-model.bin`).
+    WhisperCt2ToGgml,
 }
 
 /// One file of a model version.

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use jarvis_download::{DownloadError, Downloader, FileSpec, ProgressSink, Sha256Digest};
 use serde::Serialize;
 
-use crate::catalog::{CatalogFile, ModelEntry, ModelRole};
+use crate::catalog::{CatalogFile, Conversion, ModelEntry, ModelRole};
+use crate::store::ReceiptFile;
 use crate::names::{ModelName, ModelVersion, RelativePath};
 use crate::store::file_error;
 use crate::{Catalog, ModelStore, RegistryError, pack};
@@ -72,7 +73,7 @@ impl Installer<'_> {
             .and_then(|f| f.sources.first())
             .cloned()
             .unwrap_or_default();
-        self.store.install_staged(&staging, entry, &origin)?;
+        self.finish(&staging, entry, &origin).await?;
         Ok(self.report(entry, false, fetched, resumed))
     }
 
@@ -109,8 +110,8 @@ impl Installer<'_> {
             let staged = pack::stage_pack(self.store, path)?;
             let mut reports = Vec::new();
             for (entry, staging, _lock) in staged {
-                self.store
-                    .install_staged(&staging, &entry, &format!("pack {}", path.display()))?;
+                self.finish(&staging, &entry, &format!("pack {}", path.display()))
+                    .await?;
                 reports.push(self.report(&entry, false, entry.total_size(), 0));
             }
             return Ok(reports);
@@ -132,6 +133,7 @@ impl Installer<'_> {
                 role: model.role,
                 required: false,
                 description: String::new(),
+                convert: None,
                 files: vec![CatalogFile {
                     path: file_name,
                     size,
@@ -178,9 +180,48 @@ impl Installer<'_> {
             self.copy_file(entry, file, &source_of(file), &staging, progress)
                 .await?;
         }
-        self.store
-            .install_staged(&staging, entry, &format!("import {}", origin.display()))?;
+        self.finish(&staging, entry, &format!("import {}", origin.display()))
+            .await?;
         Ok(self.report(entry, false, entry.total_size(), 0))
+    }
+
+    /// Converts the staged sources when the entry asks for it, then
+    /// installs the staging folder.
+    async fn finish(
+        &self,
+        staging: &Path,
+        entry: &ModelEntry,
+        origin: &str,
+    ) -> Result<(), RegistryError> {
+        let whisper = entry.convert == Some(Conversion::WhisperCt2ToGgml)
+            || (entry.role == ModelRole::Stt && jarvis_whisper_ggml::is_ct2_whisper(staging));
+        if !whisper {
+            self.store.install_staged(staging, entry, origin)?;
+            return Ok(());
+        }
+        let (folder, sources) = (staging.to_owned(), entry.files.clone());
+        let converted = tokio::task::spawn_blocking(move || convert_whisper(&folder, &sources))
+            .await
+            .map_err(|e| RegistryError::Conversion {
+                name: entry.name.to_string(),
+                version: entry.version.to_string(),
+                source: jarvis_whisper_ggml::ConvertError::Unsupported(e.to_string()),
+            })?
+            .map_err(|source| match source {
+                ConvertOrFile::Convert(source) => RegistryError::Conversion {
+                    name: entry.name.to_string(),
+                    version: entry.version.to_string(),
+                    source,
+                },
+                ConvertOrFile::File(e) => e.into(),
+            })?;
+        self.store.install_staged_files(
+            staging,
+            entry,
+            vec![converted],
+            &format!("{origin} (converted from CTranslate2 to ggml)"),
+        )?;
+        Ok(())
     }
 
     /// Copies through the downloader's `file://` path: same verification.
@@ -244,6 +285,34 @@ impl Installer<'_> {
     }
 }
 
+enum ConvertOrFile {
+    Convert(jarvis_whisper_ggml::ConvertError),
+    File(jarvis_durable::FileError),
+}
+
+/// Converts the verified CTranslate2 sources in `staging` into
+/// `ggml-model.bin` and removes the sources. Blocking.
+fn convert_whisper(staging: &Path, sources: &[CatalogFile]) -> Result<ReceiptFile, ConvertOrFile> {
+    let output = staging.join(jarvis_whisper_ggml::GGML_FILE_NAME);
+    let converted = jarvis_whisper_ggml::convert(staging, &output).map_err(ConvertOrFile::Convert)?;
+    let sha256 = Sha256Digest::of_file(&output)
+        .map_err(|e| ConvertOrFile::File(file_error("read", "converted model", &output, e)))?;
+    for source in sources {
+        let path = source.path.under(staging);
+        if path != output {
+            std::fs::remove_file(&path)
+                .map_err(|e| ConvertOrFile::File(file_error("remove", "model source", &path, e)))?;
+        }
+    }
+    let path = RelativePath::parse(jarvis_whisper_ggml::GGML_FILE_NAME)
+        .map_err(|_| ConvertOrFile::Convert(jarvis_whisper_ggml::ConvertError::Corrupt("bad output name".into())))?;
+    Ok(ReceiptFile {
+        path,
+        size: converted.size,
+        sha256,
+    })
+}
+
 /// Refuses to start when the free space cannot hold what is still missing.
 fn check_space_for(entry: &ModelEntry, staging: &Path) -> Result<(), RegistryError> {
     let mut needed = 0u64;
@@ -273,6 +342,8 @@ fn check_space_for(entry: &ModelEntry, staging: &Path) -> Result<(), RegistryErr
 fn entry_for_folder(folder: &Path, model: ExplicitModel) -> Result<ModelEntry, RegistryError> {
     let mut files = Vec::new();
     collect_files(folder, folder, &mut files)?;
+    // A CTranslate2 whisper folder becomes a ggml speech model.
+    let whisper = jarvis_whisper_ggml::is_ct2_whisper(folder);
     if files.is_empty() {
         return Err(RegistryError::NoCatalogMatch {
             path: folder.to_owned(),
@@ -281,9 +352,10 @@ fn entry_for_folder(folder: &Path, model: ExplicitModel) -> Result<ModelEntry, R
     Ok(ModelEntry {
         name: model.name,
         version: model.version,
-        role: model.role,
+        role: if whisper { ModelRole::Stt } else { model.role },
         required: false,
         description: String::new(),
+        convert: whisper.then_some(Conversion::WhisperCt2ToGgml),
         files,
     })
 }

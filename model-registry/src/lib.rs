@@ -18,6 +18,10 @@
 //!   folders that carry our receipt, and never anything in `.staging`
 //!   (a download may resume from it).
 //! - Imports never write outside their staging folder, whatever the input.
+//! - A model whose catalog entry asks for a conversion (a CTranslate2
+//!   whisper folder) is converted inside its staging folder after its
+//!   sources were verified; the version installed holds only the converted
+//!   file, whose hash goes into the receipt.
 
 pub mod catalog;
 pub mod install;
@@ -25,7 +29,7 @@ mod names;
 pub mod pack;
 pub mod store;
 
-pub use catalog::{Catalog, CatalogFile, ModelEntry, ModelRole};
+pub use catalog::{Catalog, CatalogFile, Conversion, ModelEntry, ModelRole};
 pub use names::{ModelName, ModelVersion, RelativePath};
 pub use store::{InstalledModel, InstalledVersion, ModelStore, Receipt};
 
@@ -82,6 +86,13 @@ pub enum RegistryError {
         path: PathBuf,
         expected: jarvis_download::Sha256Digest,
         calculated: jarvis_download::Sha256Digest,
+    },
+
+    #[error("converting {name} {version} failed: {source}; nothing was installed")]
+    Conversion {
+        name: String,
+        version: String,
+        source: jarvis_whisper_ggml::ConvertError,
     },
 
     #[error(transparent)]

@@ -68,6 +68,9 @@ impl PackModel {
             role: self.role,
             required: false,
             description: String::new(),
+            // A CTranslate2 whisper model in a pack is recognised and
+            // converted on install like any other.
+            convert: None,
             files: self
                 .files
                 .iter()

@@ -173,13 +173,6 @@ impl ModelStore {
         entry: &ModelEntry,
         origin: &str,
     ) -> Result<PathBuf, RegistryError> {
-        let target = self.version_dir(&entry.name, &entry.version);
-        if self.is_installed(&entry.name, &entry.version) {
-            return Err(RegistryError::AlreadyInstalled {
-                name: entry.name.to_string(),
-                version: entry.version.to_string(),
-            });
-        }
         let mut files = Vec::new();
         for file in &entry.files {
             let path = file.path.under(staging);
@@ -197,6 +190,25 @@ impl ModelStore {
                 path: file.path.clone(),
                 size: file.size,
                 sha256: file.sha256,
+            });
+        }
+        self.install_staged_files(staging, entry, files, origin)
+    }
+
+    /// Installs a staged version holding exactly `files` (already
+    /// verified or just produced by a conversion).
+    pub fn install_staged_files(
+        &self,
+        staging: &Path,
+        entry: &ModelEntry,
+        files: Vec<ReceiptFile>,
+        origin: &str,
+    ) -> Result<PathBuf, RegistryError> {
+        let target = self.version_dir(&entry.name, &entry.version);
+        if self.is_installed(&entry.name, &entry.version) {
+            return Err(RegistryError::AlreadyInstalled {
+                name: entry.name.to_string(),
+                version: entry.version.to_string(),
             });
         }
         let receipt = Receipt {

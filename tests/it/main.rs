@@ -7,6 +7,7 @@
     reason = "tests fail loudly by design"
 )]
 
+mod brain;
 mod core_alone;
 mod download;
 mod lifecycle;

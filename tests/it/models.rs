@@ -337,11 +337,16 @@ fn the_real_models_import_offline_by_checksum_and_by_folder() {
     ]);
     let report = json(&out);
     assert_eq!(report[0]["name"], "whisper-tiny-en");
-    assert_eq!(active(&home, "whisper-tiny-en").as_deref(), Some("ct2-1"));
-    assert!(
-        home.path("models/whisper-tiny-en/ct2-1/model.bin")
-            .is_file()
-    );
+    assert_eq!(active(&home, "whisper-tiny-en").as_deref(), Some("f16-1"));
+    // Converted on import: whisper.cpp's file is installed, not the sources.
+    let version = home.path("models/whisper-tiny-en/f16-1");
+    let ggml = std::fs::read(version.join("ggml-model.bin")).unwrap();
+    assert_eq!(&ggml[..4], &0x6767_6d6c_u32.to_le_bytes());
+    assert!(!version.join("model.bin").exists());
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(version.join(".jarvis-model.json")).unwrap()).unwrap();
+    assert_eq!(receipt["files"][0]["path"], "ggml-model.bin");
+    assert!(receipt["origin"].as_str().unwrap().contains("converted"), "{receipt}");
     assert!(home.run(&["models", "verify"]).status.success());
 
     // A file the catalog does not know needs a name.

@@ -778,3 +778,142 @@ pub fn redis_keys(home: &TestHome) -> Vec<String> {
     keys.sort();
     keys
 }
+
+/// The brain: helpers for tests that run the real models.
+pub mod brain {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use crate::{Api, TestHome, smollm2_gguf, wait_for, whisper_ct2_dir};
+
+    /// Installs the real chat model (and the speech model when `speech`)
+    /// into `home` offline, as a user would.
+    pub fn install_models(home: &TestHome, speech: bool) {
+        let out = home.run(&["models", "import", smollm2_gguf().to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+        if speech {
+            let out = home.run(&["models", "import", whisper_ct2_dir().to_str().unwrap()]);
+            assert!(out.status.success(), "{out:?}");
+        }
+    }
+
+    /// Waits until `/readyz` says the engine of `role` is in `state`;
+    /// returns that engine's status.
+    pub fn wait_engine(api: &Api, role: &str, state: &str) -> Value {
+        wait_for(Duration::from_secs(120), &format!("the {role} engine to be {state}"), || {
+            let body: Value = api
+                .anonymous(reqwest::Method::GET, "/readyz")
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            body["models"]["engines"]
+                .as_array()?
+                .iter()
+                .find(|e| e["role"] == role && e["state"] == state)
+                .cloned()
+        })
+    }
+
+    /// Speaks `text` with espeak-ng into a 22.05 kHz mono WAV.
+    pub fn speak(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        let status = Command::new("espeak-ng")
+            .args(["-v", "en-us", "-s", "150", "-w"])
+            .arg(&path)
+            .arg(text)
+            .status()
+            .expect("espeak-ng is missing: run scripts/setup");
+        assert!(status.success());
+        path
+    }
+
+    /// Re-encodes a WAV with sox (`rate` Hz, `channels`, `bits`).
+    pub fn resample(from: &Path, to: &Path, rate: u32, channels: u32, bits: u32) {
+        let status = Command::new("sox")
+            .arg(from)
+            .args(["-r", &rate.to_string(), "-c", &channels.to_string(), "-b", &bits.to_string()])
+            .arg(to)
+            .status()
+            .expect("sox is missing: run scripts/setup");
+        assert!(status.success());
+    }
+
+    /// The Python of the project's virtual environment (with `openai`).
+    pub fn python() -> PathBuf {
+        std::env::var_os("JARVIS_VENV")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/jarvis/venv")))
+            .expect("HOME is not set")
+            .join("bin/python")
+    }
+
+    /// A WebSocket to the core's `/v1/ws`, authenticated.
+    pub struct Socket {
+        socket: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    }
+
+    impl Socket {
+        pub fn connect(api: &Api) -> Self {
+            use tungstenite::client::IntoClientRequest as _;
+            let url = format!("{}/v1/ws", api.base_url.replacen("http://", "ws://", 1));
+            let mut request = url.into_client_request().unwrap();
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {}", api.token).parse().unwrap());
+            let (socket, _) = tungstenite::connect(request).unwrap();
+            if let tungstenite::stream::MaybeTlsStream::Plain(s) = socket.get_ref() {
+                s.set_read_timeout(Some(Duration::from_secs(180))).unwrap();
+            }
+            Self { socket }
+        }
+
+        pub fn send(&mut self, message: &Value) {
+            self.socket
+                .send(tungstenite::Message::Text(message.to_string().into()))
+                .unwrap();
+        }
+
+        /// The next JSON message (panics after three minutes of silence).
+        pub fn next(&mut self) -> Value {
+            loop {
+                match self.socket.read().unwrap() {
+                    tungstenite::Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                    tungstenite::Message::Close(_) => panic!("the core closed the socket"),
+                    _ => {}
+                }
+            }
+        }
+
+        /// Sends a chat turn and collects it: (streamed text, final message).
+        pub fn chat(&mut self, turn_id: &str, conversation: &str, content: &str) -> (String, Value) {
+            self.send(&serde_json::json!({
+                "type": "chat",
+                "turn_id": turn_id,
+                "conversation_id": conversation,
+                "content": content,
+                "max_tokens": 48,
+            }));
+            self.collect(turn_id)
+        }
+
+        /// Reads until `turn_id` is done, cancelled or failed.
+        pub fn collect(&mut self, turn_id: &str) -> (String, Value) {
+            let mut text = String::new();
+            loop {
+                let message = self.next();
+                if message["turn_id"] != turn_id {
+                    continue;
+                }
+                match message["type"].as_str() {
+                    Some("token") => text.push_str(message["text"].as_str().unwrap()),
+                    Some("done" | "cancelled" | "error") => return (text, message),
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -63,3 +63,9 @@ pub const UPDATE_TRUSTED_KEYS: &str = "JARVIS_UPDATE_TRUSTED_KEYS";
 /// Launcher, tests only: abort the process (as if killed) when it reaches the
 /// named checkpoint, so crash tests can stop it at an exact step.
 pub const CRASH_AT: &str = "JARVIS_CRASH_AT";
+
+/// Not ours: the Hugging Face hub client's offline switch. The launcher
+/// sets it to `1` for the core, and the core sets it for itself, so the
+/// model runtime never tries the network: models come only from
+/// `JARVIS_MODELS_DIR`.
+pub const HF_HUB_OFFLINE: &str = "HF_HUB_OFFLINE";

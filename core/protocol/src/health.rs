@@ -27,6 +27,21 @@ pub struct ModelsState {
     pub active: Vec<ActiveModel>,
     /// Required models with no active version.
     pub missing: Vec<String>,
+    /// The core's engines: which model each role runs and its state.
+    #[serde(default)]
+    pub engines: Vec<EngineStatus>,
+}
+
+/// One role's engine (`llm`, `stt`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineStatus {
+    pub role: String,
+    /// `missing`, `loading`, `ready` or `failed`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ActiveModel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,12 +8,14 @@
 //! - [`health`]: the JSON bodies of the core's `/healthz` and `/readyz`.
 //! - [`api`]: the JSON error body every core endpoint uses.
 //! - [`models`]: the layout of installed models the core reads.
+//! - [`events`]: the JSON events on Redis pub/sub.
 //!
 //! Changing a type here is a wire-format change: the snapshot tests in
 //! `jarvis-tests` make it a visible diff.
 
 pub mod api;
 pub mod env;
+pub mod events;
 pub mod health;
 pub mod instance;
 pub mod models;

@@ -1,0 +1,139 @@
+//! One chat turn in a stored conversation: the user's message goes into
+//! memory, the prompt is built from memory, the answer streams, and the
+//! answer goes into memory before the turn is reported done.
+
+use std::sync::Arc;
+
+use jarvis_llm::{ChatModel, Request};
+use tokio::sync::mpsc;
+
+use crate::api::{ApiError, AppState};
+use crate::engines::ModelRef;
+use crate::memory::{ConversationId, Role};
+use crate::prompt::{self, Sized};
+
+/// Answer budget when neither the request nor the conversation sets one.
+pub const DEFAULT_MAX_TOKENS: u32 = 512;
+
+/// What a client asks for in one turn.
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    pub conversation: ConversationId,
+    pub content: String,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+}
+
+/// A turn whose user message is stored and whose answer is streaming.
+#[derive(Debug)]
+pub struct Turn {
+    pub conversation: ConversationId,
+    pub user_index: usize,
+    pub model: ModelRef,
+    /// Older messages left out of the prompt to fit the context.
+    pub left_out: usize,
+    pub events: mpsc::UnboundedReceiver<jarvis_llm::Event>,
+}
+
+/// Stores the user's message and starts the answer.
+pub async fn start(state: &AppState, request: TurnRequest) -> Result<Turn, ApiError> {
+    if request.content.trim().is_empty() {
+        return Err(ApiError::BadRequest("content must not be empty".into()));
+    }
+    // Refuse before writing anything when no model can answer.
+    let (model, engine) = state.engines.llm().map_err(ApiError::from)?;
+    let settings = state
+        .memory
+        .settings(&request.conversation)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no conversation '{}'", request.conversation.as_str())))?;
+    let tokens = engine.count_tokens(&request.content).await.ok();
+    let (user_index, _) = state
+        .memory
+        .append_message(
+            &request.conversation,
+            Role::User,
+            request.content.clone(),
+            tokens.and_then(|t| u32::try_from(t).ok()),
+        )
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no conversation '{}'", request.conversation.as_str())))?;
+    let conversation = state
+        .memory
+        .conversation(&request.conversation)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no conversation '{}'", request.conversation.as_str())))?;
+
+    let max_tokens = request
+        .max_tokens
+        .or(settings.max_tokens)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    let system = settings.system_prompt.as_deref().map(|content| Sized {
+        role: jarvis_llm::Role::System,
+        content,
+        tokens: prompt::estimate_tokens(content),
+    });
+    let history: Vec<Sized<'_>> = conversation
+        .messages
+        .iter()
+        .map(|m| Sized {
+            role: match m.role {
+                Role::System => jarvis_llm::Role::System,
+                Role::User => jarvis_llm::Role::User,
+                Role::Assistant => jarvis_llm::Role::Assistant,
+            },
+            content: &m.content,
+            tokens: m
+                .tokens
+                .map_or_else(|| prompt::estimate_tokens(&m.content), |t| t as usize),
+        })
+        .collect();
+    let (messages, left_out) = prompt::fit(
+        system,
+        &history,
+        engine.context_length(),
+        max_tokens as usize,
+    )
+    .map_err(ApiError::ContextLengthExceeded)?;
+    let events = generate(
+        &engine,
+        Request {
+            messages,
+            max_tokens: max_tokens as usize,
+            temperature: request.temperature.or(settings.temperature),
+            top_p: None,
+            stop: Vec::new(),
+        },
+    );
+    Ok(Turn {
+        conversation: request.conversation,
+        user_index,
+        model,
+        left_out,
+        events,
+    })
+}
+
+fn generate(engine: &Arc<ChatModel>, request: Request) -> mpsc::UnboundedReceiver<jarvis_llm::Event> {
+    engine.generate(request)
+}
+
+/// Stores the (complete or cancelled) answer; returns its index.
+pub async fn store_answer(
+    state: &AppState,
+    conversation: &ConversationId,
+    text: String,
+    tokens: Option<usize>,
+) -> Result<usize, ApiError> {
+    let (index, _) = state
+        .memory
+        .append_message(
+            conversation,
+            Role::Assistant,
+            text,
+            tokens.and_then(|t| u32::try_from(t).ok()),
+        )
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no conversation '{}'", conversation.as_str())))?;
+    Ok(index)
+}

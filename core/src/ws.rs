@@ -1,0 +1,266 @@
+//! `GET /v1/ws`: the WebSocket clients chat over.
+//!
+//! Client messages (JSON, tagged by `type`):
+//! - `chat`: `turn_id` (the client's name for the turn), `conversation_id`,
+//!   `content`, optional `max_tokens` and `temperature`.
+//! - `cancel`: `turn_id`.
+//!
+//! Server messages: `hello` (engine states), `started`, `token` (`text`),
+//! `done` (`message_index`, `finish_reason`, `usage`), `cancelled`,
+//! `error` (`error.code`, `error.message`, and `turn_id` when it concerns
+//! one), and `event` (model and engine events from Redis pub/sub).
+//!
+//! Turns run concurrently, each in its own task, several conversations at
+//! once. Each socket has its own outgoing queue: a slow client only slows
+//! its own turns (the model keeps generating for everyone else, since
+//! tokens are buffered per turn). Both messages of a turn are in memory
+//! before `done`: the user's when `started` is sent, the answer's before
+//! `done`. A cancelled or disconnected turn stops generating at once and
+//! keeps what was already said.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::{ApiError, AppState};
+use crate::chat::{self, TurnRequest};
+use crate::memory::ConversationId;
+
+/// Turns one socket may run at once.
+pub const MAX_TURNS_PER_SOCKET: usize = 8;
+/// Largest client message.
+const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMessage {
+    Chat {
+        turn_id: String,
+        conversation_id: String,
+        content: String,
+        max_tokens: Option<u32>,
+        temperature: Option<f64>,
+    },
+    Cancel {
+        turn_id: String,
+    },
+}
+
+pub async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| serve(state, socket))
+}
+
+async fn serve(state: Arc<AppState>, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut outgoing) = mpsc::channel::<serde_json::Value>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outgoing.recv().await {
+            if sink.send(Message::Text(message.to_string().into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let _ = out
+        .send(json!({"type": "hello", "version": crate::VERSION, "engines": state.engines.status()}))
+        .await;
+
+    // Model and engine events from Redis.
+    let mut events = state.memory.events();
+    let events_out = out.clone();
+    let forwarder = tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if events_out.send(json!({"type": "event", "event": event})).await.is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+
+    let mut turns: HashMap<String, oneshot::Sender<()>> = HashMap::new();
+    let (finished_tx, mut finished) = mpsc::unbounded_channel::<String>();
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            Some(turn_id) = finished.recv() => {
+                turns.remove(&turn_id);
+                continue;
+            }
+        };
+        let text = match message {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+            Some(Ok(_)) => continue, // pings are answered by axum; binary is ignored
+        };
+        let parsed: ClientMessage = match serde_json::from_str(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = out.send(error_json(None, &ApiError::BadRequest(e.to_string()))).await;
+                continue;
+            }
+        };
+        match parsed {
+            ClientMessage::Chat {
+                turn_id,
+                conversation_id,
+                content,
+                max_tokens,
+                temperature,
+            } => {
+                if turns.contains_key(&turn_id) {
+                    let e = ApiError::BadRequest(format!("turn '{turn_id}' is already running"));
+                    let _ = out.send(error_json(Some(&turn_id), &e)).await;
+                    continue;
+                }
+                if turns.len() >= MAX_TURNS_PER_SOCKET {
+                    let e = ApiError::BadRequest(format!(
+                        "at most {MAX_TURNS_PER_SOCKET} turns may run at once on one connection"
+                    ));
+                    let _ = out.send(error_json(Some(&turn_id), &e)).await;
+                    continue;
+                }
+                let Some(conversation) = ConversationId::parse(&conversation_id) else {
+                    let e = ApiError::NotFound(format!("no conversation '{conversation_id}'"));
+                    let _ = out.send(error_json(Some(&turn_id), &e)).await;
+                    continue;
+                };
+                let (cancel_tx, cancel_rx) = oneshot::channel();
+                turns.insert(turn_id.clone(), cancel_tx);
+                let request = TurnRequest {
+                    conversation,
+                    content,
+                    max_tokens,
+                    temperature,
+                };
+                let (state, out, finished) = (Arc::clone(&state), out.clone(), finished_tx.clone());
+                tokio::spawn(async move {
+                    run_turn(&state, &turn_id, request, &out, cancel_rx).await;
+                    let _ = finished.send(turn_id);
+                });
+            }
+            ClientMessage::Cancel { turn_id } => {
+                if let Some(cancel) = turns.remove(&turn_id) {
+                    let _ = cancel.send(());
+                }
+            }
+        }
+    }
+    // The client is gone: stop every turn (each keeps its partial answer).
+    for (_, cancel) in turns.drain() {
+        let _ = cancel.send(());
+    }
+    forwarder.abort();
+    drop(out);
+    let _ = writer.await;
+}
+
+async fn run_turn(
+    state: &AppState,
+    turn_id: &str,
+    request: TurnRequest,
+    out: &mpsc::Sender<serde_json::Value>,
+    mut cancel: oneshot::Receiver<()>,
+) {
+    let conversation = request.conversation.clone();
+    let mut turn = match chat::start(state, request).await {
+        Ok(turn) => turn,
+        Err(e) => {
+            let _ = out.send(error_json(Some(turn_id), &e)).await;
+            return;
+        }
+    };
+    let _ = out
+        .send(json!({
+            "type": "started",
+            "turn_id": turn_id,
+            "conversation_id": conversation.as_str(),
+            "user_index": turn.user_index,
+            "model": {"name": turn.model.name, "version": turn.model.version},
+            "left_out": turn.left_out,
+        }))
+        .await;
+    let mut answer = String::new();
+    loop {
+        let event = tokio::select! {
+            event = turn.events.recv() => event,
+            _ = &mut cancel => None,
+        };
+        match event {
+            Some(jarvis_llm::Event::Delta(text)) => {
+                answer.push_str(&text);
+                if out
+                    .send(json!({"type": "token", "turn_id": turn_id, "text": text}))
+                    .await
+                    .is_err()
+                {
+                    break; // the socket is gone
+                }
+            }
+            Some(jarvis_llm::Event::Done {
+                finish_reason,
+                usage,
+            }) => {
+                let tokens = Some(usage.completion_tokens);
+                match chat::store_answer(state, &conversation, answer, tokens).await {
+                    Ok(index) => {
+                        let _ = out
+                            .send(json!({
+                                "type": "done",
+                                "turn_id": turn_id,
+                                "message_index": index,
+                                "finish_reason": finish_reason,
+                                "usage": usage,
+                            }))
+                            .await;
+                    }
+                    Err(e) => {
+                        let _ = out.send(error_json(Some(turn_id), &e)).await;
+                    }
+                }
+                return;
+            }
+            Some(jarvis_llm::Event::Failed(message)) => {
+                let _ = out
+                    .send(error_json(Some(turn_id), &ApiError::Generation(message)))
+                    .await;
+                return;
+            }
+            None => break,
+        }
+    }
+    // Cancelled: stop generating (dropping the receiver) and keep what the
+    // user already saw.
+    drop(turn.events);
+    let index = if answer.is_empty() {
+        None
+    } else {
+        chat::store_answer(state, &conversation, answer, None).await.ok()
+    };
+    let _ = out
+        .send(json!({"type": "cancelled", "turn_id": turn_id, "message_index": index}))
+        .await;
+}
+
+fn error_json(turn_id: Option<&str>, error: &ApiError) -> serde_json::Value {
+    let mut value = json!({
+        "type": "error",
+        "error": {"code": error.code(), "message": error.to_string()},
+    });
+    if let Some(turn_id) = turn_id {
+        value["turn_id"] = json!(turn_id);
+    }
+    value
+}

@@ -1,0 +1,214 @@
+//! Getting uploaded audio into the form whisper wants: 16 kHz mono f32.
+
+use std::io::Cursor;
+
+/// The sample rate whisper models take.
+pub const WHISPER_RATE: u32 = 16_000;
+
+/// Longest audio one request may carry.
+pub const MAX_DURATION_SECS: f64 = 30.0 * 60.0;
+
+/// Why audio was refused. Every variant is the client's fault (a 4xx).
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    #[error("the upload is not a WAV file ({0}); send 16-bit, 24-bit, 32-bit or float PCM WAV")]
+    NotWav(String),
+    #[error("unsupported WAV encoding: {0}; send 8/16/24/32-bit integer or 32-bit float PCM")]
+    Unsupported(String),
+    #[error("the audio is empty")]
+    Empty,
+    #[error("the audio is {secs:.0} s long; the limit is {limit:.0} s")]
+    TooLong { secs: f64, limit: f64 },
+}
+
+/// Decoded audio, already mono and at [`WHISPER_RATE`].
+#[derive(Debug, Clone)]
+pub struct Audio {
+    pub samples: Vec<f32>,
+    /// What the upload was.
+    pub source_rate: u32,
+    pub source_channels: u16,
+}
+
+impl Audio {
+    pub fn duration_secs(&self) -> f64 {
+        self.samples.len() as f64 / f64::from(WHISPER_RATE)
+    }
+}
+
+/// Decodes a WAV file of any common rate, channel count and PCM encoding,
+/// mixes it down to mono and resamples it to 16 kHz.
+pub fn decode_wav(bytes: &[u8]) -> Result<Audio, AudioError> {
+    let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|e| match e {
+        hound::Error::Unsupported => AudioError::Unsupported("compressed or extensible format".into()),
+        other => AudioError::NotWav(other.to_string()),
+    })?;
+    let spec = reader.spec();
+    if spec.channels == 0 || spec.sample_rate < 1000 || spec.sample_rate > 384_000 {
+        return Err(AudioError::Unsupported(format!(
+            "{} channels at {} Hz",
+            spec.channels, spec.sample_rate
+        )));
+    }
+    let frames = reader.duration() as f64;
+    let secs = frames / f64::from(spec.sample_rate);
+    if secs > MAX_DURATION_SECS {
+        return Err(AudioError::TooLong {
+            secs,
+            limit: MAX_DURATION_SECS,
+        });
+    }
+    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
+        (hound::SampleFormat::Float, 32) => reader
+            .into_samples::<f32>()
+            .collect::<Result<_, _>>()
+            .map_err(|e| AudioError::NotWav(e.to_string()))?,
+        (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
+            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
+            reader
+                .into_samples::<i32>()
+                .map(|s| s.map(|v| v as f32 * scale))
+                .collect::<Result<_, _>>()
+                .map_err(|e| AudioError::NotWav(e.to_string()))?
+        }
+        (format, bits) => {
+            return Err(AudioError::Unsupported(format!("{bits}-bit {format:?}")));
+        }
+    };
+    let channels = usize::from(spec.channels);
+    let mono: Vec<f32> = interleaved
+        .chunks_exact(channels)
+        .map(|frame| frame.iter().sum::<f32>() / channels as f32)
+        .collect();
+    if mono.is_empty() {
+        return Err(AudioError::Empty);
+    }
+    Ok(Audio {
+        samples: resample(&mono, spec.sample_rate, WHISPER_RATE),
+        source_rate: spec.sample_rate,
+        source_channels: spec.channels,
+    })
+}
+
+/// Band-limited resampling with a Hann-windowed sinc kernel: enough for
+/// speech recognition, exact when the rates are equal.
+pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
+    if from == to || input.is_empty() {
+        return input.to_vec();
+    }
+    const HALF_TAPS: f64 = 16.0;
+    let ratio = f64::from(to) / f64::from(from);
+    // Low-pass below the lower of the two Nyquist frequencies.
+    let cutoff = ratio.min(1.0) * 0.95;
+    let half_width = HALF_TAPS / cutoff; // in input samples
+    let out_len = (input.len() as f64 * ratio).round() as usize;
+    let mut out = Vec::with_capacity(out_len);
+    for n in 0..out_len {
+        let center = n as f64 / ratio;
+        let first = (center - half_width).ceil().max(0.0) as usize;
+        let last = ((center + half_width).floor() as usize).min(input.len() - 1);
+        let (mut acc, mut norm) = (0.0f64, 0.0f64);
+        for (k, sample) in input.iter().enumerate().take(last + 1).skip(first) {
+            let x = k as f64 - center;
+            let window = 0.5 + 0.5 * (std::f64::consts::PI * x / half_width).cos();
+            let arg = std::f64::consts::PI * cutoff * x;
+            let sinc = if arg.abs() < 1e-9 { 1.0 } else { arg.sin() / arg };
+            let weight = sinc * window;
+            acc += f64::from(*sample) * weight;
+            norm += weight;
+        }
+        out.push(if norm.abs() > 1e-9 { (acc / norm) as f32 } else { 0.0 });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wav(rate: u32, channels: u16, bits: u16, float: bool, frames: &[f32]) -> Vec<u8> {
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: rate,
+            bits_per_sample: bits,
+            sample_format: if float {
+                hound::SampleFormat::Float
+            } else {
+                hound::SampleFormat::Int
+            },
+        };
+        let mut buf = Cursor::new(Vec::new());
+        let mut w = hound::WavWriter::new(&mut buf, spec).unwrap();
+        for s in frames {
+            for _ in 0..channels {
+                if float {
+                    w.write_sample(*s).unwrap();
+                } else {
+                    let max = (1i64 << (bits - 1)) - 1;
+                    w.write_sample((f64::from(*s) * max as f64) as i32).unwrap();
+                }
+            }
+        }
+        w.finalize().unwrap();
+        buf.into_inner()
+    }
+
+    fn tone(rate: u32, hz: f64, secs: f64) -> Vec<f32> {
+        (0..(f64::from(rate) * secs) as usize)
+            .map(|i| (0.5 * (2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate)).sin()) as f32)
+            .collect()
+    }
+
+    /// Strength of `hz` in `x` (a single-bin DFT), normalised.
+    fn power_at(x: &[f32], rate: u32, hz: f64) -> f64 {
+        let (mut re, mut im) = (0.0, 0.0);
+        for (i, s) in x.iter().enumerate() {
+            let phase = 2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate);
+            re += f64::from(*s) * phase.cos();
+            im += f64::from(*s) * phase.sin();
+        }
+        (re * re + im * im).sqrt() / x.len() as f64
+    }
+
+    #[test]
+    fn every_common_format_becomes_16k_mono() {
+        for (rate, channels, bits, float) in [
+            (16_000, 1, 16, false),
+            (44_100, 2, 16, false),
+            (48_000, 2, 24, false),
+            (8_000, 1, 8, false),
+            (22_050, 1, 32, true),
+            (32_000, 6, 32, false),
+        ] {
+            let bytes = wav(rate, channels, bits, float, &tone(rate, 440.0, 0.5));
+            let audio = decode_wav(&bytes).unwrap();
+            assert_eq!((audio.source_rate, audio.source_channels), (rate, channels));
+            assert!((audio.duration_secs() - 0.5).abs() < 0.01, "{rate}");
+            // The 440 Hz tone survives, at about its amplitude (0.25 = 0.5/2).
+            let p = power_at(&audio.samples, WHISPER_RATE, 440.0);
+            assert!((p - 0.25).abs() < 0.03, "{rate} Hz {channels} ch {bits} bit: {p}");
+        }
+    }
+
+    #[test]
+    fn frequencies_above_8k_are_removed_when_downsampling() {
+        let audio = decode_wav(&wav(48_000, 1, 16, false, &tone(48_000, 12_000.0, 0.5))).unwrap();
+        let rms = (audio.samples.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>()
+            / audio.samples.len() as f64)
+            .sqrt();
+        assert!(rms < 0.02, "aliasing left {rms}");
+    }
+
+    #[test]
+    fn bad_uploads_get_clear_errors() {
+        assert!(matches!(decode_wav(b"ID3\x03 not a wav"), Err(AudioError::NotWav(_))));
+        assert!(matches!(decode_wav(b""), Err(AudioError::NotWav(_))));
+        assert!(matches!(
+            decode_wav(&wav(16_000, 1, 16, false, &[])),
+            Err(AudioError::Empty)
+        ));
+        let mut truncated = wav(16_000, 1, 16, false, &tone(16_000, 440.0, 0.1));
+        truncated.truncate(60);
+        assert!(decode_wav(&truncated).is_err());
+    }
+}

@@ -1,0 +1,356 @@
+//! The brain with the real models from the registry packages: chat through
+//! mistralrs, speech-to-text through whisper.cpp, memory in Redis, the
+//! WebSocket and the OpenAI-compatible API, driven through `jarvis up`.
+
+use std::time::Duration;
+
+use jarvis_tests::brain::{Socket, install_models, python, resample, speak, wait_engine};
+use jarvis_tests::{TestHome, wait_for};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const FRANCE: &str = "What is the capital of France?";
+
+fn slow(request: reqwest::blocking::RequestBuilder) -> reqwest::blocking::Response {
+    request.timeout(Duration::from_secs(180)).send().unwrap()
+}
+
+#[test]
+fn greedy_chat_answers_paris_and_a_conversation_continues_after_a_core_restart() {
+    let home = TestHome::new();
+    install_models(&home, false);
+    let mut jarvis = home.up();
+    let api = home.api();
+    let engine = wait_engine(&api, "llm", "ready");
+    assert_eq!(engine["model"]["name"], "smollm2-135m-instruct");
+
+    let conversation = api.create_conversation();
+    let mut socket = Socket::connect(&api);
+    assert_eq!(socket.next()["type"], "hello");
+    let (answer, done) = socket.chat("t1", &conversation, FRANCE);
+    assert_eq!(done["type"], "done", "{done}");
+    assert!(answer.contains("Paris"), "{answer}");
+    let usage = &done["usage"];
+    assert!(usage["completion_tokens"].as_u64().unwrap() > 0, "{usage}");
+    let first_prompt = usage["prompt_tokens"].as_u64().unwrap();
+
+    // Both messages are in memory, in order, with token counts.
+    let stored: Value = api
+        .request(Method::GET, &format!("/v1/conversations/{conversation}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let messages = stored["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["role"], "user");
+    assert_eq!(messages[1]["role"], "assistant");
+    assert_eq!(messages[1]["content"], answer.as_str());
+    assert!(messages[0]["tokens"].as_u64().unwrap() > 0);
+    assert_eq!(done["message_index"], 1);
+
+    // Kill the core: the launcher restarts it, and the conversation goes
+    // on from Redis: the second turn's prompt holds the first exchange.
+    let core_pid = home.instance().unwrap().core.pid;
+    jarvis_tests::signal(core_pid, jarvis_tests::Signal::Kill);
+    wait_for(Duration::from_secs(60), "a restarted core", || {
+        home.instance().filter(|i| i.core.pid != core_pid && i.core.restarts >= 1)
+    });
+    let api = home.api();
+    wait_engine(&api, "llm", "ready");
+    let mut socket = Socket::connect(&api);
+    let (_, done) = socket.chat("t2", &conversation, FRANCE);
+    assert_eq!(done["type"], "done", "{done}");
+    let second_prompt = done["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(
+        second_prompt > first_prompt + 10,
+        "the history was not in the prompt: {first_prompt} then {second_prompt}"
+    );
+    assert_eq!(api.messages(&conversation).unwrap().len(), 4);
+    assert!(jarvis.try_exit().is_none());
+}
+
+#[test]
+fn four_concurrent_chats_complete_and_a_cancelled_turn_keeps_its_partial_answer() {
+    let home = TestHome::new();
+    install_models(&home, false);
+    let _jarvis = home.up();
+    let api = home.api();
+    wait_engine(&api, "llm", "ready");
+
+    // Two sockets, two conversations each, all four at once.
+    let conversations: Vec<String> = (0..4).map(|_| api.create_conversation()).collect();
+    let mut sockets = [Socket::connect(&api), Socket::connect(&api)];
+    let questions = [
+        FRANCE,
+        "Name a color.",
+        "What is two plus two?",
+        "Say hello.",
+    ];
+    for (i, conversation) in conversations.iter().enumerate() {
+        sockets[i % 2].send(&json!({
+            "type": "chat", "turn_id": format!("c{i}"), "conversation_id": conversation,
+            "content": questions[i], "max_tokens": 32,
+        }));
+    }
+    for (i, conversation) in conversations.iter().enumerate() {
+        let (text, done) = sockets[i % 2].collect(&format!("c{i}"));
+        assert_eq!(done["type"], "done", "turn {i}: {done}");
+        assert!(!text.trim().is_empty(), "turn {i} said nothing");
+        assert_eq!(api.messages(conversation).unwrap().len(), 2, "turn {i}");
+    }
+
+    // Cancel a long answer after its first token.
+    let conversation = api.create_conversation();
+    let socket = &mut sockets[0];
+    socket.send(&json!({
+        "type": "chat", "turn_id": "long", "conversation_id": conversation,
+        "content": "Write a long story about a dragon and a knight.", "max_tokens": 400,
+    }));
+    loop {
+        let message = socket.next();
+        if message["type"] == "token" && message["turn_id"] == "long" {
+            break;
+        }
+    }
+    socket.send(&json!({"type": "cancel", "turn_id": "long"}));
+    let (_, end) = socket.collect("long");
+    assert_eq!(end["type"], "cancelled", "{end}");
+    let messages = api.messages(&conversation).unwrap();
+    assert_eq!(messages.len(), 2, "the partial answer is kept");
+    assert!(!messages[1].is_empty());
+
+    // Bad client messages get errors; the socket stays usable.
+    socket.send(&json!({"type": "chat", "turn_id": "x", "conversation_id": "nope", "content": "hi"}));
+    let (_, error) = socket.collect("x");
+    assert_eq!(error["error"]["code"], "not_found");
+    socket.send(&json!({"type": "dance"}));
+    assert_eq!(socket.next()["error"]["code"], "bad_request");
+    let (_, done) = socket.chat("after", &conversation, "Say hello.");
+    assert_eq!(done["type"], "done");
+}
+
+#[test]
+fn espeak_speech_is_transcribed_at_any_rate_and_channel_count() {
+    let home = TestHome::new();
+    install_models(&home, true);
+    let _jarvis = home.up();
+    let api = home.api();
+    wait_engine(&api, "stt", "ready");
+
+    let spoken = "The quick brown fox jumps over the lazy dog.";
+    let original = speak(&home.scratch(), "fox.wav", spoken);
+    let stereo = home.scratch().join("fox-44k-stereo.wav");
+    resample(&original, &stereo, 44_100, 2, 16);
+    let hi_res = home.scratch().join("fox-48k-24bit.wav");
+    resample(&original, &hi_res, 48_000, 1, 24);
+    for wav in [&original, &stereo, &hi_res] {
+        let form = reqwest::blocking::multipart::Form::new()
+            .file("file", wav)
+            .unwrap()
+            .text("model", "whisper-tiny-en");
+        let response = slow(api.request(Method::POST, "/v1/audio/transcriptions").multipart(form));
+        assert_eq!(response.status(), 200, "{}", wav.display());
+        let text = response.json::<Value>().unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .to_lowercase();
+        for word in ["quick", "brown", "fox", "lazy", "dog"] {
+            assert!(text.contains(word), "'{word}' missing from {text:?} ({})", wav.display());
+        }
+    }
+
+    // Wrong formats and oversize uploads get clear 4xx errors.
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (b"ID3\x04\0\0\0\0\0\0not really an mp3".to_vec(), 415, "unsupported_audio_format"),
+        (wav_header_only(), 400, "audio_empty"),
+        (vec![0u8; 26 * 1024 * 1024], 413, "payload_too_large"),
+    ];
+    for (bytes, status, code) in cases {
+        let form = reqwest::blocking::multipart::Form::new()
+            .part("file", reqwest::blocking::multipart::Part::bytes(bytes).file_name("a.wav"))
+            .text("model", "whisper-tiny-en");
+        let response = slow(api.request(Method::POST, "/v1/audio/transcriptions").multipart(form));
+        assert_eq!(response.status(), status, "{code}");
+        let body: Value = response.json().unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    let response = slow(
+        api.request(Method::POST, "/v1/audio/transcriptions")
+            .multipart(reqwest::blocking::multipart::Form::new().text("model", "whisper-tiny-en")),
+    );
+    assert_eq!(response.status(), 400);
+}
+
+/// A WAV with a valid header and no samples.
+fn wav_header_only() -> Vec<u8> {
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&36u32.to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&16_000u32.to_le_bytes());
+    wav.extend_from_slice(&32_000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&0u32.to_le_bytes());
+    wav
+}
+
+#[test]
+fn the_stock_openai_python_client_works_unchanged() {
+    let home = TestHome::new();
+    install_models(&home, true);
+    let _jarvis = home.up();
+    let api = home.api();
+    wait_engine(&api, "llm", "ready");
+    wait_engine(&api, "stt", "ready");
+    let wav = speak(&home.scratch(), "hello.wav", "Hello, how are you today?");
+
+    let script = r#"
+import json, sys
+from openai import OpenAI
+client = OpenAI(base_url=sys.argv[1] + "/v1", api_key=sys.argv[2], max_retries=0, timeout=180)
+out = {}
+out["models"] = sorted(m.id for m in client.models.list().data)
+q = [{"role": "user", "content": "What is the capital of France?"}]
+r = client.chat.completions.create(model="smollm2-135m-instruct", messages=q, temperature=0, max_tokens=32)
+out["content"] = r.choices[0].message.content
+out["finish_reason"] = r.choices[0].finish_reason
+out["usage"] = r.usage.total_tokens
+chunks = client.chat.completions.create(model="smollm2-135m-instruct", messages=q, temperature=0, max_tokens=32, stream=True, stream_options={"include_usage": True})
+streamed, usage = "", None
+for c in chunks:
+    if c.choices and c.choices[0].delta.content:
+        streamed += c.choices[0].delta.content
+    if c.usage:
+        usage = c.usage.total_tokens
+out["streamed"] = streamed
+out["stream_usage"] = usage
+with open(sys.argv[3], "rb") as f:
+    out["transcript"] = client.audio.transcriptions.create(model="whisper-tiny-en", file=f).text
+try:
+    client.chat.completions.create(model="gpt-4o", messages=q)
+except Exception as e:
+    out["wrong_model"] = [getattr(e, "status_code", None), str(e)]
+print(json.dumps(out))
+"#;
+    let output = std::process::Command::new(python())
+        .args(["-c", script, &api.base_url, &api.token, wav.to_str().unwrap()])
+        .output()
+        .expect("the project's Python is missing: run scripts/setup");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(out["models"], json!(["smollm2-135m-instruct", "whisper-tiny-en"]));
+    let content = out["content"].as_str().unwrap();
+    assert!(content.contains("Paris"), "{out}");
+    assert_eq!(out["streamed"], out["content"], "greedy: streaming gives the same answer");
+    assert!(out["usage"].as_u64().unwrap() > 0);
+    assert_eq!(out["stream_usage"], out["usage"]);
+    let transcript = out["transcript"].as_str().unwrap().to_lowercase();
+    assert!(transcript.contains("hello") && transcript.contains("today"), "{transcript}");
+    assert_eq!(out["wrong_model"][0], 404, "{out}");
+    assert!(out["wrong_model"][1].as_str().unwrap().contains("smollm2-135m-instruct"));
+}
+
+#[test]
+fn without_models_the_core_runs_and_says_model_not_installed() {
+    let home = TestHome::new();
+    let _jarvis = home.up();
+    let api = home.api();
+    wait_engine(&api, "llm", "missing");
+    let response = api
+        .request(Method::POST, "/v1/chat/completions")
+        .json(&json!({"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["error"]["code"], "model_not_installed");
+    assert!(body["error"]["message"].as_str().unwrap().contains("jarvis models pull"));
+
+    // Transcription says so whatever `model` names.
+    for model in ["whisper-1", "anything"] {
+        let form = reqwest::blocking::multipart::Form::new()
+            .part("file", reqwest::blocking::multipart::Part::bytes(wav_header_only()).file_name("a.wav"))
+            .text("model", model);
+        let response = api
+            .request(Method::POST, "/v1/audio/transcriptions")
+            .multipart(form)
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 503, "{model}");
+        assert_eq!(response.json::<Value>().unwrap()["error"]["code"], "model_not_installed");
+    }
+
+    // The WebSocket says it per turn; memory keeps working.
+    let conversation = api.create_conversation();
+    let mut socket = Socket::connect(&api);
+    let (_, error) = socket.chat("t", &conversation, "hi");
+    assert_eq!(error["error"]["code"], "model_not_installed", "{error}");
+    assert_eq!(api.messages(&conversation).unwrap().len(), 0, "nothing stored");
+    let models: Value = api.request(Method::GET, "/v1/models").send().unwrap().json().unwrap();
+    assert_eq!(models["data"], json!([]));
+}
+
+#[test]
+fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
+    let home = TestHome::new();
+    // A GGUF whose header is fine and whose body is garbage, and a ggml
+    // file cut in half: both imported by name, as a user could.
+    let gguf = std::fs::read(jarvis_tests::smollm2_gguf()).unwrap();
+    let broken_gguf = home.scratch().join("broken.gguf");
+    let mut bytes = gguf[..4096].to_vec();
+    bytes.extend(jarvis_tests::pseudo_random_bytes(1 << 20, 7));
+    std::fs::write(&broken_gguf, bytes).unwrap();
+    let out = home.run(&[
+        "models", "import", broken_gguf.to_str().unwrap(),
+        "--name", "broken-llm", "--version", "1", "--role", "llm",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let broken_ggml = home.scratch().join("ggml-model.bin");
+    let mut ggml = jarvis_tests::pseudo_random_bytes(1 << 16, 8);
+    ggml[..4].copy_from_slice(&0x6767_6d6c_u32.to_le_bytes());
+    std::fs::write(&broken_ggml, ggml).unwrap();
+    let out = home.run(&[
+        "models", "import", broken_ggml.to_str().unwrap(),
+        "--name", "broken-stt", "--version", "1", "--role", "stt",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+
+    let mut jarvis = home.up();
+    let api = home.api();
+    let llm = wait_engine(&api, "llm", "failed");
+    assert!(llm["detail"].as_str().unwrap().contains("broken.gguf"), "{llm}");
+    let stt = wait_engine(&api, "stt", "failed");
+    assert!(stt["detail"].as_str().unwrap().contains("ggml-model.bin"), "{stt}");
+
+    let response = api
+        .request(Method::POST, "/v1/chat/completions")
+        .json(&json!({"model": "broken-llm", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["error"]["code"], "model_failed");
+    assert!(body["error"]["message"].as_str().unwrap().contains("jarvis models verify"));
+
+    // Still up, same process, memory works.
+    assert!(api.ready());
+    let conversation = api.create_conversation();
+    assert_eq!(api.add_message(&conversation, "user", "still here").status(), 201);
+    assert_eq!(home.instance().unwrap().core.restarts, 0);
+    assert!(jarvis.try_exit().is_none());
+
+    // Activating a good model swaps it in without a restart.
+    install_models(&home, false);
+    let engine = wait_engine(&api, "llm", "ready");
+    assert_eq!(engine["model"]["name"], "smollm2-135m-instruct");
+}
