@@ -30,6 +30,8 @@ pub struct CoreConfig {
     pub listen: SocketAddr,
     /// Models Jarvis requires (reported as missing by `/readyz`).
     pub required_models: Vec<String>,
+    /// CPU threads for the models (`None`: every core).
+    pub threads: Option<usize>,
 }
 
 impl std::fmt::Debug for CoreConfig {
@@ -78,6 +80,10 @@ impl CoreConfig {
             .filter(|n| !n.is_empty())
             .map(str::to_owned)
             .collect();
+        // Anything but a positive number means "every core".
+        let threads = var(env::THREADS)
+            .and_then(|t| t.trim().parse::<usize>().ok())
+            .filter(|t| *t > 0);
         Ok(Self {
             data_dir,
             models_dir,
@@ -85,6 +91,7 @@ impl CoreConfig {
             api_token,
             listen,
             required_models,
+            threads,
         })
     }
 }

@@ -130,6 +130,8 @@ pub struct Engines {
     stt: RwLock<Slot<Transcriber>>,
     wake: Notify,
     memory: Memory,
+    /// Threads for speech-to-text (0: every core).
+    threads: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Engines {
@@ -149,7 +151,19 @@ impl Engines {
             stt: RwLock::default(),
             wake: Notify::new(),
             memory,
+            threads: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Caps the CPU threads speech-to-text uses (`None`: every core).
+    pub fn set_threads(&self, threads: Option<usize>) {
+        self.threads
+            .store(threads.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Threads for one transcription (0: every core).
+    pub fn threads(&self) -> usize {
+        self.threads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Starts the background loader: it loads what is active now, then
@@ -210,36 +224,33 @@ impl Engines {
         else {
             return;
         };
-        match active.llm {
-            Some(wanted) if write(&self.llm).needs(&wanted) => {
-                self.begin(Role::Llm, &wanted).await;
-                let result = ChatModel::load(&wanted.file).await.map_err(|e| e.to_string());
-                self.finish(&self.llm, Role::Llm, wanted, result.map(Arc::new)).await;
-            }
-            None => self.clear(&self.llm, Role::Llm),
-            _ => {}
+        if active.llm.is_none() {
+            self.clear(&self.llm, Role::Llm);
         }
-        match active.stt {
-            Some(wanted) if write(&self.stt).needs(&wanted) => {
-                self.begin(Role::Stt, &wanted).await;
-                let file = wanted.file.clone();
-                let result = tokio::task::spawn_blocking(move || Transcriber::load(&file))
-                    .await
-                    .map_err(|e| format!("the loader crashed: {e}"))
-                    .and_then(|r| r.map_err(|e| e.to_string()));
-                self.finish(&self.stt, Role::Stt, wanted, result.map(Arc::new)).await;
-            }
-            None => self.clear(&self.stt, Role::Stt),
-            _ => {}
+        if active.stt.is_none() {
+            self.clear(&self.stt, Role::Stt);
+        }
+        let load_llm = active.llm.filter(|wanted| read(&self.llm).needs(wanted));
+        if let Some(wanted) = load_llm {
+            self.begin(&self.llm, Role::Llm, &wanted).await;
+            let result = ChatModel::load(&wanted.file).await.map_err(|e| e.to_string());
+            self.finish(&self.llm, Role::Llm, wanted, result.map(Arc::new)).await;
+        }
+        let load_stt = active.stt.filter(|wanted| read(&self.stt).needs(wanted));
+        if let Some(wanted) = load_stt {
+            self.begin(&self.stt, Role::Stt, &wanted).await;
+            let file = wanted.file.clone();
+            let result = tokio::task::spawn_blocking(move || Transcriber::load(&file))
+                .await
+                .map_err(|e| format!("the loader crashed: {e}"))
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            self.finish(&self.stt, Role::Stt, wanted, result.map(Arc::new)).await;
         }
     }
 
-    async fn begin(&self, role: Role, wanted: &ModelRef) {
+    async fn begin<T>(&self, slot: &RwLock<Slot<T>>, role: Role, wanted: &ModelRef) {
         tracing::info!(role = role.as_str(), name = %wanted.name, version = %wanted.version, "loading model");
-        match role {
-            Role::Llm => write(&self.llm).pending = Some((wanted.clone(), Pending::Loading)),
-            Role::Stt => write(&self.stt).pending = Some((wanted.clone(), Pending::Loading)),
-        }
+        set_pending(slot, wanted.clone(), Pending::Loading);
         self.announce(role, wanted, EngineState::Loading, None).await;
     }
 
@@ -252,14 +263,12 @@ impl Engines {
     ) {
         let (state, detail) = match result {
             Ok(engine) => {
-                let mut slot = write(slot);
-                slot.ready = Some((model.clone(), engine));
-                slot.pending = None;
+                set_ready(slot, model.clone(), engine);
                 (EngineState::Ready, None)
             }
             Err(error) => {
                 tracing::error!(role = role.as_str(), name = %model.name, version = %model.version, %error, "model failed to load");
-                write(slot).pending = Some((model.clone(), Pending::Failed(error.clone())));
+                set_pending(slot, model.clone(), Pending::Failed(error.clone()));
                 (EngineState::Failed, Some(error))
             }
         };
@@ -287,6 +296,18 @@ impl Engines {
             tracing::debug!(%error, "could not publish the engine status");
         }
     }
+}
+
+/// Short, synchronous critical sections only: no guard lives across an
+/// `.await`.
+fn set_pending<T>(slot: &RwLock<Slot<T>>, model: ModelRef, pending: Pending) {
+    write(slot).pending = Some((model, pending));
+}
+
+fn set_ready<T>(slot: &RwLock<Slot<T>>, model: ModelRef, engine: Arc<T>) {
+    let mut slot = write(slot);
+    slot.ready = Some((model, engine));
+    slot.pending = None;
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

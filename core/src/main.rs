@@ -16,7 +16,13 @@ use tokio::net::TcpListener;
 fn main() -> ExitCode {
     // SAFETY: no other thread exists yet (the runtime starts below), so
     // nothing can read the environment while it changes.
-    unsafe { std::env::set_var(env::HF_HUB_OFFLINE, "1") };
+    unsafe {
+        std::env::set_var(env::HF_HUB_OFFLINE, "1");
+        // The chat runtime's thread pool reads this when it first starts.
+        if let Some(threads) = std::env::var(env::THREADS).ok().filter(|t| t.parse::<usize>().is_ok()) {
+            std::env::set_var("RAYON_NUM_THREADS", threads);
+        }
+    }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -62,6 +68,7 @@ async fn serve() -> anyhow::Result<()> {
         config.required_models.clone(),
         memory.clone(),
     );
+    engines.set_threads(config.threads);
     engines.start();
     let state = Arc::new(AppState::new(
         memory,

@@ -221,7 +221,8 @@ impl Memory {
         settings: &Settings,
     ) -> Result<bool, MemoryError> {
         let mut conn = self.connection()?;
-        let mut script = redis::Script::new(SETTINGS_SCRIPT).prepare_invoke();
+        let settings_script = redis::Script::new(SETTINGS_SCRIPT);
+        let mut script = settings_script.prepare_invoke();
         script.key(conversation_key(id)).key(settings_key(id));
         if let Some(prompt) = &settings.system_prompt {
             script.arg("system_prompt").arg(prompt);

@@ -303,14 +303,16 @@ fn usage_json(usage: &jarvis_llm::Usage) -> serde_json::Value {
     })
 }
 
+/// `GET /v1/models`.
 #[derive(Debug, Serialize)]
-struct ModelList {
+pub struct ModelList {
     object: &'static str,
     data: Vec<ModelInfo>,
 }
 
+/// One model in [`ModelList`].
 #[derive(Debug, Serialize)]
-struct ModelInfo {
+pub struct ModelInfo {
     id: String,
     object: &'static str,
     created: i64,
@@ -322,7 +324,7 @@ struct ModelInfo {
 }
 
 /// `GET /v1/models`: the active model of each role.
-pub async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+pub async fn models(State(state): State<Arc<AppState>>) -> Json<ModelList> {
     let data: Vec<ModelInfo> = state
         .engines
         .status()
@@ -340,10 +342,10 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Valu
             })
         })
         .collect();
-    Json(json!(ModelList {
+    Json(ModelList {
         object: "list",
-        data
-    }))
+        data,
+    })
 }
 
 /// `POST /v1/audio/transcriptions`.
@@ -390,6 +392,7 @@ pub async fn transcriptions(
         .map_err(ApiError::BadAudio)?;
     let options = jarvis_stt::TranscribeOptions {
         language: language.filter(|l| !l.is_empty()),
+        threads: state.engines.threads(),
         ..Default::default()
     };
     let samples = audio.samples;

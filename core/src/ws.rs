@@ -105,7 +105,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
             Some(Ok(Message::Close(_)) | Err(_)) | None => break,
             Some(Ok(_)) => continue, // pings are answered by axum; binary is ignored
         };
-        let parsed: ClientMessage = match serde_json::from_str(&text) {
+        let parsed: ClientMessage = match serde_json::from_str(text.as_str()) {
             Ok(m) => m,
             Err(e) => {
                 let _ = out.send(error_json(None, &ApiError::BadRequest(e.to_string()))).await;

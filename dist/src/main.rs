@@ -30,9 +30,13 @@ enum Command {
         channel: String,
         #[arg(long, default_value = env!("JARVIS_DIST_TARGET"))]
         target: String,
-        /// The jarvis-core binary.
+        /// The jarvis-core binary (baseline x86-64, runs everywhere).
         #[arg(long)]
         core: PathBuf,
+        /// The jarvis-core binary built with `-C target-cpu=x86-64-v3`;
+        /// the launcher runs it where the CPU can (much faster models).
+        #[arg(long = "core-x86-64-v3")]
+        core_v3: Option<PathBuf>,
         /// A redis-server to ship in the bundle.
         #[arg(long)]
         redis: Option<PathBuf>,
@@ -112,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             channel,
             target,
             core,
+            core_v3,
             redis,
             launcher,
             files,
@@ -120,6 +125,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
         } => {
             let mut list = vec![(core_name().to_owned(), core, true)];
+            if let Some(core_v3) = core_v3 {
+                let name = core_name().replacen("jarvis-core", "jarvis-core-x86-64-v3", 1);
+                list.push((name, core_v3, true));
+            }
             if let Some(redis) = redis {
                 list.push((redis_name().to_owned(), redis, true));
             }

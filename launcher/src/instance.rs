@@ -10,7 +10,7 @@ use jarvis_durable::{Visibility, read_optional, remove_if_exists, write_atomic};
 use jarvis_protocol::instance::{ChildRecord, Instance};
 use jarvis_redis_bundle::process;
 
-use crate::paths::{AppPaths, CORE_BINARY_NAME};
+use crate::paths::{AppPaths, CORE_BINARY_NAME, CORE_V3_BINARY_NAME};
 
 /// Held for the launcher's whole life; released by the OS when the process
 /// dies however it dies, so a stale lock cannot exist.
@@ -103,19 +103,19 @@ pub async fn stop_orphans(paths: &AppPaths) -> anyhow::Result<Vec<u32>> {
         tracing::warn!("ignoring an unreadable instance file: {e:#}");
         None
     });
-    let mut candidates: Vec<(u32, Option<u64>, &str, &Path)> = Vec::new();
+    let mut candidates: Vec<(u32, Option<u64>, &[&str], &Path)> = Vec::new();
     if let Some(instance) = &recorded {
         let ChildRecord {
             pid, start_time, ..
         } = &instance.core;
-        candidates.push((*pid, *start_time, CORE_BINARY_NAME, &paths.data_dir));
+        candidates.push((*pid, *start_time, CORE_NAMES, &paths.data_dir));
         let ChildRecord {
             pid, start_time, ..
         } = &instance.redis;
         candidates.push((
             *pid,
             *start_time,
-            jarvis_redis_bundle::BINARY_NAME,
+            REDIS_NAMES,
             &paths.redis_dir,
         ));
     }
@@ -125,14 +125,15 @@ pub async fn stop_orphans(paths: &AppPaths) -> anyhow::Result<Vec<u32>> {
         candidates.push((
             pid,
             None,
-            jarvis_redis_bundle::BINARY_NAME,
+            REDIS_NAMES,
             &paths.redis_dir,
         ));
     }
-    for (pid, start_time, name, cwd) in candidates {
-        if stopped.contains(&pid) || !is_ours(pid, start_time, name, cwd) {
+    for (pid, start_time, names, cwd) in candidates {
+        if stopped.contains(&pid) || !is_ours(pid, start_time, names, cwd) {
             continue;
         }
+        let name = names[0];
         tracing::warn!(
             pid,
             name,
@@ -146,7 +147,11 @@ pub async fn stop_orphans(paths: &AppPaths) -> anyhow::Result<Vec<u32>> {
     Ok(stopped)
 }
 
-fn is_ours(pid: u32, start_time: Option<u64>, name: &str, cwd: &Path) -> bool {
+/// The names a core process may have (either build).
+const CORE_NAMES: &[&str] = &[CORE_BINARY_NAME, CORE_V3_BINARY_NAME];
+const REDIS_NAMES: &[&str] = &[jarvis_redis_bundle::BINARY_NAME];
+
+fn is_ours(pid: u32, start_time: Option<u64>, names: &[&str], cwd: &Path) -> bool {
     let Some(identity) = process::identity(pid) else {
         return false;
     };
@@ -157,7 +162,7 @@ fn is_ours(pid: u32, start_time: Option<u64>, name: &str, cwd: &Path) -> bool {
         .command_line
         .split_whitespace()
         .next()
-        .is_some_and(|exe| exe.ends_with(name));
+        .is_some_and(|exe| names.iter().any(|name| exe.ends_with(name)));
     let cwd_matches = identity.cwd.as_deref() == Some(cwd);
     name_matches && cwd_matches
 }

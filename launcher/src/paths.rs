@@ -11,6 +11,13 @@ use serde::Serialize;
 pub const DATA_FOLDER_NAME: &str = "SparkAI";
 
 /// The core's executable name on this OS.
+/// The core built for x86-64-v3 CPUs, shipped beside the baseline one.
+pub const CORE_V3_BINARY_NAME: &str = if cfg!(windows) {
+    "jarvis-core-x86-64-v3.exe"
+} else {
+    "jarvis-core-x86-64-v3"
+};
+
 pub const CORE_BINARY_NAME: &str = if cfg!(windows) {
     "jarvis-core.exe"
 } else {
@@ -107,8 +114,19 @@ impl AppPaths {
 
     /// The core executable in `dir` (a version folder, or the launcher's own
     /// folder in a development checkout).
+    ///
+    /// Where the folder also holds a core built for x86-64-v3 (AVX2, FMA:
+    /// the model runtimes pick their SIMD kernels at compile time, so it
+    /// decodes several times faster) and this CPU has those features, that
+    /// build is used; `JARVIS_CORE_VARIANT=baseline` forces the other.
     pub fn require_core_binary_in(&self, dir: &Path) -> anyhow::Result<PathBuf> {
         let path = dir.join(CORE_BINARY_NAME);
+        let fast = dir.join(CORE_V3_BINARY_NAME);
+        let forced_baseline = std::env::var(env::CORE_VARIANT).is_ok_and(|v| v == "baseline");
+        if fast.is_file() && !forced_baseline && cpu_has_x86_64_v3() {
+            tracing::debug!(core = %fast.display(), "using the x86-64-v3 core");
+            return Ok(fast);
+        }
         if !path.is_file() {
             bail!(
                 "jarvis-core was not found at '{}'\n\
@@ -119,6 +137,25 @@ impl AppPaths {
             );
         }
         Ok(path)
+    }
+}
+
+/// Whether this CPU runs x86-64-v3 code (AVX, AVX2, BMI1/2, F16C, FMA,
+/// LZCNT, MOVBE, XSAVE).
+fn cpu_has_x86_64_v3() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("bmi2")
+            && std::arch::is_x86_feature_detected!("f16c")
+            && std::arch::is_x86_feature_detected!("lzcnt")
+            && std::arch::is_x86_feature_detected!("movbe")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

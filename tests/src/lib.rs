@@ -852,6 +852,7 @@ pub mod brain {
     }
 
     /// A WebSocket to the core's `/v1/ws`, authenticated.
+    #[derive(Debug)]
     pub struct Socket {
         socket: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
     }

@@ -69,3 +69,11 @@ pub const CRASH_AT: &str = "JARVIS_CRASH_AT";
 /// model runtime never tries the network: models come only from
 /// `JARVIS_MODELS_DIR`.
 pub const HF_HUB_OFFLINE: &str = "HF_HUB_OFFLINE";
+
+/// Launcher: `baseline` to run the baseline core even where an
+/// x86-64-v3 build is installed and the CPU could run it.
+pub const CORE_VARIANT: &str = "JARVIS_CORE_VARIANT";
+
+/// Core: CPU threads the models may use (default: every core). Applies to
+/// chat (the runtime's thread pool) and speech-to-text alike.
+pub const THREADS: &str = "JARVIS_THREADS";

@@ -1,0 +1,269 @@
+//! The brain against its peers, same machine, same files, same run:
+//! - chat: time to first token and decode tokens/s of the core (through
+//!   its streaming OpenAI endpoint) against llama.cpp (`llama-cpp-python`)
+//!   on the same SmolLM2 GGUF with the same thread count; the core both as
+//!   the baseline build and, where installed, the x86-64-v3 build;
+//! - speech-to-text: the core on 5 s and 30 s espeak-ng clips against
+//!   faster-whisper on the same whisper tiny.en (CTranslate2 folder).
+//!
+//! Targets: decode at least llama.cpp's speed, transcription at most
+//! faster-whisper's time. Run with `scripts/bench` (release builds, peers
+//! installed into the project's virtual environment).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark fails loudly"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use jarvis_tests::brain::{install_models, python, speak, wait_engine};
+use jarvis_tests::{Api, TestHome, bin_dir, smollm2_gguf, whisper_ct2_dir};
+use serde_json::{Value, json};
+
+const RUNS: usize = 3;
+const MAX_TOKENS: usize = 128;
+const PROMPT: &str = "Write a story about a dragon who learns to cook.";
+
+fn threads() -> usize {
+    std::env::var("JARVIS_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
+fn main() {
+    let threads = threads();
+    println!("brain benchmark: {threads} threads, {RUNS} runs each (median), binaries from {}", bin_dir().display());
+    let mut rows = Vec::new();
+
+    // Chat, through the running Jarvis (each core build in turn).
+    let v3 = bin_dir().join("jarvis-core-x86-64-v3").is_file();
+    let variants: Vec<(&str, bool)> = if v3 {
+        vec![("Jarvis core (baseline x86-64)", true), ("Jarvis core (x86-64-v3)", false)]
+    } else {
+        vec![("Jarvis core (baseline x86-64)", true)]
+    };
+    let clips = tempfile::tempdir().unwrap();
+    let short = clip(clips.path(), "short.wav", 5.0);
+    let long = clip(clips.path(), "long.wav", 30.0);
+    let mut stt_rows = Vec::new();
+    for (label, baseline) in variants {
+        let home = TestHome::new();
+        install_models(&home, true);
+        home.set_env("JARVIS_THREADS", &threads.to_string());
+        if baseline {
+            home.set_env("JARVIS_CORE_VARIANT", "baseline");
+        }
+        let _jarvis = home.up();
+        let api = home.api();
+        wait_engine(&api, "llm", "ready");
+        wait_engine(&api, "stt", "ready");
+        stream_chat(&api); // warm-up
+        let runs: Vec<(f64, f64)> = (0..RUNS).map(|_| stream_chat(&api)).collect();
+        rows.push((label.to_owned(), median(runs.iter().map(|r| r.0)), median(runs.iter().map(|r| r.1))));
+        transcribe(&api, &short); // warm-up
+        let s5 = median((0..RUNS).map(|_| transcribe(&api, &short)));
+        let s30 = median((0..RUNS).map(|_| transcribe(&api, &long)));
+        stt_rows.push((label.to_owned(), s5, s30));
+    }
+    let (ttft, tps) = llama_cpp(threads);
+    rows.push(("llama.cpp (llama-cpp-python)".to_owned(), ttft, tps));
+    let (f5, f30) = faster_whisper(threads, &short, &long);
+    stt_rows.push(("faster-whisper (CTranslate2)".to_owned(), f5, f30));
+
+    println!();
+    println!("SmolLM2-135M-Instruct Q4_1, greedy, up to {MAX_TOKENS} tokens, prompt {PROMPT:?}");
+    println!("| engine | time to first token (ms) | decode tokens/s |");
+    println!("|---|---:|---:|");
+    for (name, ttft, tps) in &rows {
+        println!("| {name} | {:.0} | {tps:.1} |", ttft * 1000.0);
+    }
+    println!();
+    println!("whisper tiny.en, espeak-ng speech, greedy");
+    println!("| engine | 5 s clip (ms) | 30 s clip (ms) |");
+    println!("|---|---:|---:|");
+    for (name, s5, s30) in &stt_rows {
+        println!("| {name} | {:.0} | {:.0} |", s5 * 1000.0, s30 * 1000.0);
+    }
+    let peer_tps = rows.last().unwrap().2;
+    let best_tps = rows[..rows.len() - 1].iter().map(|r| r.2).fold(0.0, f64::max);
+    let peer_stt = stt_rows.last().unwrap();
+    let best_stt = stt_rows[..stt_rows.len() - 1]
+        .iter()
+        .map(|r| r.1.max(r.2 / 6.0))
+        .fold(f64::INFINITY, f64::min);
+    println!();
+    println!(
+        "decode: {:.2}× llama.cpp (target ≥ 1): {}",
+        best_tps / peer_tps,
+        if best_tps >= peer_tps { "met" } else { "NOT met" }
+    );
+    let stt_met = stt_rows[..stt_rows.len() - 1]
+        .iter()
+        .any(|r| r.1 <= peer_stt.1 && r.2 <= peer_stt.2);
+    println!(
+        "speech-to-text: 5 s {:.2}×, 30 s {:.2}× faster-whisper's time (target ≤ 1): {}",
+        stt_rows[stt_rows.len() - 2].1 / peer_stt.1,
+        stt_rows[stt_rows.len() - 2].2 / peer_stt.2,
+        if stt_met { "met" } else { "NOT met" }
+    );
+    let _ = best_stt;
+}
+
+/// One streamed chat: (seconds to the first token, decode tokens/s).
+fn stream_chat(api: &Api) -> (f64, f64) {
+    let started = Instant::now();
+    let response = api
+        .request(reqwest::Method::POST, "/v1/chat/completions")
+        .timeout(Duration::from_secs(600))
+        .json(&json!({
+            "model": "smollm2-135m-instruct",
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": MAX_TOKENS,
+            "temperature": 0,
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        }))
+        .send()
+        .unwrap();
+    assert!(response.status().is_success());
+    let (mut first, mut last, mut tokens) = (None, started.elapsed(), 0u64);
+    for line in BufReader::new(response).lines() {
+        let line = line.unwrap();
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            break;
+        }
+        let chunk: Value = serde_json::from_str(data).unwrap();
+        if chunk["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty()) {
+            first.get_or_insert(started.elapsed());
+            last = started.elapsed();
+        }
+        if let Some(n) = chunk["usage"]["completion_tokens"].as_u64() {
+            tokens = n;
+        }
+    }
+    let first = first.expect("no token streamed");
+    let decode = (last - first).as_secs_f64();
+    (first.as_secs_f64(), tokens.saturating_sub(1) as f64 / decode)
+}
+
+fn transcribe(api: &Api, wav: &Path) -> f64 {
+    let form = reqwest::blocking::multipart::Form::new()
+        .file("file", wav)
+        .unwrap()
+        .text("model", "whisper-tiny-en");
+    let started = Instant::now();
+    let response = api
+        .request(reqwest::Method::POST, "/v1/audio/transcriptions")
+        .timeout(Duration::from_secs(600))
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert!(response.status().is_success());
+    let _: Value = response.json().unwrap();
+    started.elapsed().as_secs_f64()
+}
+
+/// espeak-ng speech cut or padded to exactly `secs`, 16 kHz mono.
+fn clip(dir: &Path, name: &str, secs: f64) -> std::path::PathBuf {
+    let text = "Jarvis is a local assistant. It listens, it answers, and it keeps your data on your own machine. \
+                The quick brown fox jumps over the lazy dog. Models are data, never bundled, and updates never erase memory. \
+                A crash, a full disk or a killed process at any instant must leave an app that still starts.";
+    let raw = speak(dir, &format!("raw-{name}"), text);
+    let out = dir.join(name);
+    let status = Command::new("sox")
+        .arg(&raw)
+        .args(["-r", "16000", "-c", "1", "-b", "16"])
+        .arg(&out)
+        .args(["trim", "0", &secs.to_string(), "pad", "0", &secs.to_string(), "trim", "0", &secs.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+fn run_python(script: &str, args: &[&str]) -> Value {
+    let output = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("the project's Python is missing: run scripts/bench");
+    assert!(
+        output.status.success(),
+        "peer failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+fn llama_cpp(threads: usize) -> (f64, f64) {
+    let script = r#"
+import json, sys, time, statistics
+from llama_cpp import Llama
+llm = Llama(model_path=sys.argv[1], n_threads=int(sys.argv[2]), n_threads_batch=int(sys.argv[2]), n_ctx=2048, verbose=False)
+msgs = [{"role": "user", "content": sys.argv[3]}]
+def run():
+    start = time.perf_counter(); first = None; last = None; n = 0
+    for chunk in llm.create_chat_completion(messages=msgs, max_tokens=int(sys.argv[4]), temperature=0, stream=True):
+        if chunk["choices"][0]["delta"].get("content"):
+            now = time.perf_counter(); first = first or now; last = now; n += 1
+    return first - start, (n - 1) / (last - first)
+run()
+runs = [run() for _ in range(int(sys.argv[5]))]
+print(json.dumps([statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)]))
+"#;
+    let out = run_python(
+        script,
+        &[
+            smollm2_gguf().to_str().unwrap(),
+            &threads.to_string(),
+            PROMPT,
+            &MAX_TOKENS.to_string(),
+            &RUNS.to_string(),
+        ],
+    );
+    (out[0].as_f64().unwrap(), out[1].as_f64().unwrap())
+}
+
+fn faster_whisper(threads: usize, short: &Path, long: &Path) -> (f64, f64) {
+    let script = r#"
+import json, sys, time, statistics
+from faster_whisper import WhisperModel
+model = WhisperModel(sys.argv[1], device="cpu", cpu_threads=int(sys.argv[2]))
+def run(path):
+    start = time.perf_counter()
+    segments, _ = model.transcribe(path, beam_size=1, language="en", vad_filter=False)
+    " ".join(s.text for s in segments)
+    return time.perf_counter() - start
+run(sys.argv[3])
+n = int(sys.argv[5])
+print(json.dumps([statistics.median(run(sys.argv[3]) for _ in range(n)), statistics.median(run(sys.argv[4]) for _ in range(n))]))
+"#;
+    let out = run_python(
+        script,
+        &[
+            whisper_ct2_dir().to_str().unwrap(),
+            &threads.to_string(),
+            short.to_str().unwrap(),
+            long.to_str().unwrap(),
+            &RUNS.to_string(),
+        ],
+    );
+    (out[0].as_f64().unwrap(), out[1].as_f64().unwrap())
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
