@@ -70,7 +70,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(conversation_settings).put(put_conversation_settings),
         )
         .route("/v1/ws", get(crate::ws::upgrade))
-        .route("/v1/chat/completions", post(crate::openai::chat_completions))
+        .route(
+            "/v1/chat/completions",
+            post(crate::openai::chat_completions),
+        )
         .route("/v1/models", get(crate::openai::models))
         .route(
             "/v1/audio/transcriptions",
@@ -129,7 +132,10 @@ pub enum ApiError {
         reason: String,
     },
     #[error("the model '{requested}' is not installed; the active model is '{available}'")]
-    ModelNotFound { requested: String, available: String },
+    ModelNotFound {
+        requested: String,
+        available: String,
+    },
     #[error("{0}")]
     ContextLengthExceeded(crate::prompt::TooLong),
     #[error("{0}")]
@@ -154,9 +160,9 @@ impl ApiError {
             | Self::ModelFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
             Self::ContextLengthExceeded(_) => StatusCode::BAD_REQUEST,
-            Self::BadAudio(jarvis_stt::AudioError::NotWav(_) | jarvis_stt::AudioError::Unsupported(_)) => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
+            Self::BadAudio(
+                jarvis_stt::AudioError::NotWav(_) | jarvis_stt::AudioError::Unsupported(_),
+            ) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BadAudio(_) => StatusCode::BAD_REQUEST,
             Self::Internal(_) | Self::Generation(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -201,10 +207,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(body)).into_response();
         if matches!(self, Self::ModelLoading { .. } | Self::MemoryUnavailable) {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from_static("2"),
-            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
         }
         if matches!(self, Self::Unauthorized) {
             response.headers_mut().insert(
@@ -384,8 +389,13 @@ async fn put_conversation_settings(
 ) -> Result<Json<Settings>, ApiError> {
     let id = parse_id(&id)?;
     let Json(settings) = body?;
-    if settings.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
-        return Err(ApiError::BadRequest("temperature must be between 0 and 2".into()));
+    if settings
+        .temperature
+        .is_some_and(|t| !(0.0..=2.0).contains(&t))
+    {
+        return Err(ApiError::BadRequest(
+            "temperature must be between 0 and 2".into(),
+        ));
     }
     if settings.max_tokens == Some(0) {
         return Err(ApiError::BadRequest("max_tokens must be at least 1".into()));
@@ -467,7 +477,13 @@ mod tests {
         let models = crate::models::ModelDirectory::new(std::env::temp_dir(), vec!["m".into()]);
         let engines =
             crate::engines::Engines::new(std::env::temp_dir(), Vec::new(), memory.clone());
-        app(Arc::new(AppState::new(memory, models, engines, TOKEN.into(), PORT)))
+        app(Arc::new(AppState::new(
+            memory,
+            models,
+            engines,
+            TOKEN.into(),
+            PORT,
+        )))
     }
 
     async fn send(request: Request<Body>) -> (StatusCode, serde_json::Value) {

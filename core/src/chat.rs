@@ -46,7 +46,12 @@ pub async fn start(state: &AppState, request: TurnRequest) -> Result<Turn, ApiEr
         .memory
         .settings(&request.conversation)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no conversation '{}'", request.conversation.as_str())))?;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no conversation '{}'",
+                request.conversation.as_str()
+            ))
+        })?;
     let tokens = engine.count_tokens(&request.content).await.ok();
     let (user_index, _) = state
         .memory
@@ -57,12 +62,22 @@ pub async fn start(state: &AppState, request: TurnRequest) -> Result<Turn, ApiEr
             tokens.and_then(|t| u32::try_from(t).ok()),
         )
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no conversation '{}'", request.conversation.as_str())))?;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no conversation '{}'",
+                request.conversation.as_str()
+            ))
+        })?;
     let conversation = state
         .memory
         .conversation(&request.conversation)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no conversation '{}'", request.conversation.as_str())))?;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no conversation '{}'",
+                request.conversation.as_str()
+            ))
+        })?;
 
     let max_tokens = request
         .max_tokens
@@ -114,7 +129,10 @@ pub async fn start(state: &AppState, request: TurnRequest) -> Result<Turn, ApiEr
     })
 }
 
-fn generate(engine: &Arc<ChatModel>, request: Request) -> mpsc::UnboundedReceiver<jarvis_llm::Event> {
+fn generate(
+    engine: &Arc<ChatModel>,
+    request: Request,
+) -> mpsc::UnboundedReceiver<jarvis_llm::Event> {
     engine.generate(request)
 }
 
@@ -134,6 +152,8 @@ pub async fn store_answer(
             tokens.and_then(|t| u32::try_from(t).ok()),
         )
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no conversation '{}'", conversation.as_str())))?;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("no conversation '{}'", conversation.as_str()))
+        })?;
     Ok(index)
 }

@@ -219,8 +219,7 @@ impl Engines {
     async fn sync(&self) {
         let models_dir = self.models_dir.clone();
         let preferred = self.preferred.clone();
-        let Ok(active) =
-            tokio::task::spawn_blocking(move || scan(&models_dir, &preferred)).await
+        let Ok(active) = tokio::task::spawn_blocking(move || scan(&models_dir, &preferred)).await
         else {
             return;
         };
@@ -233,8 +232,11 @@ impl Engines {
         let load_llm = active.llm.filter(|wanted| read(&self.llm).needs(wanted));
         if let Some(wanted) = load_llm {
             self.begin(&self.llm, Role::Llm, &wanted).await;
-            let result = ChatModel::load(&wanted.file).await.map_err(|e| e.to_string());
-            self.finish(&self.llm, Role::Llm, wanted, result.map(Arc::new)).await;
+            let result = ChatModel::load(&wanted.file)
+                .await
+                .map_err(|e| e.to_string());
+            self.finish(&self.llm, Role::Llm, wanted, result.map(Arc::new))
+                .await;
         }
         let load_stt = active.stt.filter(|wanted| read(&self.stt).needs(wanted));
         if let Some(wanted) = load_stt {
@@ -244,14 +246,16 @@ impl Engines {
                 .await
                 .map_err(|e| format!("the loader crashed: {e}"))
                 .and_then(|r| r.map_err(|e| e.to_string()));
-            self.finish(&self.stt, Role::Stt, wanted, result.map(Arc::new)).await;
+            self.finish(&self.stt, Role::Stt, wanted, result.map(Arc::new))
+                .await;
         }
     }
 
     async fn begin<T>(&self, slot: &RwLock<Slot<T>>, role: Role, wanted: &ModelRef) {
         tracing::info!(role = role.as_str(), name = %wanted.name, version = %wanted.version, "loading model");
         set_pending(slot, wanted.clone(), Pending::Loading);
-        self.announce(role, wanted, EngineState::Loading, None).await;
+        self.announce(role, wanted, EngineState::Loading, None)
+            .await;
     }
 
     async fn finish<T>(
@@ -284,7 +288,13 @@ impl Engines {
         }
     }
 
-    async fn announce(&self, role: Role, model: &ModelRef, state: EngineState, detail: Option<String>) {
+    async fn announce(
+        &self,
+        role: Role,
+        model: &ModelRef,
+        state: EngineState,
+        detail: Option<String>,
+    ) {
         let event = Event::ModelStatus {
             role: role.as_str().to_owned(),
             name: model.name.clone(),
@@ -311,11 +321,13 @@ fn set_ready<T>(slot: &RwLock<Slot<T>>, model: ModelRef, engine: Arc<T>) {
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The active model of each role.
@@ -348,7 +360,12 @@ fn scan(models_dir: &Path, preferred: &[String]) -> Active {
                 .collect()
         })
         .unwrap_or_default();
-    names.sort_by_key(|n| (preferred.iter().position(|p| p == n).unwrap_or(usize::MAX), n.clone()));
+    names.sort_by_key(|n| {
+        (
+            preferred.iter().position(|p| p == n).unwrap_or(usize::MAX),
+            n.clone(),
+        )
+    });
     let mut active = Active::default();
     for name in names {
         let Ok(Some(version)) = active_version(models_dir, &name) else {

@@ -19,7 +19,10 @@ fn main() -> ExitCode {
     unsafe {
         std::env::set_var(env::HF_HUB_OFFLINE, "1");
         // The chat runtime's thread pool reads this when it first starts.
-        if let Some(threads) = std::env::var(env::THREADS).ok().filter(|t| t.parse::<usize>().is_ok()) {
+        if let Some(threads) = std::env::var(env::THREADS)
+            .ok()
+            .filter(|t| t.parse::<usize>().is_ok())
+        {
             std::env::set_var("RAYON_NUM_THREADS", threads);
         }
     }

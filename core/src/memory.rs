@@ -25,9 +25,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use jarvis_protocol::events::{EVENTS_CHANNEL, Event};
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use jarvis_protocol::events::{EVENTS_CHANNEL, Event};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
@@ -238,7 +238,10 @@ impl Memory {
     }
 
     /// One tool's stored state (field → value); empty when it has none.
-    pub async fn tool_state(&self, tool: &ToolName) -> Result<HashMap<String, String>, MemoryError> {
+    pub async fn tool_state(
+        &self,
+        tool: &ToolName,
+    ) -> Result<HashMap<String, String>, MemoryError> {
         let mut conn = self.connection()?;
         Ok(conn.hgetall(tool_key(tool)).await?)
     }
@@ -251,7 +254,8 @@ impl Memory {
         value: &str,
     ) -> Result<(), MemoryError> {
         let mut conn = self.connection()?;
-        conn.hset::<_, _, _, ()>(tool_key(tool), field, value).await?;
+        conn.hset::<_, _, _, ()>(tool_key(tool), field, value)
+            .await?;
         Ok(())
     }
 
@@ -457,7 +461,8 @@ impl ToolName {
     pub fn parse(s: &str) -> Option<Self> {
         (!s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')))
+            && s.bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')))
         .then(|| Self(s.to_owned()))
     }
 }

@@ -129,8 +129,13 @@ pub async fn chat_completions(
     if request.n.is_some_and(|n| n != 1) {
         return Err(ApiError::BadRequest("only n = 1 is supported".into()));
     }
-    if request.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
-        return Err(ApiError::BadRequest("temperature must be between 0 and 2".into()));
+    if request
+        .temperature
+        .is_some_and(|t| !(0.0..=2.0).contains(&t))
+    {
+        return Err(ApiError::BadRequest(
+            "temperature must be between 0 and 2".into(),
+        ));
     }
     if request.messages.is_empty() {
         return Err(ApiError::BadRequest("messages must not be empty".into()));
@@ -160,10 +165,14 @@ pub async fn chat_completions(
             tokens,
         });
     }
-    let (fitted, left_out) = prompt::fit(None, &sized, engine.context_length(), max_tokens as usize)
-        .map_err(ApiError::ContextLengthExceeded)?;
+    let (fitted, left_out) =
+        prompt::fit(None, &sized, engine.context_length(), max_tokens as usize)
+            .map_err(ApiError::ContextLengthExceeded)?;
     if left_out > 0 {
-        let needed = sized.iter().map(|s| s.tokens + prompt::TEMPLATE_TOKENS_PER_MESSAGE).sum();
+        let needed = sized
+            .iter()
+            .map(|s| s.tokens + prompt::TEMPLATE_TOKENS_PER_MESSAGE)
+            .sum();
         return Err(ApiError::ContextLengthExceeded(prompt::TooLong {
             needed,
             available: engine.context_length().saturating_sub(max_tokens as usize),
@@ -183,7 +192,10 @@ pub async fn chat_completions(
         top_p: request.top_p,
         stop,
     });
-    let id = format!("chatcmpl-{}", crate::memory::ConversationId::generate().as_str());
+    let id = format!(
+        "chatcmpl-{}",
+        crate::memory::ConversationId::generate().as_str()
+    );
     let created = jiff::Timestamp::now().as_second();
     if request.stream {
         let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
@@ -224,7 +236,9 @@ async fn collect_response(
             Event::Failed(message) => return Err(ApiError::Generation(message)),
         }
     }
-    Err(ApiError::Generation("the model stopped without an answer".into()))
+    Err(ApiError::Generation(
+        "the model stopped without an answer".into(),
+    ))
 }
 
 fn stream_response(
@@ -246,43 +260,52 @@ fn stream_response(
     let mut queue: VecDeque<String> = VecDeque::new();
     queue.push_back(chunk(json!({"role": "assistant", "content": ""}), None).to_string());
     let state = (events, queue, chunk, false);
-    let stream = futures_util::stream::unfold(state, move |(mut events, mut queue, chunk, mut ended)| async move {
-        loop {
-            if let Some(data) = queue.pop_front() {
-                return Some((Ok(SseEvent::default().data(data)), (events, queue, chunk, ended)));
-            }
-            if ended {
-                return None;
-            }
-            match events.recv().await {
-                Some(Event::Delta(text)) => {
-                    queue.push_back(chunk(json!({"content": text}), None).to_string());
+    let stream = futures_util::stream::unfold(
+        state,
+        move |(mut events, mut queue, chunk, mut ended)| async move {
+            loop {
+                if let Some(data) = queue.pop_front() {
+                    return Some((
+                        Ok(SseEvent::default().data(data)),
+                        (events, queue, chunk, ended),
+                    ));
                 }
-                Some(Event::Done {
-                    finish_reason,
-                    usage,
-                }) => {
-                    queue.push_back(chunk(json!({}), Some(finish_reason_str(finish_reason))).to_string());
-                    if include_usage {
-                        let mut last = chunk(json!({}), None);
-                        last["choices"] = json!([]);
-                        last["usage"] = usage_json(&usage);
-                        queue.push_back(last.to_string());
+                if ended {
+                    return None;
+                }
+                match events.recv().await {
+                    Some(Event::Delta(text)) => {
+                        queue.push_back(chunk(json!({"content": text}), None).to_string());
                     }
-                    queue.push_back("[DONE]".into());
-                    ended = true;
+                    Some(Event::Done {
+                        finish_reason,
+                        usage,
+                    }) => {
+                        queue.push_back(
+                            chunk(json!({}), Some(finish_reason_str(finish_reason))).to_string(),
+                        );
+                        if include_usage {
+                            let mut last = chunk(json!({}), None);
+                            last["choices"] = json!([]);
+                            last["usage"] = usage_json(&usage);
+                            queue.push_back(last.to_string());
+                        }
+                        queue.push_back("[DONE]".into());
+                        ended = true;
+                    }
+                    Some(Event::Failed(message)) => {
+                        tracing::error!(%message, "generation failed mid-stream");
+                        queue.push_back(
+                            json!({"error": {"code": "generation_failed", "message": message}})
+                                .to_string(),
+                        );
+                        ended = true;
+                    }
+                    None => return None,
                 }
-                Some(Event::Failed(message)) => {
-                    tracing::error!(%message, "generation failed mid-stream");
-                    queue.push_back(
-                        json!({"error": {"code": "generation_failed", "message": message}}).to_string(),
-                    );
-                    ended = true;
-                }
-                None => return None,
             }
-        }
-    });
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
@@ -434,7 +457,9 @@ fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError 
 impl From<Unavailable> for ApiError {
     fn from(unavailable: Unavailable) -> Self {
         match unavailable {
-            Unavailable::NotInstalled(role) => Self::ModelNotInstalled { role: role.as_str() },
+            Unavailable::NotInstalled(role) => Self::ModelNotInstalled {
+                role: role.as_str(),
+            },
             Unavailable::Loading(model) => Self::ModelLoading {
                 name: model.name,
                 version: model.version,

@@ -94,8 +94,13 @@ mod tests {
 
     #[test]
     fn everything_fits_in_a_large_context() {
-        let history = [msg(Role::User, "a", 10), msg(Role::Assistant, "b", 10), msg(Role::User, "c", 10)];
-        let (messages, dropped) = fit(Some(msg(Role::System, "s", 5)), &history, 1000, 100).unwrap();
+        let history = [
+            msg(Role::User, "a", 10),
+            msg(Role::Assistant, "b", 10),
+            msg(Role::User, "c", 10),
+        ];
+        let (messages, dropped) =
+            fit(Some(msg(Role::System, "s", 5)), &history, 1000, 100).unwrap();
         assert_eq!(dropped, 0);
         let text: Vec<_> = messages.iter().map(|m| m.content.as_str()).collect();
         assert_eq!(text, ["s", "a", "b", "c"]);

@@ -63,14 +63,20 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
     let (out, mut outgoing) = mpsc::channel::<serde_json::Value>(256);
     let writer = tokio::spawn(async move {
         while let Some(message) = outgoing.recv().await {
-            if sink.send(Message::Text(message.to_string().into())).await.is_err() {
+            if sink
+                .send(Message::Text(message.to_string().into()))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
         let _ = sink.close().await;
     });
     let _ = out
-        .send(json!({"type": "hello", "version": crate::VERSION, "engines": state.engines.status()}))
+        .send(
+            json!({"type": "hello", "version": crate::VERSION, "engines": state.engines.status()}),
+        )
         .await;
 
     // Model and engine events from Redis.
@@ -80,7 +86,11 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
         loop {
             match events.recv().await {
                 Ok(event) => {
-                    if events_out.send(json!({"type": "event", "event": event})).await.is_err() {
+                    if events_out
+                        .send(json!({"type": "event", "event": event}))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -108,7 +118,9 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
         let parsed: ClientMessage = match serde_json::from_str(text.as_str()) {
             Ok(m) => m,
             Err(e) => {
-                let _ = out.send(error_json(None, &ApiError::BadRequest(e.to_string()))).await;
+                let _ = out
+                    .send(error_json(None, &ApiError::BadRequest(e.to_string())))
+                    .await;
                 continue;
             }
         };
@@ -247,7 +259,9 @@ async fn run_turn(
     let index = if answer.is_empty() {
         None
     } else {
-        chat::store_answer(state, &conversation, answer, None).await.ok()
+        chat::store_answer(state, &conversation, answer, None)
+            .await
+            .ok()
     };
     let _ = out
         .send(json!({"type": "cancelled", "turn_id": turn_id, "message_index": index}))

@@ -55,7 +55,10 @@ struct Core {
 impl Core {
     fn find(paths: &AppPaths) -> anyhow::Result<Self> {
         let running = paths.data_dir.exists() && instance::is_running(paths)?;
-        let record = running.then(|| instance::read(paths)).transpose()?.flatten();
+        let record = running
+            .then(|| instance::read(paths))
+            .transpose()?
+            .flatten();
         let Some(record) = record else {
             bail!("Jarvis is not running\nhint: start it with `jarvis up`");
         };
@@ -109,14 +112,15 @@ pub async fn chat(paths: &AppPaths, args: ChatArgs) -> anyhow::Result<ExitCode> 
     };
     let ws_url = format!("{}/v1/ws", core.base_url.replacen("http://", "ws://", 1));
     let mut request = ws_url.as_str().into_client_request()?;
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", core.token).parse()?,
-    );
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {}", core.token).parse()?);
     let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .context("could not open the chat connection to the core")?;
-    eprintln!("conversation {conversation} (continue it with `jarvis chat --conversation {conversation}`)");
+    eprintln!(
+        "conversation {conversation} (continue it with `jarvis chat --conversation {conversation}`)"
+    );
 
     let mut turn = 0u64;
     let one_shot = args.message.is_some();
@@ -180,7 +184,12 @@ pub async fn chat(paths: &AppPaths, args: ChatArgs) -> anyhow::Result<ExitCode> 
                     break;
                 }
                 Some("error") if event.get("turn_id").is_some() => {
-                    bail!("{}", event["error"]["message"].as_str().unwrap_or("the core failed"));
+                    bail!(
+                        "{}",
+                        event["error"]["message"]
+                            .as_str()
+                            .unwrap_or("the core failed")
+                    );
                 }
                 _ => {}
             }
@@ -203,8 +212,14 @@ pub async fn transcribe(paths: &AppPaths, args: TranscribeArgs) -> anyhow::Resul
         .with_context(|| format!("could not read '{}'", args.file.display()))?;
     let name = file_name(&args.file);
     let mut form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name))
-        .text("response_format", if args.json { "verbose_json" } else { "json" });
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name),
+        )
+        .text(
+            "response_format",
+            if args.json { "verbose_json" } else { "json" },
+        );
     if let Some(language) = args.language {
         form = form.text("language", language);
     }

@@ -112,22 +112,12 @@ pub async fn stop_orphans(paths: &AppPaths) -> anyhow::Result<Vec<u32>> {
         let ChildRecord {
             pid, start_time, ..
         } = &instance.redis;
-        candidates.push((
-            *pid,
-            *start_time,
-            REDIS_NAMES,
-            &paths.redis_dir,
-        ));
+        candidates.push((*pid, *start_time, REDIS_NAMES, &paths.redis_dir));
     }
     let redis_pid = read_optional("Redis pid file", &paths.redis_pid_file())?
         .and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u32>().ok());
     if let Some(pid) = redis_pid {
-        candidates.push((
-            pid,
-            None,
-            REDIS_NAMES,
-            &paths.redis_dir,
-        ));
+        candidates.push((pid, None, REDIS_NAMES, &paths.redis_dir));
     }
     for (pid, start_time, names, cwd) in candidates {
         if stopped.contains(&pid) || !is_ours(pid, start_time, names, cwd) {

@@ -511,7 +511,11 @@ struct ActiveModels(std::collections::BTreeMap<String, String>);
 impl ActiveModels {
     fn read(models_dir: &std::path::Path) -> Self {
         let mut active = std::collections::BTreeMap::new();
-        for entry in std::fs::read_dir(models_dir).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(models_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };

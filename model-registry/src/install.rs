@@ -8,8 +8,8 @@ use jarvis_download::{DownloadError, Downloader, FileSpec, ProgressSink, Sha256D
 use serde::Serialize;
 
 use crate::catalog::{CatalogFile, Conversion, ModelEntry, ModelRole};
-use crate::store::ReceiptFile;
 use crate::names::{ModelName, ModelVersion, RelativePath};
+use crate::store::ReceiptFile;
 use crate::store::file_error;
 use crate::{Catalog, ModelStore, RegistryError, pack};
 
@@ -294,7 +294,8 @@ enum ConvertOrFile {
 /// `ggml-model.bin` and removes the sources. Blocking.
 fn convert_whisper(staging: &Path, sources: &[CatalogFile]) -> Result<ReceiptFile, ConvertOrFile> {
     let output = staging.join(jarvis_whisper_ggml::GGML_FILE_NAME);
-    let converted = jarvis_whisper_ggml::convert(staging, &output).map_err(ConvertOrFile::Convert)?;
+    let converted =
+        jarvis_whisper_ggml::convert(staging, &output).map_err(ConvertOrFile::Convert)?;
     let sha256 = Sha256Digest::of_file(&output)
         .map_err(|e| ConvertOrFile::File(file_error("read", "converted model", &output, e)))?;
     for source in sources {
@@ -304,8 +305,11 @@ fn convert_whisper(staging: &Path, sources: &[CatalogFile]) -> Result<ReceiptFil
                 .map_err(|e| ConvertOrFile::File(file_error("remove", "model source", &path, e)))?;
         }
     }
-    let path = RelativePath::parse(jarvis_whisper_ggml::GGML_FILE_NAME)
-        .map_err(|_| ConvertOrFile::Convert(jarvis_whisper_ggml::ConvertError::Corrupt("bad output name".into())))?;
+    let path = RelativePath::parse(jarvis_whisper_ggml::GGML_FILE_NAME).map_err(|_| {
+        ConvertOrFile::Convert(jarvis_whisper_ggml::ConvertError::Corrupt(
+            "bad output name".into(),
+        ))
+    })?;
     Ok(ReceiptFile {
         path,
         size: converted.size,

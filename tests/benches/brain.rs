@@ -38,13 +38,19 @@ fn threads() -> usize {
 
 fn main() {
     let threads = threads();
-    println!("brain benchmark: {threads} threads, {RUNS} runs each (median), binaries from {}", bin_dir().display());
+    println!(
+        "brain benchmark: {threads} threads, {RUNS} runs each (median), binaries from {}",
+        bin_dir().display()
+    );
     let mut rows = Vec::new();
 
     // Chat, through the running Jarvis (each core build in turn).
     let v3 = bin_dir().join("jarvis-core-x86-64-v3").is_file();
     let variants: Vec<(&str, bool)> = if v3 {
-        vec![("Jarvis core (baseline x86-64)", true), ("Jarvis core (x86-64-v3)", false)]
+        vec![
+            ("Jarvis core (baseline x86-64)", true),
+            ("Jarvis core (x86-64-v3)", false),
+        ]
     } else {
         vec![("Jarvis core (baseline x86-64)", true)]
     };
@@ -65,7 +71,11 @@ fn main() {
         wait_engine(&api, "stt", "ready");
         stream_chat(&api); // warm-up
         let runs: Vec<(f64, f64)> = (0..RUNS).map(|_| stream_chat(&api)).collect();
-        rows.push((label.to_owned(), median(runs.iter().map(|r| r.0)), median(runs.iter().map(|r| r.1))));
+        rows.push((
+            label.to_owned(),
+            median(runs.iter().map(|r| r.0)),
+            median(runs.iter().map(|r| r.1)),
+        ));
         transcribe(&api, &short); // warm-up
         let s5 = median((0..RUNS).map(|_| transcribe(&api, &short)));
         let s30 = median((0..RUNS).map(|_| transcribe(&api, &long)));
@@ -91,7 +101,10 @@ fn main() {
         println!("| {name} | {:.0} | {:.0} |", s5 * 1000.0, s30 * 1000.0);
     }
     let peer_tps = rows.last().unwrap().2;
-    let best_tps = rows[..rows.len() - 1].iter().map(|r| r.2).fold(0.0, f64::max);
+    let best_tps = rows[..rows.len() - 1]
+        .iter()
+        .map(|r| r.2)
+        .fold(0.0, f64::max);
     let peer_stt = stt_rows.last().unwrap();
     let best_stt = stt_rows[..stt_rows.len() - 1]
         .iter()
@@ -101,7 +114,11 @@ fn main() {
     println!(
         "decode: {:.2}× llama.cpp (target ≥ 1): {}",
         best_tps / peer_tps,
-        if best_tps >= peer_tps { "met" } else { "NOT met" }
+        if best_tps >= peer_tps {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     let stt_met = stt_rows[..stt_rows.len() - 1]
         .iter()
@@ -142,7 +159,10 @@ fn stream_chat(api: &Api) -> (f64, f64) {
             break;
         }
         let chunk: Value = serde_json::from_str(data).unwrap();
-        if chunk["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty()) {
+        if chunk["choices"][0]["delta"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+        {
             first.get_or_insert(started.elapsed());
             last = started.elapsed();
         }
@@ -152,7 +172,10 @@ fn stream_chat(api: &Api) -> (f64, f64) {
     }
     let first = first.expect("no token streamed");
     let decode = (last - first).as_secs_f64();
-    (first.as_secs_f64(), tokens.saturating_sub(1) as f64 / decode)
+    (
+        first.as_secs_f64(),
+        tokens.saturating_sub(1) as f64 / decode,
+    )
 }
 
 fn transcribe(api: &Api, wav: &Path) -> f64 {
@@ -183,7 +206,17 @@ fn clip(dir: &Path, name: &str, secs: f64) -> std::path::PathBuf {
         .arg(&raw)
         .args(["-r", "16000", "-c", "1", "-b", "16"])
         .arg(&out)
-        .args(["trim", "0", &secs.to_string(), "pad", "0", &secs.to_string(), "trim", "0", &secs.to_string()])
+        .args([
+            "trim",
+            "0",
+            &secs.to_string(),
+            "pad",
+            "0",
+            &secs.to_string(),
+            "trim",
+            "0",
+            &secs.to_string(),
+        ])
         .status()
         .unwrap();
     assert!(status.success());

@@ -54,7 +54,8 @@ fn greedy_chat_answers_paris_and_a_conversation_continues_after_a_core_restart()
     let core_pid = home.instance().unwrap().core.pid;
     jarvis_tests::signal(core_pid, jarvis_tests::Signal::Kill);
     wait_for(Duration::from_secs(60), "a restarted core", || {
-        home.instance().filter(|i| i.core.pid != core_pid && i.core.restarts >= 1)
+        home.instance()
+            .filter(|i| i.core.pid != core_pid && i.core.restarts >= 1)
     });
     let api = home.api();
     wait_engine(&api, "llm", "ready");
@@ -93,8 +94,10 @@ fn four_concurrent_chats_complete_and_a_cancelled_turn_keeps_its_partial_answer(
             "content": questions[i], "max_tokens": 32,
         }));
     }
+    let mut ended = sockets[0].collect_all(&["c0", "c2"]);
+    ended.extend(sockets[1].collect_all(&["c1", "c3"]));
     for (i, conversation) in conversations.iter().enumerate() {
-        let (text, done) = sockets[i % 2].collect(&format!("c{i}"));
+        let (text, done) = &ended[&format!("c{i}")];
         assert_eq!(done["type"], "done", "turn {i}: {done}");
         assert!(!text.trim().is_empty(), "turn {i} said nothing");
         assert_eq!(api.messages(conversation).unwrap().len(), 2, "turn {i}");
@@ -121,7 +124,8 @@ fn four_concurrent_chats_complete_and_a_cancelled_turn_keeps_its_partial_answer(
     assert!(!messages[1].is_empty());
 
     // Bad client messages get errors; the socket stays usable.
-    socket.send(&json!({"type": "chat", "turn_id": "x", "conversation_id": "nope", "content": "hi"}));
+    socket
+        .send(&json!({"type": "chat", "turn_id": "x", "conversation_id": "nope", "content": "hi"}));
     let (_, error) = socket.collect("x");
     assert_eq!(error["error"]["code"], "not_found");
     socket.send(&json!({"type": "dance"}));
@@ -149,28 +153,45 @@ fn espeak_speech_is_transcribed_at_any_rate_and_channel_count() {
             .file("file", wav)
             .unwrap()
             .text("model", "whisper-tiny-en");
-        let response = slow(api.request(Method::POST, "/v1/audio/transcriptions").multipart(form));
+        let response = slow(
+            api.request(Method::POST, "/v1/audio/transcriptions")
+                .multipart(form),
+        );
         assert_eq!(response.status(), 200, "{}", wav.display());
         let text = response.json::<Value>().unwrap()["text"]
             .as_str()
             .unwrap()
             .to_lowercase();
         for word in ["quick", "brown", "fox", "lazy", "dog"] {
-            assert!(text.contains(word), "'{word}' missing from {text:?} ({})", wav.display());
+            assert!(
+                text.contains(word),
+                "'{word}' missing from {text:?} ({})",
+                wav.display()
+            );
         }
     }
 
     // Wrong formats and oversize uploads get clear 4xx errors.
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
-        (b"ID3\x04\0\0\0\0\0\0not really an mp3".to_vec(), 415, "unsupported_audio_format"),
+        (
+            b"ID3\x04\0\0\0\0\0\0not really an mp3".to_vec(),
+            415,
+            "unsupported_audio_format",
+        ),
         (wav_header_only(), 400, "audio_empty"),
         (vec![0u8; 26 * 1024 * 1024], 413, "payload_too_large"),
     ];
     for (bytes, status, code) in cases {
         let form = reqwest::blocking::multipart::Form::new()
-            .part("file", reqwest::blocking::multipart::Part::bytes(bytes).file_name("a.wav"))
+            .part(
+                "file",
+                reqwest::blocking::multipart::Part::bytes(bytes).file_name("a.wav"),
+            )
             .text("model", "whisper-tiny-en");
-        let response = slow(api.request(Method::POST, "/v1/audio/transcriptions").multipart(form));
+        let response = slow(
+            api.request(Method::POST, "/v1/audio/transcriptions")
+                .multipart(form),
+        );
         assert_eq!(response.status(), status, "{code}");
         let body: Value = response.json().unwrap();
         assert_eq!(body["error"]["code"], code, "{body}");
@@ -239,7 +260,13 @@ except Exception as e:
 print(json.dumps(out))
 "#;
     let output = std::process::Command::new(python())
-        .args(["-c", script, &api.base_url, &api.token, wav.to_str().unwrap()])
+        .args([
+            "-c",
+            script,
+            &api.base_url,
+            &api.token,
+            wav.to_str().unwrap(),
+        ])
         .output()
         .expect("the project's Python is missing: run scripts/setup");
     assert!(
@@ -248,16 +275,30 @@ print(json.dumps(out))
         String::from_utf8_lossy(&output.stderr)
     );
     let out: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(out["models"], json!(["smollm2-135m-instruct", "whisper-tiny-en"]));
+    assert_eq!(
+        out["models"],
+        json!(["smollm2-135m-instruct", "whisper-tiny-en"])
+    );
     let content = out["content"].as_str().unwrap();
     assert!(content.contains("Paris"), "{out}");
-    assert_eq!(out["streamed"], out["content"], "greedy: streaming gives the same answer");
+    assert_eq!(
+        out["streamed"], out["content"],
+        "greedy: streaming gives the same answer"
+    );
     assert!(out["usage"].as_u64().unwrap() > 0);
     assert_eq!(out["stream_usage"], out["usage"]);
     let transcript = out["transcript"].as_str().unwrap().to_lowercase();
-    assert!(transcript.contains("hello") && transcript.contains("today"), "{transcript}");
+    assert!(
+        transcript.contains("hello") && transcript.contains("today"),
+        "{transcript}"
+    );
     assert_eq!(out["wrong_model"][0], 404, "{out}");
-    assert!(out["wrong_model"][1].as_str().unwrap().contains("smollm2-135m-instruct"));
+    assert!(
+        out["wrong_model"][1]
+            .as_str()
+            .unwrap()
+            .contains("smollm2-135m-instruct")
+    );
 }
 
 #[test]
@@ -274,12 +315,20 @@ fn without_models_the_core_runs_and_says_model_not_installed() {
     assert_eq!(response.status(), 503);
     let body: Value = response.json().unwrap();
     assert_eq!(body["error"]["code"], "model_not_installed");
-    assert!(body["error"]["message"].as_str().unwrap().contains("jarvis models pull"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("jarvis models pull")
+    );
 
     // Transcription says so whatever `model` names.
     for model in ["whisper-1", "anything"] {
         let form = reqwest::blocking::multipart::Form::new()
-            .part("file", reqwest::blocking::multipart::Part::bytes(wav_header_only()).file_name("a.wav"))
+            .part(
+                "file",
+                reqwest::blocking::multipart::Part::bytes(wav_header_only()).file_name("a.wav"),
+            )
             .text("model", model);
         let response = api
             .request(Method::POST, "/v1/audio/transcriptions")
@@ -287,7 +336,10 @@ fn without_models_the_core_runs_and_says_model_not_installed() {
             .send()
             .unwrap();
         assert_eq!(response.status(), 503, "{model}");
-        assert_eq!(response.json::<Value>().unwrap()["error"]["code"], "model_not_installed");
+        assert_eq!(
+            response.json::<Value>().unwrap()["error"]["code"],
+            "model_not_installed"
+        );
     }
 
     // The WebSocket says it per turn; memory keeps working.
@@ -295,8 +347,17 @@ fn without_models_the_core_runs_and_says_model_not_installed() {
     let mut socket = Socket::connect(&api);
     let (_, error) = socket.chat("t", &conversation, "hi");
     assert_eq!(error["error"]["code"], "model_not_installed", "{error}");
-    assert_eq!(api.messages(&conversation).unwrap().len(), 0, "nothing stored");
-    let models: Value = api.request(Method::GET, "/v1/models").send().unwrap().json().unwrap();
+    assert_eq!(
+        api.messages(&conversation).unwrap().len(),
+        0,
+        "nothing stored"
+    );
+    let models: Value = api
+        .request(Method::GET, "/v1/models")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(models["data"], json!([]));
 }
 
@@ -311,8 +372,15 @@ fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
     bytes.extend(jarvis_tests::pseudo_random_bytes(1 << 20, 7));
     std::fs::write(&broken_gguf, bytes).unwrap();
     let out = home.run(&[
-        "models", "import", broken_gguf.to_str().unwrap(),
-        "--name", "broken-llm", "--version", "1", "--role", "llm",
+        "models",
+        "import",
+        broken_gguf.to_str().unwrap(),
+        "--name",
+        "broken-llm",
+        "--version",
+        "1",
+        "--role",
+        "llm",
     ]);
     assert!(out.status.success(), "{out:?}");
     let broken_ggml = home.scratch().join("ggml-model.bin");
@@ -320,17 +388,30 @@ fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
     ggml[..4].copy_from_slice(&0x6767_6d6c_u32.to_le_bytes());
     std::fs::write(&broken_ggml, ggml).unwrap();
     let out = home.run(&[
-        "models", "import", broken_ggml.to_str().unwrap(),
-        "--name", "broken-stt", "--version", "1", "--role", "stt",
+        "models",
+        "import",
+        broken_ggml.to_str().unwrap(),
+        "--name",
+        "broken-stt",
+        "--version",
+        "1",
+        "--role",
+        "stt",
     ]);
     assert!(out.status.success(), "{out:?}");
 
     let mut jarvis = home.up();
     let api = home.api();
     let llm = wait_engine(&api, "llm", "failed");
-    assert!(llm["detail"].as_str().unwrap().contains("broken.gguf"), "{llm}");
+    assert!(
+        llm["detail"].as_str().unwrap().contains("broken.gguf"),
+        "{llm}"
+    );
     let stt = wait_engine(&api, "stt", "failed");
-    assert!(stt["detail"].as_str().unwrap().contains("ggml-model.bin"), "{stt}");
+    assert!(
+        stt["detail"].as_str().unwrap().contains("ggml-model.bin"),
+        "{stt}"
+    );
 
     let response = api
         .request(Method::POST, "/v1/chat/completions")
@@ -340,12 +421,21 @@ fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
     assert_eq!(response.status(), 503);
     let body: Value = response.json().unwrap();
     assert_eq!(body["error"]["code"], "model_failed");
-    assert!(body["error"]["message"].as_str().unwrap().contains("jarvis models verify"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("jarvis models verify")
+    );
 
     // Still up, same process, memory works.
     assert!(api.ready());
     let conversation = api.create_conversation();
-    assert_eq!(api.add_message(&conversation, "user", "still here").status(), 201);
+    assert_eq!(
+        api.add_message(&conversation, "user", "still here")
+            .status(),
+        201
+    );
     assert_eq!(home.instance().unwrap().core.restarts, 0);
     assert!(jarvis.try_exit().is_none());
 

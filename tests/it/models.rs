@@ -344,9 +344,13 @@ fn the_real_models_import_offline_by_checksum_and_by_folder() {
     assert_eq!(&ggml[..4], &0x6767_6d6c_u32.to_le_bytes());
     assert!(!version.join("model.bin").exists());
     let receipt: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(version.join(".jarvis-model.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(version.join(".jarvis-model.json")).unwrap())
+            .unwrap();
     assert_eq!(receipt["files"][0]["path"], "ggml-model.bin");
-    assert!(receipt["origin"].as_str().unwrap().contains("converted"), "{receipt}");
+    assert!(
+        receipt["origin"].as_str().unwrap().contains("converted"),
+        "{receipt}"
+    );
     assert!(home.run(&["models", "verify"]).status.success());
 
     // A file the catalog does not know needs a name.

@@ -803,19 +803,23 @@ pub mod brain {
     /// Waits until `/readyz` says the engine of `role` is in `state`;
     /// returns that engine's status.
     pub fn wait_engine(api: &Api, role: &str, state: &str) -> Value {
-        wait_for(Duration::from_secs(120), &format!("the {role} engine to be {state}"), || {
-            let body: Value = api
-                .anonymous(reqwest::Method::GET, "/readyz")
-                .send()
-                .ok()?
-                .json()
-                .ok()?;
-            body["models"]["engines"]
-                .as_array()?
-                .iter()
-                .find(|e| e["role"] == role && e["state"] == state)
-                .cloned()
-        })
+        wait_for(
+            Duration::from_secs(120),
+            &format!("the {role} engine to be {state}"),
+            || {
+                let body: Value = api
+                    .anonymous(reqwest::Method::GET, "/readyz")
+                    .send()
+                    .ok()?
+                    .json()
+                    .ok()?;
+                body["models"]["engines"]
+                    .as_array()?
+                    .iter()
+                    .find(|e| e["role"] == role && e["state"] == state)
+                    .cloned()
+            },
+        )
     }
 
     /// Speaks `text` with espeak-ng into a 22.05 kHz mono WAV.
@@ -835,7 +839,14 @@ pub mod brain {
     pub fn resample(from: &Path, to: &Path, rate: u32, channels: u32, bits: u32) {
         let status = Command::new("sox")
             .arg(from)
-            .args(["-r", &rate.to_string(), "-c", &channels.to_string(), "-b", &bits.to_string()])
+            .args([
+                "-r",
+                &rate.to_string(),
+                "-c",
+                &channels.to_string(),
+                "-b",
+                &bits.to_string(),
+            ])
             .arg(to)
             .status()
             .expect("sox is missing: run scripts/setup");
@@ -862,9 +873,10 @@ pub mod brain {
             use tungstenite::client::IntoClientRequest as _;
             let url = format!("{}/v1/ws", api.base_url.replacen("http://", "ws://", 1));
             let mut request = url.into_client_request().unwrap();
-            request
-                .headers_mut()
-                .insert("authorization", format!("Bearer {}", api.token).parse().unwrap());
+            request.headers_mut().insert(
+                "authorization",
+                format!("Bearer {}", api.token).parse().unwrap(),
+            );
             let (socket, _) = tungstenite::connect(request).unwrap();
             if let tungstenite::stream::MaybeTlsStream::Plain(s) = socket.get_ref() {
                 s.set_read_timeout(Some(Duration::from_secs(180))).unwrap();
@@ -882,7 +894,9 @@ pub mod brain {
         pub fn next(&mut self) -> Value {
             loop {
                 match self.socket.read().unwrap() {
-                    tungstenite::Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                    tungstenite::Message::Text(text) => {
+                        return serde_json::from_str(&text).unwrap();
+                    }
                     tungstenite::Message::Close(_) => panic!("the core closed the socket"),
                     _ => {}
                 }
@@ -890,7 +904,12 @@ pub mod brain {
         }
 
         /// Sends a chat turn and collects it: (streamed text, final message).
-        pub fn chat(&mut self, turn_id: &str, conversation: &str, content: &str) -> (String, Value) {
+        pub fn chat(
+            &mut self,
+            turn_id: &str,
+            conversation: &str,
+            content: &str,
+        ) -> (String, Value) {
             self.send(&serde_json::json!({
                 "type": "chat",
                 "turn_id": turn_id,
@@ -901,20 +920,41 @@ pub mod brain {
             self.collect(turn_id)
         }
 
-        /// Reads until `turn_id` is done, cancelled or failed.
+        /// Reads until `turn_id` is done, cancelled or failed (messages of
+        /// other turns are dropped: use [`Self::collect_all`] for several).
         pub fn collect(&mut self, turn_id: &str) -> (String, Value) {
-            let mut text = String::new();
-            loop {
+            self.collect_all(&[turn_id]).remove(turn_id).unwrap()
+        }
+
+        /// Reads until every turn in `turn_ids` is done, cancelled or
+        /// failed: turn id → (streamed text, final message).
+        pub fn collect_all(
+            &mut self,
+            turn_ids: &[&str],
+        ) -> std::collections::HashMap<String, (String, Value)> {
+            let mut text: std::collections::HashMap<String, String> =
+                std::collections::HashMap::new();
+            let mut ended = std::collections::HashMap::new();
+            while ended.len() < turn_ids.len() {
                 let message = self.next();
-                if message["turn_id"] != turn_id {
+                let Some(turn) = message["turn_id"].as_str().filter(|t| turn_ids.contains(t))
+                else {
                     continue;
-                }
+                };
+                let turn = turn.to_owned();
                 match message["type"].as_str() {
-                    Some("token") => text.push_str(message["text"].as_str().unwrap()),
-                    Some("done" | "cancelled" | "error") => return (text, message),
+                    Some("token") => text
+                        .entry(turn)
+                        .or_default()
+                        .push_str(message["text"].as_str().unwrap()),
+                    Some("done" | "cancelled" | "error") => {
+                        let said = text.remove(&turn).unwrap_or_default();
+                        ended.insert(turn, (said, message));
+                    }
                     _ => {}
                 }
             }
+            ended
         }
     }
 }

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mistralrs::{
-    GgufModelBuilder, Model, RequestBuilder, Response, SamplingParams, StopTokens,
-    TextMessageRole, TokenSource,
+    GgufModelBuilder, Model, RequestBuilder, Response, SamplingParams, StopTokens, TextMessageRole,
+    TokenSource,
 };
 use tokio::sync::mpsc;
 
@@ -156,10 +156,34 @@ impl ChatModel {
         self.context_length
     }
 
+    /// The prompt the chat template makes of `messages`, as the model
+    /// sees it (special tokens included), for diagnostics.
+    pub async fn render_prompt(&self, messages: &[Message]) -> Result<String, LlmError> {
+        let mut text = mistralrs::TextMessages::new();
+        for m in messages {
+            text = text.add_message(role_of(m.role), &m.content);
+        }
+        let tokens = self
+            .model
+            .tokenize(either::Either::Left(text), None, true, true, None)
+            .await
+            .map_err(|e| LlmError::Inference(e.to_string()))?;
+        self.model
+            .detokenize(tokens, false)
+            .await
+            .map_err(|e| LlmError::Inference(e.to_string()))
+    }
+
     /// Tokens `text` takes (without chat-template overhead).
     pub async fn count_tokens(&self, text: &str) -> Result<usize, LlmError> {
         self.model
-            .tokenize(either::Either::Right(text.to_owned()), None, false, false, None)
+            .tokenize(
+                either::Either::Right(text.to_owned()),
+                None,
+                false,
+                false,
+                None,
+            )
             .await
             .map(|t| t.len())
             .map_err(|e| LlmError::Inference(e.to_string()))
@@ -187,12 +211,7 @@ impl ChatModel {
         let started = Instant::now();
         let mut builder = RequestBuilder::new();
         for message in &request.messages {
-            let role = match message.role {
-                Role::System => TextMessageRole::System,
-                Role::User => TextMessageRole::User,
-                Role::Assistant => TextMessageRole::Assistant,
-            };
-            builder = builder.add_message(role, &message.content);
+            builder = builder.add_message(role_of(message.role), &message.content);
         }
         let mut sampling = match request.temperature {
             Some(t) if t > 0.0 => SamplingParams {
@@ -268,6 +287,14 @@ impl ChatModel {
     }
 }
 
+fn role_of(role: Role) -> TextMessageRole {
+    match role {
+        Role::System => TextMessageRole::System,
+        Role::User => TextMessageRole::User,
+        Role::Assistant => TextMessageRole::Assistant,
+    }
+}
+
 fn panic_message(error: tokio::task::JoinError) -> String {
     match error.try_into_panic() {
         Ok(payload) => payload
@@ -317,7 +344,10 @@ mod tests {
             (&b"GGU"[..], "too short"),
             (&b"GGML\x03\0\0\0aaaaaaaabbbbbbbb"[..], "bad magic"),
             (&b"GGUF\x09\0\0\0aaaaaaaabbbbbbbb"[..], "version 9"),
-            (&b"GGUF\x03\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff\0\0\0\0\0\0\0\0"[..], "corrupt"),
+            (
+                &b"GGUF\x03\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff\0\0\0\0\0\0\0\0"[..],
+                "corrupt",
+            ),
         ] {
             std::fs::write(&path, bytes).unwrap();
             let err = check_gguf_header(&path).unwrap_err();

@@ -40,7 +40,9 @@ impl Audio {
 /// mixes it down to mono and resamples it to 16 kHz.
 pub fn decode_wav(bytes: &[u8]) -> Result<Audio, AudioError> {
     let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|e| match e {
-        hound::Error::Unsupported => AudioError::Unsupported("compressed or extensible format".into()),
+        hound::Error::Unsupported => {
+            AudioError::Unsupported("compressed or extensible format".into())
+        }
         other => AudioError::NotWav(other.to_string()),
     })?;
     let spec = reader.spec();
@@ -112,12 +114,20 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
             let x = k as f64 - center;
             let window = 0.5 + 0.5 * (std::f64::consts::PI * x / half_width).cos();
             let arg = std::f64::consts::PI * cutoff * x;
-            let sinc = if arg.abs() < 1e-9 { 1.0 } else { arg.sin() / arg };
+            let sinc = if arg.abs() < 1e-9 {
+                1.0
+            } else {
+                arg.sin() / arg
+            };
             let weight = sinc * window;
             acc += f64::from(*sample) * weight;
             norm += weight;
         }
-        out.push(if norm.abs() > 1e-9 { (acc / norm) as f32 } else { 0.0 });
+        out.push(if norm.abs() > 1e-9 {
+            (acc / norm) as f32
+        } else {
+            0.0
+        });
     }
     out
 }
@@ -155,7 +165,9 @@ mod tests {
 
     fn tone(rate: u32, hz: f64, secs: f64) -> Vec<f32> {
         (0..(f64::from(rate) * secs) as usize)
-            .map(|i| (0.5 * (2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate)).sin()) as f32)
+            .map(|i| {
+                (0.5 * (2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate)).sin()) as f32
+            })
             .collect()
     }
 
@@ -186,14 +198,21 @@ mod tests {
             assert!((audio.duration_secs() - 0.5).abs() < 0.01, "{rate}");
             // The 440 Hz tone survives, at about its amplitude (0.25 = 0.5/2).
             let p = power_at(&audio.samples, WHISPER_RATE, 440.0);
-            assert!((p - 0.25).abs() < 0.03, "{rate} Hz {channels} ch {bits} bit: {p}");
+            assert!(
+                (p - 0.25).abs() < 0.03,
+                "{rate} Hz {channels} ch {bits} bit: {p}"
+            );
         }
     }
 
     #[test]
     fn frequencies_above_8k_are_removed_when_downsampling() {
         let audio = decode_wav(&wav(48_000, 1, 16, false, &tone(48_000, 12_000.0, 0.5))).unwrap();
-        let rms = (audio.samples.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>()
+        let rms = (audio
+            .samples
+            .iter()
+            .map(|s| f64::from(*s).powi(2))
+            .sum::<f64>()
             / audio.samples.len() as f64)
             .sqrt();
         assert!(rms < 0.02, "aliasing left {rms}");
@@ -201,7 +220,10 @@ mod tests {
 
     #[test]
     fn bad_uploads_get_clear_errors() {
-        assert!(matches!(decode_wav(b"ID3\x03 not a wav"), Err(AudioError::NotWav(_))));
+        assert!(matches!(
+            decode_wav(b"ID3\x03 not a wav"),
+            Err(AudioError::NotWav(_))
+        ));
         assert!(matches!(decode_wav(b""), Err(AudioError::NotWav(_))));
         assert!(matches!(
             decode_wav(&wav(16_000, 1, 16, false, &[])),
