@@ -374,10 +374,21 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Json<ModelList> {
 /// `POST /v1/audio/transcriptions`.
 pub async fn transcriptions(
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
     // No speech model: say so whatever the request names.
     let (model, engine) = state.engines.stt().map_err(ApiError::from)?;
+    // A declared size over the limit is refused before a byte is read.
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_AUDIO_BYTES as u64) {
+        return Err(ApiError::TooLarge {
+            limit: MAX_AUDIO_BYTES,
+        });
+    }
     let mut multipart = multipart.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let (mut file, mut requested, mut format, mut language) = (None, None, None, None);
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {

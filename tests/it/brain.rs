@@ -9,7 +9,9 @@ use jarvis_tests::{TestHome, wait_for};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const FRANCE: &str = "What is the capital of France?";
+/// SmolLM2-135M answers this one right at greedy (so does llama.cpp on
+/// the same file); the bare question makes it ramble in French.
+const FRANCE: &str = "What is the capital of France? Answer in one sentence.";
 
 fn slow(request: reqwest::blocking::RequestBuilder) -> reqwest::blocking::Response {
     request.timeout(Duration::from_secs(180)).send().unwrap()
@@ -142,11 +144,11 @@ fn espeak_speech_is_transcribed_at_any_rate_and_channel_count() {
     let api = home.api();
     wait_engine(&api, "stt", "ready");
 
-    let spoken = "The quick brown fox jumps over the lazy dog.";
-    let original = speak(&home.scratch(), "fox.wav", spoken);
-    let stereo = home.scratch().join("fox-44k-stereo.wav");
+    let spoken = "Please open the door and turn on the lights.";
+    let original = speak(&home.scratch(), "door.wav", spoken);
+    let stereo = home.scratch().join("door-44k-stereo.wav");
     resample(&original, &stereo, 44_100, 2, 16);
-    let hi_res = home.scratch().join("fox-48k-24bit.wav");
+    let hi_res = home.scratch().join("door-48k-24bit.wav");
     resample(&original, &hi_res, 48_000, 1, 24);
     for wav in [&original, &stereo, &hi_res] {
         let form = reqwest::blocking::multipart::Form::new()
@@ -162,7 +164,7 @@ fn espeak_speech_is_transcribed_at_any_rate_and_channel_count() {
             .as_str()
             .unwrap()
             .to_lowercase();
-        for word in ["quick", "brown", "fox", "lazy", "dog"] {
+        for word in ["please", "open", "door", "turn", "lights"] {
             assert!(
                 text.contains(word),
                 "'{word}' missing from {text:?} ({})",
@@ -179,7 +181,6 @@ fn espeak_speech_is_transcribed_at_any_rate_and_channel_count() {
             "unsupported_audio_format",
         ),
         (wav_header_only(), 400, "audio_empty"),
-        (vec![0u8; 26 * 1024 * 1024], 413, "payload_too_large"),
     ];
     for (bytes, status, code) in cases {
         let form = reqwest::blocking::multipart::Form::new()
@@ -201,6 +202,33 @@ fn espeak_speech_is_transcribed_at_any_rate_and_channel_count() {
             .multipart(reqwest::blocking::multipart::Form::new().text("model", "whisper-tiny-en")),
     );
     assert_eq!(response.status(), 400);
+
+    // An upload over 25 MB is refused as soon as its size is declared,
+    // before the client has sent it (as curl would see it).
+    let response = raw_post_headers(&api, "/v1/audio/transcriptions", 26 * 1024 * 1024);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("payload_too_large"), "{response}");
+}
+
+/// Sends only the headers of a multipart POST declaring `length` bytes and
+/// returns what the server answers.
+fn raw_post_headers(api: &jarvis_tests::Api, path: &str, length: usize) -> String {
+    use std::io::{Read, Write};
+    let authority = api.base_url.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&authority).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {length}\r\n\r\n",
+        api.token
+    )
+    .unwrap();
+    let mut response = vec![0u8; 4096];
+    let n = stream.read(&mut response).unwrap();
+    String::from_utf8_lossy(&response[..n]).into_owned()
 }
 
 /// A WAV with a valid header and no samples.
@@ -237,7 +265,7 @@ from openai import OpenAI
 client = OpenAI(base_url=sys.argv[1] + "/v1", api_key=sys.argv[2], max_retries=0, timeout=180)
 out = {}
 out["models"] = sorted(m.id for m in client.models.list().data)
-q = [{"role": "user", "content": "What is the capital of France?"}]
+q = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
 r = client.chat.completions.create(model="smollm2-135m-instruct", messages=q, temperature=0, max_tokens=32)
 out["content"] = r.choices[0].message.content
 out["finish_reason"] = r.choices[0].finish_reason
@@ -439,8 +467,81 @@ fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
     assert_eq!(home.instance().unwrap().core.restarts, 0);
     assert!(jarvis.try_exit().is_none());
 
-    // Activating a good model swaps it in without a restart.
+    // Activating a good model swaps it in without a restart, announced
+    // by the launcher on Redis and forwarded to WebSocket clients.
+    let mut socket = Socket::connect(&api);
+    assert_eq!(socket.next()["type"], "hello");
     install_models(&home, false);
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|e: &Value| e["type"] == "model_status" && e["state"] == "ready")
+    {
+        let message = socket.next();
+        if message["type"] == "event" {
+            seen.push(message["event"].clone());
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|e| e["type"] == "model_activated" && e["name"] == "smollm2-135m-instruct"),
+        "{seen:?}"
+    );
     let engine = wait_engine(&api, "llm", "ready");
     assert_eq!(engine["model"]["name"], "smollm2-135m-instruct");
+}
+
+#[test]
+fn conversation_settings_are_stored_and_checked() {
+    let home = TestHome::new();
+    let _jarvis = home.up();
+    let api = home.api();
+    let conversation = api.create_conversation();
+    let path = format!("/v1/conversations/{conversation}/settings");
+    let empty: Value = api
+        .request(Method::GET, &path)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(empty, json!({}));
+    let settings =
+        json!({"system_prompt": "Answer in one word.", "temperature": 0.0, "max_tokens": 16});
+    let response = api
+        .request(Method::PUT, &path)
+        .json(&settings)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let stored: Value = api
+        .request(Method::GET, &path)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(stored, settings);
+
+    for (bad, code) in [
+        (json!({"temperature": 7.0}), 400),
+        (json!({"max_tokens": 0}), 400),
+        (json!({"colour": "blue"}), 400),
+    ] {
+        let response = api.request(Method::PUT, &path).json(&bad).send().unwrap();
+        assert_eq!(response.status(), code, "{bad}");
+    }
+    let missing = "/v1/conversations/0123456789abcdef0123456789abcdef/settings";
+    let response = api
+        .request(Method::PUT, missing)
+        .json(&settings)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    // A refused update left the stored settings alone.
+    let stored: Value = api
+        .request(Method::GET, &path)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(stored, settings);
 }

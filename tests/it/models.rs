@@ -353,6 +353,57 @@ fn the_real_models_import_offline_by_checksum_and_by_folder() {
     );
     assert!(home.run(&["models", "verify"]).status.success());
 
+    // A CTranslate2 whisper folder the catalog does not know is recognised
+    // by its contents and converted too, as a speech model.
+    let custom = home.scratch().join("faster-whisper-custom");
+    jarvis_tests::copy_dir(&whisper_ct2_dir(), &custom);
+    std::fs::write(custom.join("README.md"), "a model card").unwrap();
+    let out = home.run(&[
+        "models",
+        "import",
+        custom.to_str().unwrap(),
+        "--name",
+        "whisper-custom",
+        "--version",
+        "1",
+        "--role",
+        "llm",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let version = home.path("models/whisper-custom/1");
+    assert!(version.join("ggml-model.bin").is_file());
+    assert!(!version.join("model.bin").exists() && !version.join("README.md").exists());
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(version.join(".jarvis-model.json")).unwrap())
+            .unwrap();
+    assert_eq!(receipt["role"], "stt");
+
+    // A CTranslate2 folder whose weights are cut short is refused, and
+    // nothing is installed.
+    let broken = home.scratch().join("faster-whisper-broken");
+    jarvis_tests::copy_dir(&whisper_ct2_dir(), &broken);
+    let model_bin = std::fs::read(broken.join("model.bin")).unwrap();
+    std::fs::write(broken.join("model.bin"), &model_bin[..model_bin.len() / 2]).unwrap();
+    let out = home.run(&[
+        "models",
+        "import",
+        broken.to_str().unwrap(),
+        "--name",
+        "whisper-broken",
+        "--version",
+        "1",
+        "--role",
+        "stt",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("converting whisper-broken 1 failed"),
+        "{}",
+        out.stderr
+    );
+    assert!(!home.path("models/whisper-broken/1").exists());
+
     // A file the catalog does not know needs a name.
     let unknown = home.scratch().join("mystery.gguf");
     std::fs::write(&unknown, pseudo_random_bytes(1000, 29)).unwrap();
