@@ -100,6 +100,8 @@ fn main() {
     for (name, s5, s30) in &stt_rows {
         println!("| {name} | {:.0} | {:.0} |", s5 * 1000.0, s30 * 1000.0);
     }
+    audio_window(&short, threads);
+
     let peer_tps = rows.last().unwrap().2;
     let best_tps = rows[..rows.len() - 1]
         .iter()
@@ -130,6 +132,37 @@ fn main() {
         if stt_met { "met" } else { "NOT met" }
     );
     let _ = best_stt;
+}
+
+/// Short clips: the encoder window fitted to the audio against whisper's
+/// full 30-second window, in this process (jarvis-stt directly), on the
+/// model the core uses.
+fn audio_window(clip: &Path, threads: usize) {
+    let home = TestHome::new();
+    install_models(&home, true);
+    let model = home.path("models/whisper-tiny-en/f16-1/ggml-model.bin");
+    let transcriber = jarvis_stt::Transcriber::load(&model).unwrap();
+    let audio = jarvis_stt::decode_wav(&std::fs::read(clip).unwrap()).unwrap();
+    println!();
+    println!("whisper tiny.en on the 5 s clip: encoder window fitted to the audio vs the full 30 s");
+    println!("| window | time (ms) | transcript |");
+    println!("|---|---:|---|");
+    for (label, fit) in [("fitted", true), ("full 30 s", false)] {
+        let options = jarvis_stt::TranscribeOptions {
+            threads,
+            fit_audio_context: fit,
+            ..Default::default()
+        };
+        transcriber.transcribe(&audio.samples, &options).unwrap(); // warm-up
+        let runs: Vec<(f64, String)> = (0..RUNS)
+            .map(|_| {
+                let t = transcriber.transcribe(&audio.samples, &options).unwrap();
+                (t.elapsed.as_secs_f64(), t.text)
+            })
+            .collect();
+        let text = runs[0].1.clone();
+        println!("| {label} | {:.0} | {text} |", median(runs.iter().map(|r| r.0)) * 1000.0);
+    }
 }
 
 /// One streamed chat: (seconds to the first token, decode tokens/s).

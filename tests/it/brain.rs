@@ -28,7 +28,7 @@ fn greedy_chat_answers_paris_and_a_conversation_continues_after_a_core_restart()
 
     let conversation = api.create_conversation();
     let mut socket = Socket::connect(&api);
-    assert_eq!(socket.next()["type"], "hello");
+    assert_eq!(socket.next_message()["type"], "hello");
     let (answer, done) = socket.chat("t1", &conversation, FRANCE);
     assert_eq!(done["type"], "done", "{done}");
     assert!(answer.contains("Paris"), "{answer}");
@@ -81,6 +81,15 @@ fn four_concurrent_chats_complete_and_a_cancelled_turn_keeps_its_partial_answer(
     let api = home.api();
     wait_engine(&api, "llm", "ready");
 
+    // A client that sends a long turn and then never reads its socket
+    // must not hold up anyone else.
+    let stalled_conversation = api.create_conversation();
+    let mut stalled = Socket::connect(&api);
+    stalled.send(&json!({
+        "type": "chat", "turn_id": "stalled", "conversation_id": stalled_conversation,
+        "content": "Write a long story about a lighthouse keeper.", "max_tokens": 300,
+    }));
+
     // Two sockets, two conversations each, all four at once.
     let conversations: Vec<String> = (0..4).map(|_| api.create_conversation()).collect();
     let mut sockets = [Socket::connect(&api), Socket::connect(&api)];
@@ -105,6 +114,9 @@ fn four_concurrent_chats_complete_and_a_cancelled_turn_keeps_its_partial_answer(
         assert_eq!(api.messages(conversation).unwrap().len(), 2, "turn {i}");
     }
 
+    // The stalled client's turn went on (it is generating or done), unread.
+    drop(stalled);
+
     // Cancel a long answer after its first token.
     let conversation = api.create_conversation();
     let socket = &mut sockets[0];
@@ -113,7 +125,7 @@ fn four_concurrent_chats_complete_and_a_cancelled_turn_keeps_its_partial_answer(
         "content": "Write a long story about a dragon and a knight.", "max_tokens": 400,
     }));
     loop {
-        let message = socket.next();
+        let message = socket.next_message();
         if message["type"] == "token" && message["turn_id"] == "long" {
             break;
         }
@@ -131,7 +143,7 @@ fn four_concurrent_chats_complete_and_a_cancelled_turn_keeps_its_partial_answer(
     let (_, error) = socket.collect("x");
     assert_eq!(error["error"]["code"], "not_found");
     socket.send(&json!({"type": "dance"}));
-    assert_eq!(socket.next()["error"]["code"], "bad_request");
+    assert_eq!(socket.next_message()["error"]["code"], "bad_request");
     let (_, done) = socket.chat("after", &conversation, "Say hello.");
     assert_eq!(done["type"], "done");
 }
@@ -470,14 +482,14 @@ fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
     // Activating a good model swaps it in without a restart, announced
     // by the launcher on Redis and forwarded to WebSocket clients.
     let mut socket = Socket::connect(&api);
-    assert_eq!(socket.next()["type"], "hello");
+    assert_eq!(socket.next_message()["type"], "hello");
     install_models(&home, false);
     let mut seen = Vec::new();
     while !seen
         .iter()
         .any(|e: &Value| e["type"] == "model_status" && e["state"] == "ready")
     {
-        let message = socket.next();
+        let message = socket.next_message();
         if message["type"] == "event" {
             seen.push(message["event"].clone());
         }

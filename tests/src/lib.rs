@@ -891,7 +891,7 @@ pub mod brain {
         }
 
         /// The next JSON message (panics after three minutes of silence).
-        pub fn next(&mut self) -> Value {
+        pub fn next_message(&mut self) -> Value {
             loop {
                 match self.socket.read().unwrap() {
                     tungstenite::Message::Text(text) => {
@@ -936,7 +936,7 @@ pub mod brain {
                 std::collections::HashMap::new();
             let mut ended = std::collections::HashMap::new();
             while ended.len() < turn_ids.len() {
-                let message = self.next();
+                let message = self.next_message();
                 let Some(turn) = message["turn_id"].as_str().filter(|t| turn_ids.contains(t))
                 else {
                     continue;

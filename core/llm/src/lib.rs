@@ -124,10 +124,13 @@ impl ChatModel {
         ) else {
             return Err(bad("the path is not UTF-8".into()));
         };
-        let builder = GgufModelBuilder::new(dir, vec![file])
-            .with_force_cpu()
+        let mut builder = GgufModelBuilder::new(dir, vec![file])
             .with_token_source(TokenSource::None)
             .with_max_num_seqs(8);
+        // CPU unless this build has a GPU back end.
+        if !cfg!(any(feature = "cuda", feature = "metal")) {
+            builder = builder.with_force_cpu();
+        }
         // mistralrs may panic on malformed tensors; keep that inside this
         // task so a bad file is an error, not a dead core.
         let model = tokio::spawn(builder.build())
@@ -333,6 +336,7 @@ fn check_gguf_header(path: &Path) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
     use super::*;
 
     #[test]

@@ -134,6 +134,7 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
     use super::*;
 
     fn wav(rate: u32, channels: u16, bits: u16, float: bool, frames: &[f32]) -> Vec<u8> {

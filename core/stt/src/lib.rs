@@ -98,7 +98,8 @@ pub fn audio_context_for(secs: f64) -> i32 {
 }
 
 impl Transcriber {
-    /// Checks the file, then loads it (CPU only).
+    /// Checks the file, then loads it (on the CPU unless this build has a
+    /// GPU back end).
     pub fn load(path: &Path) -> Result<Self, SttError> {
         let bad = |reason: String| SttError::BadModel {
             path: path.to_owned(),
@@ -107,7 +108,7 @@ impl Transcriber {
         let info = jarvis_whisper_ggml::inspect(path).map_err(|e| bad(e.to_string()))?;
         route_logs_to_tracing();
         let mut params = WhisperContextParameters::default();
-        params.use_gpu(false);
+        params.use_gpu(cfg!(any(feature = "cuda", feature = "metal")));
         let path_str = path
             .to_str()
             .ok_or_else(|| bad("the path is not UTF-8".into()))?;
@@ -218,6 +219,7 @@ fn route_logs_to_tracing() {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
     use super::*;
 
     #[test]

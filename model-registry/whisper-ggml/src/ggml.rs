@@ -436,6 +436,7 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
     use super::*;
 
     /// A complete, tiny, valid model: one layer each, 4 states.

@@ -347,7 +347,7 @@ fn ffn(read: &mut Read<'_>, put: &mut Put<'_>, src: &str, dst: &str) -> Result<(
 
 /// Splits a tensor fused along its first (slowest) axis into `parts`.
 fn split(values: Vec<f32>, parts: usize, what: &str) -> Result<Vec<Vec<f32>>, ConvertError> {
-    if values.is_empty() || values.len() % parts != 0 {
+    if values.is_empty() || !values.len().is_multiple_of(parts) {
         return Err(ConvertError::Corrupt(format!(
             "{what} cannot be split into {parts} equal parts"
         )));
@@ -360,6 +360,7 @@ fn split(values: Vec<f32>, parts: usize, what: &str) -> Result<Vec<Vec<f32>>, Co
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
     use super::*;
 
     /// The real whisper tiny.en from the test-model cache, when fetched.

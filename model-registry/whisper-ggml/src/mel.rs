@@ -56,6 +56,7 @@ fn mel_to_hz(mel: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
     use super::*;
 
     #[test]

@@ -75,6 +75,7 @@ fn byte_decoder() -> impl Fn(char) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
     use super::*;
 
     #[test]
