@@ -30,13 +30,24 @@ fn redis() -> Redis {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(std::env::var("JARVIS_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()))
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is missing: run scripts/setup");
+    let child = Command::new(
+        std::env::var("JARVIS_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()),
+    )
+    .args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .arg("--dir")
+    .arg(dir.path())
+    .stdout(Stdio::null())
+    .spawn()
+    .expect("redis-server is missing: run scripts/setup");
     Redis {
         child,
         port,
@@ -45,10 +56,14 @@ fn redis() -> Redis {
 }
 
 async fn connected(redis: &Redis) -> Memory {
-    let memory = Memory::connect_in_background(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
+    let memory =
+        Memory::connect_in_background(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
     let start = Instant::now();
     while memory.ping().await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "Redis never answered");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "Redis never answered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     memory
@@ -60,7 +75,10 @@ async fn tool_state_round_trips_and_tool_names_cannot_escape_their_key() {
     let memory = connected(&redis).await;
     let tool = ToolName::parse("calendar").unwrap();
     assert!(memory.tool_state(&tool).await.unwrap().is_empty());
-    memory.set_tool_state(&tool, "last_sync", "2026-11-24T05:00:00Z").await.unwrap();
+    memory
+        .set_tool_state(&tool, "last_sync", "2026-11-24T05:00:00Z")
+        .await
+        .unwrap();
     memory.set_tool_state(&tool, "cursor", "42").await.unwrap();
     let state = memory.tool_state(&tool).await.unwrap();
     assert_eq!(state.get("cursor").map(String::as_str), Some("42"));
@@ -80,11 +98,24 @@ async fn settings_need_an_existing_conversation_and_token_counts_are_kept() {
         temperature: Some(0.2),
         max_tokens: None,
     };
-    assert!(memory.set_settings(&conversation.id, &settings).await.unwrap());
-    assert_eq!(memory.settings(&conversation.id).await.unwrap(), Some(settings));
+    assert!(
+        memory
+            .set_settings(&conversation.id, &settings)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        memory.settings(&conversation.id).await.unwrap(),
+        Some(settings)
+    );
 
     let unknown = jarvis_core::memory::ConversationId::generate();
-    assert!(!memory.set_settings(&unknown, &Settings::default()).await.unwrap());
+    assert!(
+        !memory
+            .set_settings(&unknown, &Settings::default())
+            .await
+            .unwrap()
+    );
     assert_eq!(memory.settings(&unknown).await.unwrap(), None);
 
     let (index, _) = memory
@@ -93,7 +124,11 @@ async fn settings_need_an_existing_conversation_and_token_counts_are_kept() {
         .unwrap()
         .unwrap();
     assert_eq!(index, 0);
-    let stored = memory.conversation(&conversation.id).await.unwrap().unwrap();
+    let stored = memory
+        .conversation(&conversation.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.messages[0].tokens, Some(3));
 }
 
@@ -111,7 +146,9 @@ async fn published_events_reach_every_subscriber() {
     let received = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             memory.publish(&event).await.unwrap();
-            if let Ok(Ok(got)) = tokio::time::timeout(Duration::from_millis(200), first.recv()).await {
+            if let Ok(Ok(got)) =
+                tokio::time::timeout(Duration::from_millis(200), first.recv()).await
+            {
                 return got;
             }
         }

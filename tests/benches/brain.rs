@@ -144,7 +144,9 @@ fn audio_window(clip: &Path, threads: usize) {
     let transcriber = jarvis_stt::Transcriber::load(&model).unwrap();
     let audio = jarvis_stt::decode_wav(&std::fs::read(clip).unwrap()).unwrap();
     println!();
-    println!("whisper tiny.en on the 5 s clip: encoder window fitted to the audio vs the full 30 s");
+    println!(
+        "whisper tiny.en on the 5 s clip: encoder window fitted to the audio vs the full 30 s"
+    );
     println!("| window | time (ms) | transcript |");
     println!("|---|---:|---|");
     for (label, fit) in [("fitted", true), ("full 30 s", false)] {
@@ -161,7 +163,10 @@ fn audio_window(clip: &Path, threads: usize) {
             })
             .collect();
         let text = runs[0].1.clone();
-        println!("| {label} | {:.0} | {text} |", median(runs.iter().map(|r| r.0)) * 1000.0);
+        println!(
+            "| {label} | {:.0} | {text} |",
+            median(runs.iter().map(|r| r.0)) * 1000.0
+        );
     }
 }
 
