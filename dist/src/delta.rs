@@ -20,7 +20,13 @@ pub enum DeltaKind {
     ZstdPatchFrom,
 }
 
-const LEVEL: i32 = 19;
+/// zstd level for patches unless the release says otherwise.
+pub const DEFAULT_LEVEL: i32 = 19;
+
+/// bsdiff needs about nine times the old file in memory and sorts all of
+/// it: past this size only the zstd patch is made (model runtimes make
+/// the core large).
+pub const BSDIFF_MAX_BYTES: usize = 32 * 1024 * 1024;
 
 /// The window must reach back across the whole old file.
 fn window_log(len: usize) -> u32 {
@@ -28,33 +34,39 @@ fn window_log(len: usize) -> u32 {
     bits.clamp(10, 30)
 }
 
-/// Both patch kinds, `(kind, bytes)`, smallest first.
-pub fn make_all(old: &[u8], new: &[u8]) -> Result<Vec<(DeltaKind, Vec<u8>)>, DistError> {
-    let mut raw = Vec::new();
-    bsdiff::diff(old, new, &mut raw)?;
-    let bsdiff = split_streams(&raw)?;
+/// Every patch kind that suits the files (bsdiff only up to
+/// [`BSDIFF_MAX_BYTES`]), `(kind, bytes)`, smallest first. `level` is the
+/// zstd level of the patch-from kind ([`DEFAULT_LEVEL`] for releases).
+pub fn make_all(
+    old: &[u8],
+    new: &[u8],
+    level: i32,
+) -> Result<Vec<(DeltaKind, Vec<u8>)>, DistError> {
+    let mut all = Vec::new();
+    if old.len().max(new.len()) <= BSDIFF_MAX_BYTES {
+        let mut raw = Vec::new();
+        bsdiff::diff(old, new, &mut raw)?;
+        all.push((DeltaKind::BsdiffZstd, split_streams(&raw)?));
+    }
 
     let mut patch_from = Vec::new();
     {
         let mut encoder =
-            zstd::stream::write::Encoder::with_ref_prefix(&mut patch_from, LEVEL, old)?;
+            zstd::stream::write::Encoder::with_ref_prefix(&mut patch_from, level, old)?;
         encoder.long_distance_matching(true)?;
         encoder.window_log(window_log(old.len().max(new.len())))?;
         encoder.include_checksum(true)?;
         encoder.write_all(new)?;
         encoder.finish()?;
     }
-    let mut all = vec![
-        (DeltaKind::BsdiffZstd, bsdiff),
-        (DeltaKind::ZstdPatchFrom, patch_from),
-    ];
+    all.push((DeltaKind::ZstdPatchFrom, patch_from));
     all.sort_by_key(|(_, bytes)| bytes.len());
     Ok(all)
 }
 
-/// The smaller of the two patch kinds.
-pub fn make(old: &[u8], new: &[u8]) -> Result<(DeltaKind, Vec<u8>), DistError> {
-    make_all(old, new)?
+/// The smallest patch ([`make_all`]).
+pub fn make(old: &[u8], new: &[u8], level: i32) -> Result<(DeltaKind, Vec<u8>), DistError> {
+    make_all(old, new, level)?
         .into_iter()
         .next()
         .ok_or_else(|| DistError::Patch("no patch was made".to_owned()))
@@ -278,6 +290,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn files_past_the_bsdiff_limit_get_only_a_zstd_patch_that_applies() {
+        let mut old = vec![0u8; BSDIFF_MAX_BYTES + 1];
+        for (i, b) in old.iter_mut().enumerate().step_by(4096) {
+            *b = (i / 4096) as u8;
+        }
+        let mut new = old.clone();
+        new[1000] = 7;
+        new.extend_from_slice(b"a new tail");
+        let all = make_all(&old, &new, 3).unwrap();
+        assert_eq!(all.len(), 1);
+        let (kind, patch) = &all[0];
+        assert_eq!(*kind, DeltaKind::ZstdPatchFrom);
+        assert!(patch.len() < 64 * 1024, "{}", patch.len());
+        assert_eq!(apply(*kind, &old, patch, new.len() as u64).unwrap(), new);
+    }
+
+    #[test]
     fn both_kinds_round_trip_and_the_smaller_is_kept() {
         let old: Vec<u8> = (0..200_000u32)
             .flat_map(|i| (i * 7919).to_le_bytes())
@@ -285,7 +314,7 @@ mod tests {
         let mut new = old.clone();
         new[1000..1010].copy_from_slice(b"0123456789");
         new.extend_from_slice(b"a new tail");
-        for (kind, patch) in make_all(&old, &new).unwrap() {
+        for (kind, patch) in make_all(&old, &new, DEFAULT_LEVEL).unwrap() {
             assert!(patch.len() < new.len() / 20, "{kind:?}: {}", patch.len());
             assert_eq!(
                 apply(kind, &old, &patch, new.len() as u64).unwrap(),
@@ -293,9 +322,9 @@ mod tests {
                 "{kind:?}"
             );
         }
-        let (_, best) = make(&old, &new).unwrap();
+        let (_, best) = make(&old, &new, DEFAULT_LEVEL).unwrap();
         assert!(
-            make_all(&old, &new)
+            make_all(&old, &new, DEFAULT_LEVEL)
                 .unwrap()
                 .iter()
                 .all(|(_, p)| best.len() <= p.len())
@@ -321,7 +350,7 @@ mod tests {
         let mut new = old.clone();
         new[5000] ^= 0xff;
         let wrong: Vec<u8> = old.iter().map(|b| b.wrapping_add(1)).collect();
-        for (kind, patch) in make_all(&old, &new).unwrap() {
+        for (kind, patch) in make_all(&old, &new, DEFAULT_LEVEL).unwrap() {
             assert!(
                 apply(kind, &old, &patch, 100).is_err(),
                 "{kind:?}: output bound"

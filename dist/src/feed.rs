@@ -88,6 +88,8 @@ pub struct ReleaseOptions<'a> {
     pub expires_at: jiff::Timestamp,
     pub min_launcher_version: AppVersion,
     pub rollout_percent: u8,
+    /// zstd level of the patches ([`crate::delta::DEFAULT_LEVEL`]).
+    pub level: i32,
 }
 
 /// Writes a release of `bundle` into the feed and returns its manifest.
@@ -111,7 +113,7 @@ pub fn release(options: &ReleaseOptions<'_>) -> Result<Release, DistError> {
             let Ok(old) = std::fs::read(&old_path) else {
                 continue;
             };
-            let (kind, patch) = delta::make(&old, &bytes)?;
+            let (kind, patch) = delta::make(&old, &bytes, options.level)?;
             if patch.len() >= bytes.len() {
                 continue;
             }

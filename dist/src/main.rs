@@ -75,6 +75,11 @@ enum Command {
         min_launcher_version: AppVersion,
         #[arg(long, default_value_t = 100)]
         rollout_percent: u8,
+        /// zstd level of the patches: 19 makes the smallest downloads;
+        /// lower levels release faster (test feeds use 3).
+        #[arg(long, default_value_t = jarvis_dist::delta::DEFAULT_LEVEL,
+              value_parser = clap::value_parser!(i32).range(1..=22))]
+        level: i32,
     },
 }
 
@@ -162,6 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             expired,
             min_launcher_version,
             rollout_percent,
+            level,
         } => {
             let key_text = std::fs::read_to_string(&key)
                 .with_context(|| format!("could not read the key '{}'", key.display()))?;
@@ -179,6 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 expires_at,
                 min_launcher_version,
                 rollout_percent,
+                level,
             })?;
             println!("{}", serde_json::to_string_pretty(&release)?);
         }

@@ -43,7 +43,7 @@ fn main() {
     );
 
     let start = Instant::now();
-    let all = jarvis_dist::delta::make_all(&old, &new).unwrap();
+    let all = jarvis_dist::delta::make_all(&old, &new, jarvis_dist::delta::DEFAULT_LEVEL).unwrap();
     let make_time = start.elapsed();
     let (kind, jarvis_patch) = all[0].clone();
     let start = Instant::now();

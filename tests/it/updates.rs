@@ -98,8 +98,12 @@ impl Workshop {
         key: &Path,
     ) -> Value {
         let feed_dir = self.path(feed);
+        // Patches at zstd level 3: the core carries the model runtimes,
+        // and level 19 on it takes minutes.
         let mut args = vec![
             "release".to_owned(),
+            "--level".to_owned(),
+            "3".to_owned(),
             "--bundle".to_owned(),
             bundle.display().to_string(),
             "--feed".to_owned(),
