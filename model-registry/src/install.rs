@@ -193,6 +193,9 @@ impl Installer<'_> {
         entry: &ModelEntry,
         origin: &str,
     ) -> Result<(), RegistryError> {
+        if entry.role == ModelRole::Llm {
+            return self.finish_llm(staging, entry, origin).await;
+        }
         let whisper = entry.convert == Some(Conversion::WhisperCt2ToGgml)
             || (entry.role == ModelRole::Stt && jarvis_whisper_ggml::is_ct2_whisper(staging));
         if !whisper {
@@ -282,6 +285,103 @@ impl Installer<'_> {
             bytes_fetched: fetched,
             bytes_resumed: resumed,
         }
+    }
+}
+
+impl Installer<'_> {
+    /// A chat model: every GGUF must read as one; Q4_1 weights become Q8_0.
+    async fn finish_llm(
+        &self,
+        staging: &Path,
+        entry: &ModelEntry,
+        origin: &str,
+    ) -> Result<(), RegistryError> {
+        let gguf_error = |source| RegistryError::Gguf {
+            name: entry.name.to_string(),
+            version: entry.version.to_string(),
+            source,
+        };
+        let mut files = Vec::new();
+        let mut requantized = false;
+        for file in &entry.files {
+            let path = file.path.under(staging);
+            let is_gguf = file.path.as_str().ends_with(".gguf");
+            let header = if is_gguf {
+                let p = path.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || jarvis_gguf::Gguf::open(&p))
+                        .await
+                        .map_err(|e| {
+                            file_error("read", "staged model file", &path, std::io::Error::other(e))
+                        })?
+                        .map_err(gguf_error)?,
+                )
+            } else {
+                None
+            };
+            if header.is_none_or(|h| h.q4_1_tensors() == 0) {
+                files.push(ReceiptFile {
+                    path: file.path.clone(),
+                    size: file.size,
+                    sha256: file.sha256,
+                });
+                continue;
+            }
+            let name = q8_0_name(file.path.as_str());
+            let out = staging.join(&name);
+            let (src, dst) = (path.clone(), out.clone());
+            tokio::task::spawn_blocking(move || jarvis_gguf::requantize_q4_1_to_q8_0(&src, &dst))
+                .await
+                .map_err(|e| {
+                    file_error(
+                        "write",
+                        "re-quantised model",
+                        &out,
+                        std::io::Error::other(e),
+                    )
+                })?
+                .map_err(gguf_error)?;
+            let size = std::fs::metadata(&out)
+                .map_err(|e| file_error("read", "re-quantised model", &out, e))?
+                .len();
+            let sha256 = Sha256Digest::of_file(&out)
+                .map_err(|e| file_error("read", "re-quantised model", &out, e))?;
+            std::fs::remove_file(&path)
+                .map_err(|e| file_error("remove", "model source", &path, e))?;
+            let relative = RelativePath::parse(&name).map_err(|_| RegistryError::InvalidName {
+                what: "file name",
+                value: name.clone(),
+            })?;
+            tracing::info!(name = %entry.name, version = %entry.version, file = %name, "re-quantised Q4_1 to Q8_0");
+            files.push(ReceiptFile {
+                path: relative,
+                size,
+                sha256,
+            });
+            requantized = true;
+        }
+        let origin = if requantized {
+            format!("{origin} (Q4_1 re-quantised to Q8_0)")
+        } else {
+            origin.to_owned()
+        };
+        self.store
+            .install_staged_files(staging, entry, files, &origin)?;
+        Ok(())
+    }
+}
+
+/// `SmolLM2.Q4_1.gguf` → `SmolLM2.Q8_0.gguf`; a name without `Q4_1` gets
+/// `.Q8_0` before `.gguf`.
+fn q8_0_name(path: &str) -> String {
+    for tag in ["Q4_1", "q4_1"] {
+        if path.contains(tag) {
+            return path.replacen(tag, "Q8_0", 1);
+        }
+    }
+    match path.strip_suffix(".gguf") {
+        Some(stem) => format!("{stem}.Q8_0.gguf"),
+        None => format!("{path}.Q8_0.gguf"),
     }
 }
 

@@ -22,6 +22,10 @@
 //!   whisper folder) is converted inside its staging folder after its
 //!   sources were verified; the version installed holds only the converted
 //!   file, whose hash goes into the receipt.
+//! - A chat model's GGUF is read before it is installed (a file that is not
+//!   a GGUF is refused), and Q4_1 tensors, which the CPU runtime has no
+//!   fast kernels for, are re-quantised to Q8_0 in staging
+//!   (`jarvis-gguf`); the receipt records it.
 
 pub mod catalog;
 pub mod install;
@@ -93,6 +97,13 @@ pub enum RegistryError {
         name: String,
         version: String,
         source: jarvis_whisper_ggml::ConvertError,
+    },
+
+    #[error("{name} {version} is not a usable chat model: {source}; nothing was installed")]
+    Gguf {
+        name: String,
+        version: String,
+        source: jarvis_gguf::GgufError,
     },
 
     #[error(transparent)]

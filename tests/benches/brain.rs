@@ -45,15 +45,18 @@ fn main() {
     let mut rows = Vec::new();
 
     // Chat, through the running Jarvis (each core build in turn).
-    let v3 = bin_dir().join("jarvis-core-x86-64-v3").is_file();
-    let variants: Vec<(&str, bool)> = if v3 {
-        vec![
-            ("Jarvis core (baseline x86-64)", true),
-            ("Jarvis core (x86-64-v3)", false),
-        ]
-    } else {
-        vec![("Jarvis core (baseline x86-64)", true)]
-    };
+    // Each core build present (scripts/build-release makes both).
+    let mut variants: Vec<(&str, bool)> = Vec::new();
+    if bin_dir().join("jarvis-core").is_file() {
+        variants.push(("Jarvis core (baseline x86-64)", true));
+    }
+    if bin_dir().join("jarvis-core-x86-64-v3").is_file() {
+        variants.push(("Jarvis core (x86-64-v3)", false));
+    }
+    assert!(
+        !variants.is_empty(),
+        "no release core: run scripts/build-release"
+    );
     let clips = tempfile::tempdir().unwrap();
     let short = clip(clips.path(), "short.wav", 5.0);
     let long = clip(clips.path(), "long.wav", 30.0);

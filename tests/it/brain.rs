@@ -404,8 +404,8 @@ fn without_models_the_core_runs_and_says_model_not_installed() {
 #[test]
 fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
     let home = TestHome::new();
-    // A GGUF whose header is fine and whose body is garbage, and a ggml
-    // file cut in half: both imported by name, as a user could.
+    // A GGUF whose header is fine and whose body is garbage is refused at
+    // import, and nothing is installed.
     let gguf = std::fs::read(jarvis_tests::smollm2_gguf()).unwrap();
     let broken_gguf = home.scratch().join("broken.gguf");
     let mut bytes = gguf[..4096].to_vec();
@@ -422,7 +422,22 @@ fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
         "--role",
         "llm",
     ]);
-    assert!(out.status.success(), "{out:?}");
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("not a usable chat model"),
+        "{}",
+        out.stderr
+    );
+    assert!(!home.path("models/broken-llm/1").exists());
+
+    // Files damaged after install (a disk error, a stray edit) reach the
+    // core: a chat model cut in half, and a ggml speech model that is
+    // noise after its magic, imported by name as a user could.
+    install_models(&home, false);
+    let installed =
+        home.path("models/smollm2-135m-instruct/q4_1-1/SmolLM2-135M-Instruct.Q8_0.gguf");
+    let good = std::fs::read(&installed).unwrap();
+    std::fs::write(&installed, &good[..good.len() / 2]).unwrap();
     let broken_ggml = home.scratch().join("ggml-model.bin");
     let mut ggml = jarvis_tests::pseudo_random_bytes(1 << 16, 8);
     ggml[..4].copy_from_slice(&0x6767_6d6c_u32.to_le_bytes());
@@ -444,7 +459,7 @@ fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
     let api = home.api();
     let llm = wait_engine(&api, "llm", "failed");
     assert!(
-        llm["detail"].as_str().unwrap().contains("broken.gguf"),
+        llm["detail"].as_str().unwrap().contains("Q8_0.gguf"),
         "{llm}"
     );
     let stt = wait_engine(&api, "stt", "failed");
@@ -455,7 +470,7 @@ fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
 
     let response = api
         .request(Method::POST, "/v1/chat/completions")
-        .json(&json!({"model": "broken-llm", "messages": [{"role": "user", "content": "hi"}]}))
+        .json(&json!({"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "hi"}]}))
         .send()
         .unwrap();
     assert_eq!(response.status(), 503);
@@ -483,7 +498,21 @@ fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
     // by the launcher on Redis and forwarded to WebSocket clients.
     let mut socket = Socket::connect(&api);
     assert_eq!(socket.next_message()["type"], "hello");
-    install_models(&home, false);
+    let out = home.run(&[
+        "models",
+        "import",
+        jarvis_tests::smollm2_gguf().to_str().unwrap(),
+        "--name",
+        "smollm2-135m-instruct",
+        "--version",
+        "q4_1-2",
+        "--role",
+        "llm",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    // A new version of an active model waits for `activate`.
+    let out = home.run(&["models", "activate", "smollm2-135m-instruct", "q4_1-2"]);
+    assert!(out.status.success(), "{out:?}");
     let mut seen = Vec::new();
     while !seen
         .iter()
@@ -500,7 +529,7 @@ fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
         "{seen:?}"
     );
     let engine = wait_engine(&api, "llm", "ready");
-    assert_eq!(engine["model"]["name"], "smollm2-135m-instruct");
+    assert_eq!(engine["model"]["version"], "q4_1-2");
 }
 
 #[test]

@@ -410,17 +410,33 @@ fn the_real_models_import_offline_by_checksum_and_by_folder() {
     let out = home.run(&["models", "import", unknown.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(out.stderr.contains("--name"), "{}", out.stderr);
-    let out = home.run(&[
-        "models",
-        "import",
-        unknown.to_str().unwrap(),
-        "--name",
-        "mystery",
-        "--version",
-        "1",
-        "--role",
-        "llm",
-    ]);
+    // Named as a chat model, it must read as a GGUF: this one does not.
+    let named = |file: &std::path::Path, role: &str| {
+        home.run(&[
+            "models",
+            "import",
+            file.to_str().unwrap(),
+            "--name",
+            "mystery",
+            "--version",
+            "1",
+            "--role",
+            role,
+        ])
+    };
+    let out = named(&unknown, "llm");
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("not a usable chat model"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("bad magic"), "{}", out.stderr);
+    assert_eq!(active(&home, "mystery"), None);
+    // Any other file installs by name (the core checks it when it loads).
+    let other = home.scratch().join("mystery.bin");
+    std::fs::rename(&unknown, &other).unwrap();
+    let out = named(&other, "stt");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(active(&home, "mystery").as_deref(), Some("1"));
 }
