@@ -287,6 +287,7 @@ from llama_cpp import Llama
 llm = Llama(model_path=sys.argv[1], n_threads=int(sys.argv[2]), n_threads_batch=int(sys.argv[2]), n_ctx=2048, verbose=False)
 msgs = [{"role": "user", "content": sys.argv[3]}]
 def run():
+    llm.reset()  # no reuse of the previous run's prompt: a cold first token, as for the core
     start = time.perf_counter(); first = None; last = None; n = 0
     for chunk in llm.create_chat_completion(messages=msgs, max_tokens=int(sys.argv[4]), temperature=0, stream=True):
         if chunk["choices"][0]["delta"].get("content"):
