@@ -178,7 +178,9 @@ fn byte_size(ggml_type: u32, elements: u64) -> Option<u64> {
         30 => (2, 1),  // bf16
         _ => return None,
     };
-    (elements % block == 0).then_some(elements / block * block_bytes)
+    elements
+        .is_multiple_of(block)
+        .then_some(elements / block * block_bytes)
 }
 
 /// What [`requantize_q4_1_to_q8_0`] did.
@@ -372,7 +374,7 @@ impl Reader<'_> {
         match value_type {
             0 | 1 | 7 => scalar(1, self),
             2 | 3 => scalar(2, self),
-            4 | 5 | 6 => scalar(4, self),
+            4..=6 => scalar(4, self),
             10..=12 => scalar(8, self),
             8 => self.string().map(|_| None),
             9 if depth == 0 => {
