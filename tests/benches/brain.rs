@@ -143,7 +143,7 @@ fn main() {
 fn audio_window(clip: &Path, threads: usize) {
     let home = TestHome::new();
     install_models(&home, true);
-    let model = home.path("models/whisper-tiny-en/f16-1/ggml-model.bin");
+    let model = home.path("models/whisper-tiny-en/q8_0-1/ggml-model.bin");
     let transcriber = jarvis_stt::Transcriber::load(&model).unwrap();
     let audio = jarvis_stt::decode_wav(&std::fs::read(clip).unwrap()).unwrap();
     println!();

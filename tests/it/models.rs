@@ -337,9 +337,9 @@ fn the_real_models_import_offline_by_checksum_and_by_folder() {
     ]);
     let report = json(&out);
     assert_eq!(report[0]["name"], "whisper-tiny-en");
-    assert_eq!(active(&home, "whisper-tiny-en").as_deref(), Some("f16-1"));
+    assert_eq!(active(&home, "whisper-tiny-en").as_deref(), Some("q8_0-1"));
     // Converted on import: whisper.cpp's file is installed, not the sources.
-    let version = home.path("models/whisper-tiny-en/f16-1");
+    let version = home.path("models/whisper-tiny-en/q8_0-1");
     let ggml = std::fs::read(version.join("ggml-model.bin")).unwrap();
     assert_eq!(&ggml[..4], &0x6767_6d6c_u32.to_le_bytes());
     assert!(!version.join("model.bin").exists());

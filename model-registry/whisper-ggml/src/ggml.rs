@@ -106,8 +106,9 @@ impl Hparams {
         {
             return Err("the state size is not a multiple of the head count".into());
         }
-        // whisper.cpp encodes the quantisation version in the thousands.
-        if type_layout(self.ftype % 1000).is_none() && self.ftype % 1000 != 0 {
+        // ggml's file types (all f32, mostly f16, q4_0, q4_1, q8_0, q5_0,
+        // q5_1); whisper.cpp keeps a quantisation version in the thousands.
+        if !matches!(self.ftype % 1000, 0..=3 | 7..=9) {
             return Err(format!("unknown weight type {}", self.ftype));
         }
         Ok(())
@@ -284,6 +285,10 @@ pub fn inspect(path: &Path) -> Result<GgmlInfo, ConvertError> {
         if f32_only && ttype != 0 {
             return Err(bad(format!("tensor '{name}' must be f32, is type {ttype}")));
         }
+        // whisper.cpp aborts the whole process on any other conv kernel.
+        if name.starts_with("encoder.conv") && name.ends_with(".weight") && ttype != 1 {
+            return Err(bad(format!("tensor '{name}' must be f16, is type {ttype}")));
+        }
         let elements: i64 = ne.iter().product();
         if elements <= 0 || elements % block as i64 != 0 {
             return Err(bad(format!("tensor '{name}' does not fill whole blocks")));
@@ -357,6 +362,20 @@ impl std::fmt::Debug for Writer {
 pub enum Storage {
     F32,
     F16,
+    /// Blocks of 32 along the fastest dimension: an f16 scale and 32
+    /// `i8` (ggml's reference rounding).
+    Q8_0,
+}
+
+impl Storage {
+    /// The header's `ftype` for a model whose matrices use this storage.
+    pub fn ftype(self) -> i32 {
+        match self {
+            Self::F32 => 0,
+            Self::F16 => 1,
+            Self::Q8_0 => 7,
+        }
+    }
 }
 
 impl Writer {
@@ -404,6 +423,7 @@ impl Writer {
         let ttype: i32 = match storage {
             Storage::F32 => 0,
             Storage::F16 => 1,
+            Storage::Q8_0 => 8,
         };
         self.out.write_all(&(ne.len() as i32).to_le_bytes())?;
         self.out.write_all(&(name.len() as i32).to_le_bytes())?;
@@ -421,6 +441,20 @@ impl Writer {
             Storage::F16 => {
                 for v in values {
                     self.out.write_all(&half::f16::from_f32(*v).to_le_bytes())?;
+                }
+            }
+            Storage::Q8_0 => {
+                for block in values.chunks(32) {
+                    let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+                    let scale = amax / 127.0;
+                    let inverse = if scale == 0.0 { 0.0 } else { 1.0 / scale };
+                    self.out
+                        .write_all(&half::f16::from_f32(scale).to_le_bytes())?;
+                    let mut qs = [0u8; 32];
+                    for (q, v) in qs.iter_mut().zip(block) {
+                        *q = ((v * inverse).round() as i8).to_le_bytes()[0];
+                    }
+                    self.out.write_all(&qs)?;
                 }
             }
         }
@@ -527,6 +561,27 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let err = inspect(&path).unwrap_err().to_string();
         assert!(err.contains("unexpected or repeated tensor"), "{err}");
+        // f32 conv kernels pass whisper.cpp's loader but abort the process
+        // in its convolution: refused here.
+        let f32_conv = dir.path().join("f32-conv.bin");
+        let mut w = Writer::new(File::create(&f32_conv).unwrap());
+        w.header(tiny_hparams()).unwrap();
+        w.mel_filters(2, 3, &[0.0; 6]).unwrap();
+        w.vocab(&[b"a".to_vec(), b" b".to_vec()]).unwrap();
+        for (name, (ne, f32_only)) in tiny_hparams().expected_tensors() {
+            let ne: Vec<usize> = ne.iter().map(|d| *d as usize).collect();
+            let values = vec![0.5; ne.iter().product()];
+            let storage = if f32_only || name.starts_with("encoder.conv") {
+                Storage::F32
+            } else {
+                Storage::F16
+            };
+            w.tensor(&name, &ne, &values, storage).unwrap();
+        }
+        w.finish().unwrap();
+        let err = inspect(&f32_conv).unwrap_err().to_string();
+        assert!(err.contains("must be f16"), "{err}");
+
         // Trailing garbage after the last tensor.
         let mut bytes = good;
         bytes.extend_from_slice(&[0u8; 16]);

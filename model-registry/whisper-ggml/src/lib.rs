@@ -75,6 +75,21 @@ pub struct Converted {
 /// Converts the CTranslate2 whisper model in `folder` into `output`
 /// (written to `output` + `.partial`, fsynced, checked, then renamed).
 pub fn convert(folder: &Path, output: &Path) -> Result<Converted, ConvertError> {
+    convert_with(folder, output, WEIGHTS)
+}
+
+/// How the converted model stores its weight matrices. Q8_0 runs faster
+/// than f16 in whisper.cpp on CPUs (`BENCHMARKS.md`) at half the size.
+pub const WEIGHTS: ggml::Storage = ggml::Storage::Q8_0;
+
+/// [`convert`] with the weight matrices stored as `weights` (1-D tensors,
+/// positional embeddings and conv biases are always f32; conv kernels are
+/// always f16, the only type whisper.cpp's convolution takes).
+pub fn convert_with(
+    folder: &Path,
+    output: &Path,
+    weights: ggml::Storage,
+) -> Result<Converted, ConvertError> {
     let model_bin = folder.join("model.bin");
     let model = Ct2Model::open(&model_bin)?;
     if model.spec != "WhisperSpec" {
@@ -91,7 +106,8 @@ pub fn convert(folder: &Path, output: &Path) -> Result<Converted, ConvertError> 
         }
     };
     let mut data = File::open(&model_bin).map_err(io(&model_bin))?;
-    let hparams = hparams_of(&model, &mut data)?;
+    let mut hparams = hparams_of(&model, &mut data)?;
+    hparams.ftype = weights.ftype();
     let tokens = vocab::text_tokens(folder)?;
     if tokens.len() > hparams.n_vocab as usize {
         return Err(ConvertError::Corrupt(format!(
@@ -198,10 +214,13 @@ fn write_model(
                 values.len()
             )));
         }
-        let storage = if *f32_only {
-            Storage::F32
-        } else {
-            Storage::F16
+        // whisper.cpp's convolution (im2col) takes f16 kernels only.
+        let conv_kernel = name.starts_with("encoder.conv") && name.ends_with(".weight");
+        let storage = match (*f32_only, conv_kernel, hparams.ftype) {
+            (true, _, _) => Storage::F32,
+            (false, true, _) | (false, false, 1) => Storage::F16,
+            (false, false, 0) => Storage::F32,
+            (false, false, _) => Storage::Q8_0,
         };
         writer.tensor(name, &ne, values, storage).map_err(io)
     };
@@ -396,11 +415,20 @@ mod tests {
         );
         assert_eq!(converted.info.vocab_tokens, 50256);
         assert!(!converted.info.multilingual);
-        // f16 weights: about the size of the CTranslate2 file.
+        assert_eq!(h.ftype, 7, "Q8_0 matrices by default");
+        // About half the f16 CTranslate2 file.
         assert!(
-            converted.size > 70_000_000 && converted.size < 80_000_000,
+            converted.size > 38_000_000 && converted.size < 46_000_000,
             "{}",
             converted.size
+        );
+        // Kept f16 on request: about the size of the CTranslate2 file.
+        let f16 = convert_with(&folder, &out.path().join("f16.bin"), ggml::Storage::F16).unwrap();
+        assert_eq!(f16.info.hparams.ftype, 1);
+        assert!(
+            f16.size > 70_000_000 && f16.size < 80_000_000,
+            "{}",
+            f16.size
         );
         assert!(!out.path().join("ggml-model.partial").exists());
     }
