@@ -431,6 +431,9 @@ async fn start_children(
         redis_restarts: RestartBudget::default(),
         core_restarts: RestartBudget::default(),
         active_models: ActiveModels::read(&paths.models_dir),
+        // Without a catalog there are no totals to report progress against.
+        catalog: crate::models::load_catalog().await.ok(),
+        progress: std::collections::BTreeMap::new(),
     })
 }
 
@@ -491,6 +494,9 @@ struct Supervisor {
     core_restarts: RestartBudget,
     /// The `active` pointers last seen, to announce changes.
     active_models: ActiveModels,
+    catalog: Option<jarvis_model_registry::Catalog>,
+    /// Bytes of each download in staging last announced.
+    progress: std::collections::BTreeMap<(String, String), u64>,
 }
 
 /// How often the supervisor looks for model activations to announce.
@@ -535,6 +541,7 @@ impl Supervisor {
     /// last look, whoever changed it (`jarvis models activate` runs in its
     /// own process), so the core swaps engines at once.
     async fn announce_model_changes(&mut self) {
+        self.announce_download_progress().await;
         let now = ActiveModels::read(&self.paths.models_dir);
         if now == self.active_models {
             return;
@@ -567,6 +574,71 @@ impl Supervisor {
             tracing::info!(%name, %version, "announced model activation");
         }
         self.active_models = now;
+    }
+
+    /// Publishes `model_progress` for downloads in the staging folder
+    /// (`jarvis models pull` runs in its own process, without Redis): bytes
+    /// on disk against the catalog's total, whenever they changed.
+    async fn announce_download_progress(&mut self) {
+        let Some(catalog) = &self.catalog else {
+            return;
+        };
+        let staging = self
+            .paths
+            .models_dir
+            .join(jarvis_protocol::models::STAGING_DIR);
+        let mut seen = std::collections::BTreeMap::new();
+        for entry in &catalog.models {
+            let dir = staging
+                .join(entry.name.as_str())
+                .join(entry.version.as_str());
+            if !dir.is_dir() {
+                continue;
+            }
+            let done: u64 = entry
+                .files
+                .iter()
+                .map(|file| {
+                    let dest = file.path.under(&dir);
+                    let (partial, _) = jarvis_download::partial_paths(&dest);
+                    std::fs::metadata(&dest)
+                        .or_else(|_| std::fs::metadata(&partial))
+                        .map_or(0, |m| m.len())
+                })
+                .sum();
+            seen.insert(
+                (entry.name.to_string(), entry.version.to_string()),
+                (done, entry.total_size()),
+            );
+        }
+        let changed: Vec<_> = seen
+            .iter()
+            .filter(|(key, (done, _))| self.progress.get(*key) != Some(done))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        self.progress = seen.into_iter().map(|(k, (done, _))| (k, done)).collect();
+        if changed.is_empty() {
+            return;
+        }
+        let Ok(mut conn) = self.redis.connect().await else {
+            return;
+        };
+        for ((name, version), (done, total)) in changed {
+            let event = jarvis_protocol::events::Event::ModelProgress {
+                name,
+                version,
+                done,
+                total,
+            };
+            let Ok(json) = serde_json::to_string(&event) else {
+                continue;
+            };
+            let _: Result<i64, _> = redis::cmd("PUBLISH")
+                .arg(jarvis_protocol::events::EVENTS_CHANNEL)
+                .arg(json)
+                .query_async(&mut conn)
+                .await;
+        }
     }
 
     /// Runs until a stop is asked for (`Ok`) or a child keeps failing (`Err`).

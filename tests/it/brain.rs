@@ -586,3 +586,51 @@ fn conversation_settings_are_stored_and_checked() {
         .unwrap();
     assert_eq!(stored, settings);
 }
+
+#[test]
+fn a_pull_in_another_process_is_reported_to_websocket_clients_as_it_goes() {
+    use jarvis_tests::catalog::{document, file, model};
+    use jarvis_tests::fault_server::FaultServer;
+    let home = TestHome::new();
+    let server = FaultServer::start();
+    let bytes = jarvis_tests::pseudo_random_bytes(3 * 1024 * 1024, 41);
+    server.add_bytes("/slow/weights.bin", bytes.clone());
+    let sources = [server.url("/slow/weights.bin")];
+    home.use_catalog(&document(vec![model(
+        "slow-model",
+        "1",
+        "stt",
+        false,
+        vec![file("weights.bin", &bytes, Some(1024 * 1024), &sources)],
+    )]));
+    // About three seconds of download: several progress looks.
+    server.set_rate_limit(1024 * 1024);
+    let _jarvis = home.up();
+    let api = home.api();
+    let mut socket = Socket::connect(&api);
+    assert_eq!(socket.next_message()["type"], "hello");
+
+    let pull = home
+        .jarvis(&["models", "pull", "slow-model"])
+        .spawn()
+        .unwrap();
+    let mut progress = Vec::new();
+    loop {
+        let message = socket.next_message();
+        let event = &message["event"];
+        if event["type"] == "model_progress" && event["name"] == "slow-model" {
+            assert_eq!(event["total"], bytes.len());
+            progress.push(event["done"].as_u64().unwrap());
+        }
+        if event["type"] == "model_activated" && event["name"] == "slow-model" {
+            break;
+        }
+    }
+    let status = pull.wait_with_output().unwrap().status;
+    assert!(status.success());
+    assert!(
+        progress.iter().any(|d| *d > 0 && *d < bytes.len() as u64),
+        "no progress between start and end: {progress:?}"
+    );
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+}

@@ -6,7 +6,8 @@
 //! and `vocabulary.txt` or `vocabulary.json`. The conversion renames every
 //! tensor to whisper.cpp's name, splits the fused projections (q, k and v of
 //! self-attention; k and v of cross-attention), stores 1-D tensors, conv
-//! biases and positional embeddings as f32 and the rest as f16, and adds
+//! biases and positional embeddings as f32, conv kernels as f16 and the
+//! weight matrices as Q8_0 ([`WEIGHTS`]; f16 and f32 on request), and adds
 //! the mel filterbank and the byte-level vocabulary that whisper.cpp reads
 //! from the file. The written file passes [`inspect`] before it is kept.
 
