@@ -377,8 +377,6 @@ pub async fn transcriptions(
     headers: axum::http::HeaderMap,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    // No speech model: say so whatever the request names.
-    let (model, engine) = state.engines.stt().map_err(ApiError::from)?;
     // A declared size over the limit is refused before a byte is read.
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -390,6 +388,20 @@ pub async fn transcriptions(
         });
     }
     let mut multipart = multipart.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    // No speech model: say so whatever the request names, after reading
+    // the (size-limited) upload, so the client, still sending, gets the
+    // answer rather than a closed connection.
+    let (model, engine) = match state.engines.stt() {
+        Ok(ready) => ready,
+        Err(unavailable) => {
+            while let Ok(Some(field)) = multipart.next_field().await {
+                if field.bytes().await.is_err() {
+                    break;
+                }
+            }
+            return Err(unavailable.into());
+        }
+    };
     let (mut file, mut requested, mut format, mut language) = (None, None, None, None);
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_owned();
