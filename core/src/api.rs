@@ -418,7 +418,7 @@ fn parse_id(raw: &str) -> Result<ConversationId, ApiError> {
     ConversationId::parse(raw).ok_or_else(|| ApiError::NotFound(format!("no conversation '{raw}'")))
 }
 
-fn conversation_not_found(id: &ConversationId) -> ApiError {
+pub(crate) fn conversation_not_found(id: &ConversationId) -> ApiError {
     ApiError::NotFound(format!("no conversation '{}'", id.as_str()))
 }
 

@@ -2,12 +2,10 @@
 //! memory, the prompt is built from memory, the answer streams, and the
 //! answer goes into memory before the turn is reported done.
 
-use std::sync::Arc;
-
-use jarvis_llm::{ChatModel, Request};
+use jarvis_llm::Request;
 use tokio::sync::mpsc;
 
-use crate::api::{ApiError, AppState};
+use crate::api::{ApiError, AppState, conversation_not_found};
 use crate::engines::ModelRef;
 use crate::memory::{ConversationId, Role};
 use crate::prompt::{self, Sized};
@@ -46,12 +44,7 @@ pub async fn start(state: &AppState, request: TurnRequest) -> Result<Turn, ApiEr
         .memory
         .settings(&request.conversation)
         .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "no conversation '{}'",
-                request.conversation.as_str()
-            ))
-        })?;
+        .ok_or_else(|| conversation_not_found(&request.conversation))?;
     let tokens = engine.count_tokens(&request.content).await.ok();
     let (user_index, _) = state
         .memory
@@ -62,22 +55,12 @@ pub async fn start(state: &AppState, request: TurnRequest) -> Result<Turn, ApiEr
             tokens.and_then(|t| u32::try_from(t).ok()),
         )
         .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "no conversation '{}'",
-                request.conversation.as_str()
-            ))
-        })?;
+        .ok_or_else(|| conversation_not_found(&request.conversation))?;
     let conversation = state
         .memory
         .conversation(&request.conversation)
         .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "no conversation '{}'",
-                request.conversation.as_str()
-            ))
-        })?;
+        .ok_or_else(|| conversation_not_found(&request.conversation))?;
 
     let max_tokens = request
         .max_tokens
@@ -110,16 +93,13 @@ pub async fn start(state: &AppState, request: TurnRequest) -> Result<Turn, ApiEr
         max_tokens as usize,
     )
     .map_err(ApiError::ContextLengthExceeded)?;
-    let events = generate(
-        &engine,
-        Request {
-            messages,
-            max_tokens: max_tokens as usize,
-            temperature: request.temperature.or(settings.temperature),
-            top_p: None,
-            stop: Vec::new(),
-        },
-    );
+    let events = engine.generate(Request {
+        messages,
+        max_tokens: max_tokens as usize,
+        temperature: request.temperature.or(settings.temperature),
+        top_p: None,
+        stop: Vec::new(),
+    });
     Ok(Turn {
         conversation: request.conversation,
         user_index,
@@ -127,13 +107,6 @@ pub async fn start(state: &AppState, request: TurnRequest) -> Result<Turn, ApiEr
         left_out,
         events,
     })
-}
-
-fn generate(
-    engine: &Arc<ChatModel>,
-    request: Request,
-) -> mpsc::UnboundedReceiver<jarvis_llm::Event> {
-    engine.generate(request)
 }
 
 /// Stores the (complete or cancelled) answer; returns its index.
@@ -152,8 +125,6 @@ pub async fn store_answer(
             tokens.and_then(|t| u32::try_from(t).ok()),
         )
         .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("no conversation '{}'", conversation.as_str()))
-        })?;
+        .ok_or_else(|| conversation_not_found(&conversation))?;
     Ok(index)
 }

@@ -186,7 +186,6 @@ async fn run_turn(
     out: &mpsc::Sender<serde_json::Value>,
     mut cancel: oneshot::Receiver<()>,
 ) {
-    let conversation = request.conversation.clone();
     let mut turn = match chat::start(state, request).await {
         Ok(turn) => turn,
         Err(e) => {
@@ -198,7 +197,7 @@ async fn run_turn(
         .send(json!({
             "type": "started",
             "turn_id": turn_id,
-            "conversation_id": conversation.as_str(),
+            "conversation_id": turn.conversation.as_str(),
             "user_index": turn.user_index,
             "model": {"name": turn.model.name, "version": turn.model.version},
             "left_out": turn.left_out,
@@ -226,7 +225,7 @@ async fn run_turn(
                 usage,
             }) => {
                 let tokens = Some(usage.completion_tokens);
-                match chat::store_answer(state, &conversation, answer, tokens).await {
+                match chat::store_answer(state, &turn.conversation, answer, tokens).await {
                     Ok(index) => {
                         let _ = out
                             .send(json!({
@@ -259,7 +258,7 @@ async fn run_turn(
     let index = if answer.is_empty() {
         None
     } else {
-        chat::store_answer(state, &conversation, answer, None)
+        chat::store_answer(state, &turn.conversation, answer, None)
             .await
             .ok()
     };
