@@ -510,6 +510,22 @@ enum Event {
     CoreExited(std::io::Result<std::process::ExitStatus>),
 }
 
+/// Publishes one event on the events channel; false when Redis refused.
+async fn publish(
+    conn: &mut redis::aio::MultiplexedConnection,
+    event: &jarvis_protocol::events::Event,
+) -> bool {
+    let Ok(json) = serde_json::to_string(event) else {
+        return false;
+    };
+    let published: Result<i64, _> = redis::cmd("PUBLISH")
+        .arg(jarvis_protocol::events::EVENTS_CHANNEL)
+        .arg(json)
+        .query_async(conn)
+        .await;
+    published.is_ok()
+}
+
 /// Each model's active version, as the registry's pointers say.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct ActiveModels(std::collections::BTreeMap<String, String>);
@@ -560,15 +576,7 @@ impl Supervisor {
                 name: name.clone(),
                 version: version.clone(),
             };
-            let Ok(json) = serde_json::to_string(&event) else {
-                continue;
-            };
-            let published: Result<i64, _> = redis::cmd("PUBLISH")
-                .arg(jarvis_protocol::events::EVENTS_CHANNEL)
-                .arg(json)
-                .query_async(&mut conn)
-                .await;
-            if published.is_err() {
+            if !publish(&mut conn, &event).await {
                 return; // try again next tick
             }
             tracing::info!(%name, %version, "announced model activation");
@@ -630,14 +638,7 @@ impl Supervisor {
                 done,
                 total,
             };
-            let Ok(json) = serde_json::to_string(&event) else {
-                continue;
-            };
-            let _: Result<i64, _> = redis::cmd("PUBLISH")
-                .arg(jarvis_protocol::events::EVENTS_CHANNEL)
-                .arg(json)
-                .query_async(&mut conn)
-                .await;
+            publish(&mut conn, &event).await;
         }
     }
 
