@@ -476,7 +476,7 @@ mod tests {
         let memory = Memory::connect_in_background("redis://127.0.0.1:1/0".into()).unwrap();
         let models = crate::models::ModelDirectory::new(std::env::temp_dir(), vec!["m".into()]);
         let engines =
-            crate::engines::Engines::new(std::env::temp_dir(), Vec::new(), memory.clone());
+            crate::engines::Engines::new(std::env::temp_dir(), Vec::new(), memory.clone(), None);
         app(Arc::new(AppState::new(
             memory,
             models,

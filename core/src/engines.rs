@@ -131,7 +131,7 @@ pub struct Engines {
     wake: Notify,
     memory: Memory,
     /// Threads for speech-to-text (0: every core).
-    threads: std::sync::atomic::AtomicUsize,
+    threads: usize,
 }
 
 impl std::fmt::Debug for Engines {
@@ -143,7 +143,14 @@ impl std::fmt::Debug for Engines {
 }
 
 impl Engines {
-    pub fn new(models_dir: PathBuf, preferred: Vec<String>, memory: Memory) -> Arc<Self> {
+    /// `threads` caps the CPU threads speech-to-text uses (`None`: every
+    /// core; chat's thread pool is sized from the environment at start).
+    pub fn new(
+        models_dir: PathBuf,
+        preferred: Vec<String>,
+        memory: Memory,
+        threads: Option<usize>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             models_dir,
             preferred,
@@ -151,19 +158,13 @@ impl Engines {
             stt: RwLock::default(),
             wake: Notify::new(),
             memory,
-            threads: std::sync::atomic::AtomicUsize::new(0),
+            threads: threads.unwrap_or(0),
         })
-    }
-
-    /// Caps the CPU threads speech-to-text uses (`None`: every core).
-    pub fn set_threads(&self, threads: Option<usize>) {
-        self.threads
-            .store(threads.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Threads for one transcription (0: every core).
     pub fn threads(&self) -> usize {
-        self.threads.load(std::sync::atomic::Ordering::Relaxed)
+        self.threads
     }
 
     /// Starts the background loader: it loads what is active now, then

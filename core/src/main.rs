@@ -70,8 +70,8 @@ async fn serve() -> anyhow::Result<()> {
         config.models_dir.clone(),
         config.required_models.clone(),
         memory.clone(),
+        config.threads,
     );
-    engines.set_threads(config.threads);
     engines.start();
     let state = Arc::new(AppState::new(
         memory,
