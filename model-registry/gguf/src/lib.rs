@@ -303,15 +303,24 @@ fn q4_1_to_q8_0(q4: &[u8]) -> Vec<u8> {
             x[j] = f32::from(block[4 + j] & 0x0F) * d + m;
             x[j + 16] = f32::from(block[4 + j] >> 4) * d + m;
         }
-        let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
-        let scale = amax / 127.0;
-        let inverse = if scale == 0.0 { 0.0 } else { 1.0 / scale };
-        out.extend_from_slice(&half::f16::from_f32(scale).to_le_bytes());
-        for v in x {
-            out.push(((v * inverse).round() as i8).to_le_bytes()[0]);
-        }
+        push_q8_0_block(&x, &mut out);
     }
     out
+}
+
+/// Appends one Q8_0 block (`f16` scale, then 32 `i8`) for up to 32 values
+/// with ggml's reference quantisation: scale = max|x| / 127, each value
+/// rounded half away from zero. A short final block is padded with zeros.
+pub fn push_q8_0_block(values: &[f32], out: &mut Vec<u8>) {
+    let amax = values.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let scale = amax / 127.0;
+    let inverse = if scale == 0.0 { 0.0 } else { 1.0 / scale };
+    out.extend_from_slice(&half::f16::from_f32(scale).to_le_bytes());
+    let mut qs = [0u8; 32];
+    for (q, v) in qs.iter_mut().zip(values) {
+        *q = ((v * inverse).round() as i8).to_le_bytes()[0];
+    }
+    out.extend_from_slice(&qs);
 }
 
 struct Reader<'a> {

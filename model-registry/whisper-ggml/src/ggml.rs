@@ -444,17 +444,11 @@ impl Writer {
                 }
             }
             Storage::Q8_0 => {
+                let mut block_bytes = Vec::with_capacity(34);
                 for block in values.chunks(32) {
-                    let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
-                    let scale = amax / 127.0;
-                    let inverse = if scale == 0.0 { 0.0 } else { 1.0 / scale };
-                    self.out
-                        .write_all(&half::f16::from_f32(scale).to_le_bytes())?;
-                    let mut qs = [0u8; 32];
-                    for (q, v) in qs.iter_mut().zip(block) {
-                        *q = ((v * inverse).round() as i8).to_le_bytes()[0];
-                    }
-                    self.out.write_all(&qs)?;
+                    block_bytes.clear();
+                    jarvis_gguf::push_q8_0_block(block, &mut block_bytes);
+                    self.out.write_all(&block_bytes)?;
                 }
             }
         }
