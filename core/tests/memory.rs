@@ -4,60 +4,28 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jarvis_core::memory::{Memory, Role, Settings, ToolName};
 use jarvis_protocol::events::Event;
+use jarvis_tests::{TestRedis, free_port};
 
+/// A plain redis-server in a temporary folder (kept alive with it).
 struct Redis {
-    child: Child,
-    port: u16,
+    server: TestRedis,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn redis() -> Redis {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(
-        std::env::var("JARVIS_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()),
-    )
-    .args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ])
-    .arg("--dir")
-    .arg(dir.path())
-    .stdout(Stdio::null())
-    .spawn()
-    .expect("redis-server is missing: run scripts/setup");
-    Redis {
-        child,
-        port,
-        _dir: dir,
-    }
+    let server = TestRedis::start(dir.path(), free_port(), &[]);
+    Redis { server, _dir: dir }
 }
 
 async fn connected(redis: &Redis) -> Memory {
     let memory =
-        Memory::connect_in_background(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
+        Memory::connect_in_background(format!("redis://127.0.0.1:{}/0", redis.server.port))
+            .unwrap();
     let start = Instant::now();
     while memory.ping().await.is_err() {
         assert!(
