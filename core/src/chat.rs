@@ -125,6 +125,6 @@ pub async fn store_answer(
             tokens.and_then(|t| u32::try_from(t).ok()),
         )
         .await?
-        .ok_or_else(|| conversation_not_found(&conversation))?;
+        .ok_or_else(|| conversation_not_found(conversation))?;
     Ok(index)
 }
