@@ -439,6 +439,7 @@ pub async fn transcriptions(
     let options = jarvis_stt::TranscribeOptions {
         language: language.filter(|l| !l.is_empty()),
         threads: state.engines.threads(),
+        timestamps: format == "verbose_json",
         ..Default::default()
     };
     let samples = audio.samples;

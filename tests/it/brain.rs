@@ -222,6 +222,117 @@ fn espeak_speech_is_transcribed_at_any_rate_and_channel_count() {
     assert!(response.contains("payload_too_large"), "{response}");
 }
 
+/// Silence before, between and after speech is left out of what whisper
+/// encodes, yet the words are all there and the segment times still refer
+/// to the upload; audio with no speech at all is an empty transcript.
+#[test]
+fn silence_is_skipped_and_timestamps_still_match_the_upload() {
+    let home = TestHome::new();
+    install_models(&home, true);
+    let _jarvis = home.up();
+    let api = home.api();
+    wait_engine(&api, "stt", "ready");
+
+    let scratch = home.scratch();
+    let first = speak(&scratch, "first.wav", "Please open the door.");
+    let second = speak(&scratch, "second.wav", "Turn on the lights in the kitchen.");
+    let first_secs = wav_secs(&first);
+    // 3 s of silence, the first sentence, 4 s, the second, then 6 s.
+    let padded = scratch.join("first-padded.wav");
+    sox(&[
+        first.as_os_str(),
+        padded.as_os_str(),
+        "pad".as_ref(),
+        "3".as_ref(),
+        "4".as_ref(),
+    ]);
+    let pauses = scratch.join("pauses.wav");
+    sox(&[
+        padded.as_os_str(),
+        second.as_os_str(),
+        pauses.as_os_str(),
+        "pad".as_ref(),
+        "0".as_ref(),
+        "6".as_ref(),
+    ]);
+    let total_secs = wav_secs(&pauses);
+
+    let body = transcribe_verbose(&api, &pauses);
+    let text = body["text"].as_str().unwrap().to_lowercase();
+    for word in ["open", "door", "lights", "kitchen"] {
+        assert!(text.contains(word), "'{word}' missing from {text:?}");
+    }
+    assert!(
+        (body["duration"].as_f64().unwrap() - total_secs).abs() < 0.01,
+        "{body}"
+    );
+    let segments = body["segments"].as_array().unwrap();
+    let start = segments[0]["start"].as_f64().unwrap();
+    let end = segments.last().unwrap()["end"].as_f64().unwrap();
+    // whisper's times are coarse (and its first segment may begin a
+    // little early), but on the compacted clock the speech would start
+    // near 0 s and end about 7 s before the upload does.
+    assert!(start >= 2.0, "first segment starts at {start} s: {body}");
+    assert!(
+        end >= 3.0 + first_secs + 4.0 && end <= total_secs - 4.0,
+        "last segment ends at {end} s of {total_secs}: {body}"
+    );
+
+    // Five seconds of silence: nothing said, nothing invented.
+    let silence = scratch.join("silence.wav");
+    sox(&[
+        "-n".as_ref(),
+        "-r".as_ref(),
+        "16000".as_ref(),
+        "-c".as_ref(),
+        "1".as_ref(),
+        "-b".as_ref(),
+        "16".as_ref(),
+        silence.as_os_str(),
+        "trim".as_ref(),
+        "0".as_ref(),
+        "5".as_ref(),
+    ]);
+    let body = transcribe_verbose(&api, &silence);
+    assert_eq!(body["text"], "", "{body}");
+    assert_eq!(body["segments"], json!([]), "{body}");
+}
+
+fn transcribe_verbose(api: &jarvis_tests::Api, wav: &std::path::Path) -> Value {
+    let form = reqwest::blocking::multipart::Form::new()
+        .file("file", wav)
+        .unwrap()
+        .text("model", "whisper-tiny-en")
+        .text("response_format", "verbose_json");
+    let response = slow(
+        api.request(Method::POST, "/v1/audio/transcriptions")
+            .multipart(form),
+    );
+    assert_eq!(response.status(), 200, "{}", wav.display());
+    response.json().unwrap()
+}
+
+fn sox(args: &[&std::ffi::OsStr]) {
+    let status = std::process::Command::new("sox")
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "sox {args:?}");
+}
+
+fn wav_secs(path: &std::path::Path) -> f64 {
+    let output = std::process::Command::new("soxi")
+        .arg("-D")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "soxi -D {}", path.display());
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// Sends only the headers of a multipart POST declaring `length` bytes and
 /// returns what the server answers.
 fn raw_post_headers(api: &jarvis_tests::Api, path: &str, length: usize) -> String {

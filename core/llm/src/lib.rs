@@ -12,9 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mistralrs::core::{
+    AddModelConfig, AutoDeviceMapParams, DefaultSchedulerMethod, DeviceMapSetting, EngineConfig,
+    GGUFLoaderBuilder, GGUFSpecificConfig, ModelDType, SchedulerConfig,
+};
 use mistralrs::{
-    GgufModelBuilder, Model, RequestBuilder, Response, SamplingParams, StopTokens, TextMessageRole,
-    TokenSource,
+    Model, RequestBuilder, Response, SamplingParams, StopTokens, TextMessageRole, TokenSource,
 };
 use tokio::sync::mpsc;
 
@@ -107,12 +110,97 @@ impl std::fmt::Debug for ChatModel {
     }
 }
 
+/// The type the model computes its activations in (the weights stay as
+/// the GGUF file has them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activations {
+    /// 32-bit floats: what the CPU kernels are written for. mistralrs'
+    /// own choice on a CPU is f16 (the first type a test matmul accepts),
+    /// which turns every attention step into conversions and scalar
+    /// half-precision loops; measured in `BENCHMARKS.md`.
+    F32,
+    /// Whatever mistralrs picks for the device (f16 on a CPU, bf16 or f16
+    /// on a GPU).
+    Auto,
+}
+
+impl Default for Activations {
+    /// f32 on the CPU, mistralrs' choice on a GPU.
+    fn default() -> Self {
+        if cfg!(any(feature = "cuda", feature = "metal")) {
+            Self::Auto
+        } else {
+            Self::F32
+        }
+    }
+}
+
+/// Up to this many chats are decoded together.
+const MAX_RUNNING_CHATS: usize = 8;
+
+/// Loads the GGUF `file` in `dir` the way `mistralrs::GgufModelBuilder`
+/// does, but with the activations' type ours to choose (the builder always
+/// lets mistralrs pick) and nothing fetched from a hub.
+async fn build(dir: String, file: String, activations: Activations) -> Result<Model, String> {
+    let loader = GGUFLoaderBuilder::new(
+        None,
+        None,
+        dir,
+        vec![file],
+        GGUFSpecificConfig { topology: None },
+        false,
+        None,
+    )
+    .build();
+    let device = mistralrs::best_device(!cfg!(any(feature = "cuda", feature = "metal")))
+        .map_err(|e| format!("no device to run it on: {e}"))?;
+    let dtype = match activations {
+        Activations::F32 => ModelDType::F32,
+        Activations::Auto => ModelDType::Auto,
+    };
+    let pipeline = loader
+        .load_model_from_hf(
+            None,
+            TokenSource::None,
+            &dtype,
+            &device,
+            true,
+            DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
+            None,
+            None,
+        )
+        .map_err(|e| format!("{e:#}"))?;
+    let running = std::num::NonZeroUsize::new(MAX_RUNNING_CHATS).ok_or("no chats may run")?;
+    let scheduler = SchedulerConfig::DefaultScheduler {
+        method: DefaultSchedulerMethod::Fixed(running),
+    };
+    let config = AddModelConfig {
+        engine_config: EngineConfig {
+            throughput_logging_enabled: false,
+            ..EngineConfig::default()
+        },
+        mcp_client_config: None,
+        loader_config: None,
+    };
+    Ok(
+        mistralrs::model_builder_trait::build_model_from_pipeline(pipeline, scheduler, config)
+            .await,
+    )
+}
+
 /// Used when the model does not say its context length.
 const DEFAULT_CONTEXT: usize = 2048;
 
 impl ChatModel {
-    /// Checks that `path` is a GGUF file, then loads it on the CPU.
+    /// Checks that `path` is a GGUF file, then loads it (on the CPU unless
+    /// this build has a GPU back end) with [`Activations::default`].
     pub async fn load(path: &Path) -> Result<Self, LlmError> {
+        Self::load_with(path, Activations::default()).await
+    }
+
+    /// [`ChatModel::load`] with the activations' type chosen (the
+    /// benchmarks compare them).
+    pub async fn load_with(path: &Path, activations: Activations) -> Result<Self, LlmError> {
         let bad = |reason: String| LlmError::BadModel {
             path: path.to_owned(),
             reason,
@@ -124,25 +212,18 @@ impl ChatModel {
         ) else {
             return Err(bad("the path is not UTF-8".into()));
         };
-        let mut builder = GgufModelBuilder::new(dir, vec![file])
-            .with_token_source(TokenSource::None)
-            .with_max_num_seqs(8);
-        // CPU unless this build has a GPU back end.
-        if !cfg!(any(feature = "cuda", feature = "metal")) {
-            builder = builder.with_force_cpu();
-        }
         // mistralrs may panic on malformed tensors; keep that inside this
         // task so a bad file is an error, not a dead core.
-        let model = tokio::spawn(builder.build())
+        let model = tokio::spawn(build(dir.to_owned(), file.to_owned(), activations))
             .await
             .map_err(|e| bad(format!("the loader crashed: {}", panic_message(e))))?
-            .map_err(|e| bad(format!("{e:#}")))?;
+            .map_err(bad)?;
         let context_length = model
             .max_sequence_length()
             .ok()
             .flatten()
             .unwrap_or(DEFAULT_CONTEXT);
-        tracing::info!(path = %path.display(), context_length, "chat model loaded");
+        tracing::info!(path = %path.display(), context_length, ?activations, "chat model loaded");
         Ok(Self {
             model,
             path: path.to_owned(),

@@ -2,6 +2,7 @@
 //! `whisper-rs`) on a ggml model from the user-data folder.
 //!
 //! - [`audio`] turns an uploaded WAV into 16 kHz mono samples.
+//! - [`speech`] finds where the speech is, so silence is never encoded.
 //! - [`Transcriber`] holds one loaded model; each call gets its own
 //!   whisper state, so several transcriptions can run at once.
 //!
@@ -10,6 +11,7 @@
 //! file must cost the user an error message, not the core process.
 
 pub mod audio;
+pub mod speech;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -38,6 +40,14 @@ pub struct TranscribeOptions {
     /// Fit the encoder's window to short clips instead of always paying
     /// for 30 seconds (see [`audio_context_for`]).
     pub fit_audio_context: bool,
+    /// Leave out silence before, between and after speech (see
+    /// [`speech::compact`]); timestamps still refer to the upload.
+    pub skip_silence: bool,
+    /// Segment times are wanted (`verbose_json`). Without them whisper
+    /// decodes the audio as one segment per 30-second window: fewer tokens,
+    /// and never a second encoder pass for the tail after the last
+    /// timestamp.
+    pub timestamps: bool,
 }
 
 impl Default for TranscribeOptions {
@@ -46,6 +56,8 @@ impl Default for TranscribeOptions {
             threads: 0,
             language: None,
             fit_audio_context: true,
+            skip_silence: true,
+            timestamps: false,
         }
     }
 }
@@ -138,6 +150,31 @@ impl Transcriber {
         if samples.is_empty() {
             return Err(SttError::Inference("no audio samples".into()));
         }
+        let language = match (&options.language, self.multilingual) {
+            (_, false) => Some("en".to_owned()),
+            (Some(lang), true) => Some(lang.clone()),
+            (None, true) => None,
+        };
+        let compacted = options.skip_silence.then(|| speech::compact(samples));
+        if let Some(compacted) = &compacted {
+            if compacted.is_silent() {
+                tracing::debug!(duration_secs, "no speech in the audio");
+                return Ok(Transcript {
+                    text: String::new(),
+                    segments: Vec::new(),
+                    duration_secs,
+                    language: language.unwrap_or_else(|| "auto".into()),
+                    elapsed: started.elapsed(),
+                });
+            }
+            tracing::debug!(
+                duration_secs,
+                removed_secs = compacted.removed_secs(),
+                "silence left out"
+            );
+        }
+        let samples = compacted.as_ref().map_or(samples, |c| &c.samples[..]);
+        let speech_secs = samples.len() as f64 / f64::from(audio::WHISPER_RATE);
         // whisper.cpp pads to at least one second; below that it may
         // return nothing at all.
         let mut padded;
@@ -165,18 +202,14 @@ impl Transcriber {
         params.set_print_timestamps(false);
         params.set_no_context(true);
         params.set_suppress_blank(true);
-        let language = match (&options.language, self.multilingual) {
-            (_, false) => Some("en".to_owned()),
-            (Some(lang), true) => Some(lang.clone()),
-            (None, true) => None,
-        };
         params.set_language(language.as_deref().or(Some("auto")));
         // Short clips: a window fitted to the audio (30 s clips and longer
         // keep the full window, chunk by chunk).
-        if options.fit_audio_context && duration_secs < 29.0 {
-            params.set_audio_ctx(audio_context_for(duration_secs));
-            params.set_single_segment(duration_secs < 10.0);
+        if options.fit_audio_context && speech_secs < 29.0 {
+            params.set_audio_ctx(audio_context_for(speech_secs));
+            params.set_single_segment(speech_secs < 10.0);
         }
+        params.set_no_timestamps(!options.timestamps);
         state
             .full(params, samples)
             .map_err(|e| SttError::Inference(e.to_string()))?;
@@ -190,9 +223,14 @@ impl Transcriber {
             if text.is_empty() {
                 continue;
             }
+            let (start, end) = (
+                segment.start_timestamp() as f64 / 100.0,
+                segment.end_timestamp() as f64 / 100.0,
+            );
+            let to_original = |t: f64| compacted.as_ref().map_or(t, |c| c.to_original(t));
             segments.push(Segment {
-                start_secs: segment.start_timestamp() as f64 / 100.0,
-                end_secs: segment.end_timestamp() as f64 / 100.0,
+                start_secs: to_original(start),
+                end_secs: to_original(end),
                 text,
             });
         }
