@@ -29,6 +29,8 @@ pub const SILENCE_FLOOR: f32 = 0.001;
 const BELOW_PEAK: f32 = 0.0178;
 /// ...and at least 6 dB over the noise floor.
 const OVER_NOISE: f32 = 2.0;
+/// A noise floor within 10 dB of the peak means there is no silence.
+const NO_QUIET_PART: f32 = 0.316;
 
 /// Speech keeps this much audio on each side of it.
 const MARGIN_SECS: f64 = 0.25;
@@ -99,6 +101,12 @@ pub fn speech_spans(samples: &[f32]) -> Vec<Range<usize>> {
     let mut sorted = energies.clone();
     sorted.sort_by(f32::total_cmp);
     let noise = sorted[sorted.len() / 10];
+    if noise > peak * NO_QUIET_PART {
+        // Less than 10 dB between the quietest tenth and the loudest:
+        // nothing here is recognisably silence (continuous speech, or
+        // speech over loud noise), so all of it is kept.
+        return vec![0..samples.len()];
+    }
     let threshold = SILENCE_FLOOR.max(peak * BELOW_PEAK).max(noise * OVER_NOISE);
 
     let margin = (MARGIN_SECS * f64::from(WHISPER_RATE)) as usize;
