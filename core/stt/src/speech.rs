@@ -105,7 +105,7 @@ pub fn speech_spans(samples: &[f32]) -> Vec<Range<usize>> {
         // Less than 10 dB between the quietest tenth and the loudest:
         // nothing here is recognisably silence (continuous speech, or
         // speech over loud noise), so all of it is kept.
-        return vec![0..samples.len()];
+        return std::iter::once(0..samples.len()).collect();
     }
     let threshold = SILENCE_FLOOR.max(peak * BELOW_PEAK).max(noise * OVER_NOISE);
 
