@@ -178,7 +178,7 @@ fn main() {
 fn activations(threads: usize) {
     let home = TestHome::new();
     install_models(&home, false);
-    let model = home.path("models/smollm2-135m-instruct/q4_1-1/SmolLM2-135M-Instruct.Q8_0.gguf");
+    let model = jarvis_tests::brain::installed_llm_file(&home);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -545,8 +545,8 @@ fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
     // core: a chat model cut in half, and a ggml speech model that is
     // noise after its magic, imported by name as a user could.
     install_models(&home, false);
-    let installed =
-        home.path("models/smollm2-135m-instruct/q4_1-1/SmolLM2-135M-Instruct.Q8_0.gguf");
+    let installed = jarvis_tests::brain::installed_llm_file(&home);
+    let installed_name = installed.file_name().unwrap().to_str().unwrap().to_owned();
     let good = std::fs::read(&installed).unwrap();
     std::fs::write(&installed, &good[..good.len() / 2]).unwrap();
     let broken_ggml = home.scratch().join("ggml-model.bin");
@@ -570,7 +570,7 @@ fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
     let api = home.api();
     let llm = wait_engine(&api, "llm", "failed");
     assert!(
-        llm["detail"].as_str().unwrap().contains("Q8_0.gguf"),
+        llm["detail"].as_str().unwrap().contains(&installed_name),
         "{llm}"
     );
     let stt = wait_engine(&api, "stt", "failed");

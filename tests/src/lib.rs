@@ -800,6 +800,20 @@ pub mod brain {
         }
     }
 
+    /// The chat model file `install_models` installed: the shipped Q4_1
+    /// GGUF where the CPU runs the x86-64-v3 core, a Q8_0 re-quantisation
+    /// elsewhere.
+    pub fn installed_llm_file(home: &TestHome) -> PathBuf {
+        let dir = home.path("models/smollm2-135m-instruct/q4_1-1");
+        let mut ggufs: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+            .collect();
+        assert_eq!(ggufs.len(), 1, "{ggufs:?}");
+        ggufs.remove(0)
+    }
+
     /// Waits until `/readyz` says the engine of `role` is in `state`;
     /// returns that engine's status.
     pub fn wait_engine(api: &Api, role: &str, state: &str) -> Value {
