@@ -123,7 +123,7 @@ impl AppPaths {
         let path = dir.join(CORE_BINARY_NAME);
         let fast = dir.join(CORE_V3_BINARY_NAME);
         let forced_baseline = std::env::var(env::CORE_VARIANT).is_ok_and(|v| v == "baseline");
-        if fast.is_file() && !forced_baseline && jarvis_protocol::cpu::runs_x86_64_v3() {
+        if fast.is_file() && !forced_baseline && cpu_has_x86_64_v3() {
             tracing::debug!(core = %fast.display(), "using the x86-64-v3 core");
             return Ok(fast);
         }
@@ -137,6 +137,25 @@ impl AppPaths {
             );
         }
         Ok(path)
+    }
+}
+
+/// Whether this CPU runs x86-64-v3 code (AVX, AVX2, BMI1/2, F16C, FMA,
+/// LZCNT, MOVBE, XSAVE).
+fn cpu_has_x86_64_v3() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("bmi2")
+            && std::arch::is_x86_feature_detected!("f16c")
+            && std::arch::is_x86_feature_detected!("lzcnt")
+            && std::arch::is_x86_feature_detected!("movbe")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

@@ -289,8 +289,7 @@ impl Installer<'_> {
 }
 
 impl Installer<'_> {
-    /// A chat model: every GGUF must read as one; Q4_1 weights become Q8_0
-    /// unless this CPU runs the core build with a fast Q4_1 kernel.
+    /// A chat model: every GGUF must read as one; Q4_1 weights become Q8_0.
     async fn finish_llm(
         &self,
         staging: &Path,
@@ -304,7 +303,6 @@ impl Installer<'_> {
         };
         let mut files = Vec::new();
         let mut requantized = false;
-        let q4_1_is_fast = jarvis_protocol::cpu::runs_x86_64_v3();
         for file in &entry.files {
             let path = file.path.under(staging);
             let is_gguf = file.path.as_str().ends_with(".gguf");
@@ -321,7 +319,7 @@ impl Installer<'_> {
             } else {
                 None
             };
-            if q4_1_is_fast || header.is_none_or(|h| h.q4_1_tensors() == 0) {
+            if header.is_none_or(|h| h.q4_1_tensors() == 0) {
                 files.push(ReceiptFile {
                     path: file.path.clone(),
                     size: file.size,

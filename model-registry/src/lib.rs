@@ -23,11 +23,9 @@
 //!   sources were verified; the version installed holds only the converted
 //!   file, whose hash goes into the receipt.
 //! - A chat model's GGUF is read before it is installed (a file that is not
-//!   a GGUF is refused). Q4_1 tensors are kept as shipped where the core
-//!   that runs has a fast Q4_1 kernel (the x86-64-v3 build:
-//!   `jarvis_protocol::cpu::runs_x86_64_v3`); elsewhere they are
-//!   re-quantised to Q8_0 in staging (`jarvis-gguf`), and the receipt
-//!   records it.
+//!   a GGUF is refused), and Q4_1 tensors, which the CPU runtime has no
+//!   fast kernels for, are re-quantised to Q8_0 in staging
+//!   (`jarvis-gguf`); the receipt records it.
 
 pub mod catalog;
 pub mod install;

@@ -800,9 +800,8 @@ pub mod brain {
         }
     }
 
-    /// The chat model file `install_models` installed: the shipped Q4_1
-    /// GGUF where the CPU runs the x86-64-v3 core, a Q8_0 re-quantisation
-    /// elsewhere.
+    /// The chat model file `install_models` installed (today the Q8_0
+    /// re-quantisation of the package's Q4_1 file), whatever its name.
     pub fn installed_llm_file(home: &TestHome) -> PathBuf {
         let dir = home.path("models/smollm2-135m-instruct/q4_1-1");
         let mut ggufs: Vec<PathBuf> = std::fs::read_dir(&dir)

@@ -9,14 +9,11 @@
 //! - [`api`]: the JSON error body every core endpoint uses.
 //! - [`models`]: the layout of installed models the core reads.
 //! - [`events`]: the JSON events on Redis pub/sub.
-//! - [`cpu`]: which core build (and so which weight formats) this CPU runs
-//!   fast; reads CPU features, nothing else.
 //!
 //! Changing a type here is a wire-format change: the snapshot tests in
 //! `jarvis-tests` make it a visible diff.
 
 pub mod api;
-pub mod cpu;
 pub mod env;
 pub mod events;
 pub mod health;
