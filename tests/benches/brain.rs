@@ -352,24 +352,11 @@ fn clip(dir: &Path, name: &str, secs: f64) -> std::path::PathBuf {
                 A crash, a full disk or a killed process at any instant must leave an app that still starts.";
     let raw = speak(dir, &format!("raw-{name}"), text);
     let out = dir.join(name);
-    let status = Command::new("sox")
-        .arg(&raw)
-        .args(["-r", "16000", "-c", "1", "-b", "16"])
-        .arg(&out)
-        .args([
-            "trim",
-            "0",
-            &secs.to_string(),
-            "pad",
-            "0",
-            &secs.to_string(),
-            "trim",
-            "0",
-            &secs.to_string(),
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let secs = secs.to_string();
+    jarvis_tests::brain::sox(&[
+        &raw, &"-r", &"16000", &"-c", &"1", &"-b", &"16", &out, &"trim", &"0", &secs, &"pad", &"0",
+        &secs, &"trim", &"0", &secs,
+    ]);
     out
 }
 

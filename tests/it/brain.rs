@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use jarvis_tests::brain::{Socket, install_models, python, resample, speak, wait_engine};
+use jarvis_tests::brain::{
+    Socket, install_models, python, resample, sox, speak, transcription, wait_engine,
+};
 use jarvis_tests::{TestHome, wait_for};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -163,14 +165,7 @@ fn espeak_speech_is_transcribed_at_any_rate_and_channel_count() {
     let hi_res = home.scratch().join("door-48k-24bit.wav");
     resample(&original, &hi_res, 48_000, 1, 24);
     for wav in [&original, &stereo, &hi_res] {
-        let form = reqwest::blocking::multipart::Form::new()
-            .file("file", wav)
-            .unwrap()
-            .text("model", "whisper-tiny-en");
-        let response = slow(
-            api.request(Method::POST, "/v1/audio/transcriptions")
-                .multipart(form),
-        );
+        let response = transcription(&api, wav, "json");
         assert_eq!(response.status(), 200, "{}", wav.display());
         let text = response.json::<Value>().unwrap()["text"]
             .as_str()
@@ -239,22 +234,9 @@ fn silence_is_skipped_and_timestamps_still_match_the_upload() {
     let first_secs = wav_secs(&first);
     // 3 s of silence, the first sentence, 4 s, the second, then 6 s.
     let padded = scratch.join("first-padded.wav");
-    sox(&[
-        first.as_os_str(),
-        padded.as_os_str(),
-        "pad".as_ref(),
-        "3".as_ref(),
-        "4".as_ref(),
-    ]);
+    sox(&[&first, &padded, &"pad", &"3", &"4"]);
     let pauses = scratch.join("pauses.wav");
-    sox(&[
-        padded.as_os_str(),
-        second.as_os_str(),
-        pauses.as_os_str(),
-        "pad".as_ref(),
-        "0".as_ref(),
-        "6".as_ref(),
-    ]);
+    sox(&[&padded, &second, &pauses, &"pad", &"0", &"6"]);
     let total_secs = wav_secs(&pauses);
 
     let body = transcribe_verbose(&api, &pauses);
@@ -281,17 +263,7 @@ fn silence_is_skipped_and_timestamps_still_match_the_upload() {
     // Five seconds of silence: nothing said, nothing invented.
     let silence = scratch.join("silence.wav");
     sox(&[
-        "-n".as_ref(),
-        "-r".as_ref(),
-        "16000".as_ref(),
-        "-c".as_ref(),
-        "1".as_ref(),
-        "-b".as_ref(),
-        "16".as_ref(),
-        silence.as_os_str(),
-        "trim".as_ref(),
-        "0".as_ref(),
-        "5".as_ref(),
+        &"-n", &"-r", &"16000", &"-c", &"1", &"-b", &"16", &silence, &"trim", &"0", &"5",
     ]);
     let body = transcribe_verbose(&api, &silence);
     assert_eq!(body["text"], "", "{body}");
@@ -299,25 +271,9 @@ fn silence_is_skipped_and_timestamps_still_match_the_upload() {
 }
 
 fn transcribe_verbose(api: &jarvis_tests::Api, wav: &std::path::Path) -> Value {
-    let form = reqwest::blocking::multipart::Form::new()
-        .file("file", wav)
-        .unwrap()
-        .text("model", "whisper-tiny-en")
-        .text("response_format", "verbose_json");
-    let response = slow(
-        api.request(Method::POST, "/v1/audio/transcriptions")
-            .multipart(form),
-    );
+    let response = transcription(api, wav, "verbose_json");
     assert_eq!(response.status(), 200, "{}", wav.display());
     response.json().unwrap()
-}
-
-fn sox(args: &[&std::ffi::OsStr]) {
-    let status = std::process::Command::new("sox")
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success(), "sox {args:?}");
 }
 
 fn wav_secs(path: &std::path::Path) -> f64 {

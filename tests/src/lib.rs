@@ -850,20 +850,36 @@ pub mod brain {
 
     /// Re-encodes a WAV with sox (`rate` Hz, `channels`, `bits`).
     pub fn resample(from: &Path, to: &Path, rate: u32, channels: u32, bits: u32) {
+        let (rate, channels, bits) = (rate.to_string(), channels.to_string(), bits.to_string());
+        sox(&[&from, &"-r", &rate, &"-c", &channels, &"-b", &bits, &to]);
+    }
+
+    /// Runs `sox` with `args` (paths and words alike) and checks it worked.
+    pub fn sox(args: &[&dyn AsRef<std::ffi::OsStr>]) {
         let status = Command::new("sox")
-            .arg(from)
-            .args([
-                "-r",
-                &rate.to_string(),
-                "-c",
-                &channels.to_string(),
-                "-b",
-                &bits.to_string(),
-            ])
-            .arg(to)
+            .args(args.iter().map(|a| a.as_ref()))
             .status()
             .expect("sox is missing: run scripts/setup");
-        assert!(status.success());
+        assert!(status.success(), "sox failed");
+    }
+
+    /// POSTs `wav` to `/v1/audio/transcriptions` for whisper-tiny-en with
+    /// `response_format`, allowing a slow machine three minutes.
+    pub fn transcription(
+        api: &Api,
+        wav: &Path,
+        response_format: &str,
+    ) -> reqwest::blocking::Response {
+        let form = reqwest::blocking::multipart::Form::new()
+            .file("file", wav)
+            .unwrap()
+            .text("model", "whisper-tiny-en")
+            .text("response_format", response_format.to_owned());
+        api.request(reqwest::Method::POST, "/v1/audio/transcriptions")
+            .timeout(Duration::from_secs(180))
+            .multipart(form)
+            .send()
+            .unwrap()
     }
 
     /// The Python of the project's virtual environment (with `openai`).

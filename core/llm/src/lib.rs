@@ -127,13 +127,12 @@ pub enum Activations {
 impl Default for Activations {
     /// f32 on the CPU, mistralrs' choice on a GPU.
     fn default() -> Self {
-        if cfg!(any(feature = "cuda", feature = "metal")) {
-            Self::Auto
-        } else {
-            Self::F32
-        }
+        if GPU_BUILD { Self::Auto } else { Self::F32 }
     }
 }
+
+/// This build has a GPU back end (otherwise it runs on the CPU).
+const GPU_BUILD: bool = cfg!(any(feature = "cuda", feature = "metal"));
 
 /// Up to this many chats are decoded together.
 const MAX_RUNNING_CHATS: usize = 8;
@@ -152,8 +151,8 @@ async fn build(dir: String, file: String, activations: Activations) -> Result<Mo
         None,
     )
     .build();
-    let device = mistralrs::best_device(!cfg!(any(feature = "cuda", feature = "metal")))
-        .map_err(|e| format!("no device to run it on: {e}"))?;
+    let device =
+        mistralrs::best_device(!GPU_BUILD).map_err(|e| format!("no device to run it on: {e}"))?;
     let dtype = match activations {
         Activations::F32 => ModelDType::F32,
         Activations::Auto => ModelDType::Auto,

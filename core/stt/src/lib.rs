@@ -213,6 +213,9 @@ impl Transcriber {
         state
             .full(params, samples)
             .map_err(|e| SttError::Inference(e.to_string()))?;
+        // whisper's times are on the clock of what it heard; the client's
+        // is the upload's.
+        let to_original = |t: f64| compacted.as_ref().map_or(t, |c| c.to_original(t));
         let mut segments = Vec::new();
         for segment in state.as_iter() {
             let text = segment
@@ -223,14 +226,9 @@ impl Transcriber {
             if text.is_empty() {
                 continue;
             }
-            let (start, end) = (
-                segment.start_timestamp() as f64 / 100.0,
-                segment.end_timestamp() as f64 / 100.0,
-            );
-            let to_original = |t: f64| compacted.as_ref().map_or(t, |c| c.to_original(t));
             segments.push(Segment {
-                start_secs: to_original(start),
-                end_secs: to_original(end),
+                start_secs: to_original(segment.start_timestamp() as f64 / 100.0),
+                end_secs: to_original(segment.end_timestamp() as f64 / 100.0),
                 text,
             });
         }
