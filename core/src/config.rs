@@ -18,6 +18,8 @@ pub enum ConfigError {
     BadAddress { var: &'static str, value: String },
     #[error("{0} is empty; a per-launch API token is required")]
     EmptyToken(&'static str),
+    #[error("{var} is '{value}', which is not the number of an inherited file descriptor")]
+    BadDescriptor { var: &'static str, value: String },
 }
 
 /// Everything the core needs to start.
@@ -28,6 +30,9 @@ pub struct CoreConfig {
     pub redis_url: String,
     pub api_token: String,
     pub listen: SocketAddr,
+    /// An inherited listening socket to serve on instead of binding
+    /// `listen` (see [`env::CORE_LISTEN_FD`]).
+    pub listen_fd: Option<i32>,
     /// Models Jarvis requires (reported as missing by `/readyz`).
     pub required_models: Vec<String>,
     /// CPU threads for the models (`None`: every core).
@@ -41,6 +46,7 @@ impl std::fmt::Debug for CoreConfig {
             .field("data_dir", &self.data_dir)
             .field("models_dir", &self.models_dir)
             .field("listen", &self.listen)
+            .field("listen_fd", &self.listen_fd)
             .finish_non_exhaustive()
     }
 }
@@ -73,6 +79,19 @@ impl CoreConfig {
                 var: env::CORE_ADDR,
                 value: listen_raw,
             })?;
+        let listen_fd = var(env::CORE_LISTEN_FD)
+            .map(|raw| {
+                raw.trim()
+                    .parse::<i32>()
+                    .ok()
+                    // 0-2 are stdin, stdout and stderr.
+                    .filter(|fd| *fd > 2)
+                    .ok_or(ConfigError::BadDescriptor {
+                        var: env::CORE_LISTEN_FD,
+                        value: raw,
+                    })
+            })
+            .transpose()?;
         let required_models = var(env::REQUIRED_MODELS)
             .unwrap_or_default()
             .split(',')
@@ -90,6 +109,7 @@ impl CoreConfig {
             redis_url,
             api_token,
             listen,
+            listen_fd,
             required_models,
             threads,
         })
@@ -137,6 +157,29 @@ mod tests {
         v.insert(env::CORE_ADDR, "0.0.0.0:8080".to_owned());
         let err = CoreConfig::from_env(|k| v.get(k).cloned()).unwrap_err();
         assert!(matches!(err, ConfigError::BadAddress { .. }), "{err}");
+    }
+
+    #[test]
+    fn reads_an_inherited_socket_and_refuses_the_standard_streams() {
+        let dir = std::env::temp_dir();
+        let mut v = vars(dir.to_str().unwrap());
+        assert_eq!(
+            CoreConfig::from_env(|k| v.get(k).cloned())
+                .unwrap()
+                .listen_fd,
+            None
+        );
+        v.insert(env::CORE_LISTEN_FD, "7".to_owned());
+        let c = CoreConfig::from_env(|k| v.get(k).cloned()).unwrap();
+        assert_eq!(c.listen_fd, Some(7));
+        for bad in ["1", "-3", "socket"] {
+            v.insert(env::CORE_LISTEN_FD, bad.to_owned());
+            let err = CoreConfig::from_env(|k| v.get(k).cloned()).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::BadDescriptor { .. }),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

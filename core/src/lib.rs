@@ -25,6 +25,7 @@ pub mod api;
 pub mod chat;
 pub mod config;
 pub mod engines;
+pub mod listen;
 pub mod memory;
 pub mod models;
 pub mod openai;

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use jarvis_core::config::CoreConfig;
 use jarvis_core::engines::Engines;
+use jarvis_core::listen;
 use jarvis_core::memory::Memory;
 use jarvis_core::models::ModelDirectory;
 use jarvis_core::{AppState, BUILD_NOTE, VERSION, run};
 use jarvis_protocol::env;
-use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     // SAFETY: no other thread exists yet (the runtime starts below), so
@@ -59,9 +59,7 @@ async fn serve() -> anyhow::Result<()> {
         ?config,
         "jarvis-core starting"
     );
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("could not listen on {}", config.listen))?;
+    let listener = listen::listener(&config).await?;
     let addr = listener.local_addr().context("listener has no address")?;
     let memory = Memory::connect_in_background(config.redis_url.clone())
         .context("the Redis URL is not valid")?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use jarvis_core::memory::{Memory, Role, Settings, ToolName};
 use jarvis_protocol::events::Event;
-use jarvis_tests::{TestRedis, free_port};
+use jarvis_tests::TestRedis;
 
 /// A plain redis-server in a temporary folder (kept alive with it).
 struct Redis {
@@ -18,7 +18,7 @@ struct Redis {
 
 fn redis() -> Redis {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestRedis::start(dir.path(), free_port(), &[]);
+    let server = TestRedis::start(dir.path(), &[]);
     Redis { server, _dir: dir }
 }
 

@@ -15,14 +15,87 @@ use crate::paths::AppPaths;
 
 const READY_POLL: Duration = Duration::from_millis(3);
 
+/// The address the core answers on, for the launcher's whole run.
+///
+/// On Unix the launcher binds the socket itself and every core it starts
+/// inherits it (`JARVIS_CORE_LISTEN_FD`): the port is the same after a
+/// crash, no other process can take it between a probe and the core's bind
+/// or between a crash and the restart, and connections that arrive while a
+/// core restarts wait in the socket's queue instead of being refused.
+/// Elsewhere the core binds the port itself.
+#[derive(Debug, Clone)]
+pub struct CoreListener {
+    port: u16,
+    #[cfg(unix)]
+    socket: std::sync::Arc<std::net::TcpListener>,
+}
+
+impl CoreListener {
+    /// Binds `127.0.0.1:port`; port 0 picks a free one.
+    pub fn bind(port: u16) -> anyhow::Result<Self> {
+        let socket = std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| {
+            if port == 0 {
+                "could not find a free port on 127.0.0.1".to_owned()
+            } else {
+                format!(
+                    "could not listen on 127.0.0.1:{port}\n\
+                     hint: another program uses that port; set `core_port` to 0 in the launcher settings to pick a free one"
+                )
+            }
+        })?;
+        let port = socket
+            .local_addr()
+            .context("listener has no address")?
+            .port();
+        #[cfg(unix)]
+        return Ok(Self {
+            port,
+            socket: std::sync::Arc::new(socket),
+        });
+        #[cfg(not(unix))]
+        {
+            // The core binds it; the launcher only remembers the number.
+            drop(socket);
+            Ok(Self { port })
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Hands the socket to the core `cmd` starts.
+    fn pass_to(&self, cmd: &mut Command) {
+        cmd.env(env::CORE_ADDR, format!("127.0.0.1:{}", self.port));
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd as _;
+
+            let fd = self.socket.as_raw_fd();
+            cmd.env(env::CORE_LISTEN_FD, fd.to_string());
+            // SAFETY: the closure runs in the child between fork and exec
+            // and calls only fcntl, which is async-signal-safe. Clearing
+            // close-on-exec in the child alone keeps the socket out of
+            // every other process the launcher starts.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+    }
+}
+
 /// What the core is started with; kept so it can be restarted identically
-/// (same port and token, so clients keep working).
+/// (same address and token, so clients keep working).
 #[derive(Debug, Clone)]
 pub struct CoreSpec {
     pub binary: PathBuf,
-    pub port: u16,
+    pub listener: CoreListener,
     pub token: String,
-    pub redis_url: String,
     pub log_file: PathBuf,
     /// Names of the catalog's required models, for `/readyz`.
     pub required_models: Vec<String>,
@@ -37,10 +110,12 @@ pub struct CoreProcess {
 }
 
 impl CoreProcess {
-    /// Starts the core and waits (at most `timeout`) until it is ready.
+    /// Starts the core, connecting to Redis at `redis_url`, and waits (at
+    /// most `timeout`) until it is ready.
     pub async fn start(
         paths: &AppPaths,
         spec: CoreSpec,
+        redis_url: &str,
         http: &reqwest::Client,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
@@ -52,15 +127,15 @@ impl CoreProcess {
         cmd.current_dir(&paths.data_dir)
             .env(env::DATA_DIR, &paths.data_dir)
             .env(env::MODELS_DIR, &paths.models_dir)
-            .env(env::REDIS_URL, &spec.redis_url)
+            .env(env::REDIS_URL, redis_url)
             .env(env::API_TOKEN, &spec.token)
-            .env(env::CORE_ADDR, format!("127.0.0.1:{}", spec.port))
             .env(env::REQUIRED_MODELS, spec.required_models.join(","))
             .env(env::HF_HUB_OFFLINE, "1")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .kill_on_drop(true);
+        spec.listener.pass_to(&mut cmd);
         process::tie_to_parent(&mut cmd);
         let child = cmd
             .spawn()
@@ -68,7 +143,11 @@ impl CoreProcess {
         if let Err(e) = process::adopt_into_job(&child) {
             tracing::warn!("could not tie the core to the launcher's lifetime: {e}");
         }
-        tracing::info!(pid = child.id(), port = spec.port, "started jarvis-core");
+        tracing::info!(
+            pid = child.id(),
+            port = spec.listener.port(),
+            "started jarvis-core"
+        );
         let mut core = Self {
             child,
             spec,
@@ -87,7 +166,7 @@ impl CoreProcess {
     }
 
     pub fn base_url(&self) -> String {
-        base_url(self.spec.port)
+        base_url(self.spec.listener.port())
     }
 
     pub async fn wait_exit(&mut self) -> std::io::Result<ExitStatus> {

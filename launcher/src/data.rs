@@ -252,7 +252,7 @@ async fn start_redis(paths: &AppPaths) -> anyhow::Result<RedisServer> {
     )?;
     let config = RedisConfig {
         dir: paths.redis_dir.clone(),
-        port: up::free_port()?,
+        port: 0,
         pid_file: paths.redis_pid_file(),
         launcher_password: secrets::random_hex(24),
         core_password: secrets::random_hex(24),

@@ -25,7 +25,7 @@ use crate::install::Install;
 use crate::update::{MAX_ATTEMPTS, UpdateState};
 
 use crate::config::AppConfig;
-use crate::core_process::{CoreProcess, CoreSpec, base_url};
+use crate::core_process::{CoreListener, CoreProcess, CoreSpec, base_url};
 use crate::instance::{self, LockAttempt};
 use crate::paths::AppPaths;
 use crate::{VERSION, logs, secrets};
@@ -101,19 +101,16 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
         .context("could not create the HTTP client")?;
     let redis_config = RedisConfig {
         dir: paths.redis_dir.clone(),
-        port: free_port()?,
+        // Picked when Redis starts, so no other process can take it first.
+        port: 0,
         pid_file: paths.redis_pid_file(),
         launcher_password: secrets::random_hex(24),
         core_password: secrets::random_hex(24),
     };
     let core_spec = CoreSpec {
         binary: core_binary,
-        port: match config.core_port {
-            0 => free_port()?,
-            port => port,
-        },
+        listener: CoreListener::bind(config.core_port)?,
         token: secrets::random_hex(32),
-        redis_url: redis_config.core_url(),
         log_file: paths.logs_dir.join("core.log"),
         required_models,
     };
@@ -412,15 +409,17 @@ async fn start_children(
             schema.max
         );
     }
-    let core = match CoreProcess::start(paths, core_spec, http, CORE_READY_TIMEOUT).await {
-        Ok(core) => core,
-        Err(e) => {
-            // Stopped (not just dropped) so nothing writes while an update
-            // rollback restores the data.
-            let _ = redis.stop(REDIS_STOP_DEADLINE).await;
-            return Err(e.context("the core did not start"));
-        }
-    };
+    let redis_url = redis.config().core_url();
+    let core =
+        match CoreProcess::start(paths, core_spec, &redis_url, http, CORE_READY_TIMEOUT).await {
+            Ok(core) => core,
+            Err(e) => {
+                // Stopped (not just dropped) so nothing writes while an update
+                // rollback restores the data.
+                let _ = redis.stop(REDIS_STOP_DEADLINE).await;
+                return Err(e.context("the core did not start"));
+            }
+        };
     Ok(Supervisor {
         paths: paths.clone(),
         http: http.clone(),
@@ -720,8 +719,9 @@ impl Supervisor {
                 () = tokio::time::sleep(delay) => {}
                 () = shutdown.recv() => return Ok(false),
             }
+            let redis_url = self.redis.config().core_url();
             let started = tokio::select! {
-                r = CoreProcess::start(&self.paths, spec, &self.http, CORE_READY_TIMEOUT) => r,
+                r = CoreProcess::start(&self.paths, spec, &redis_url, &self.http, CORE_READY_TIMEOUT) => r,
                 () = shutdown.recv() => return Ok(false),
             };
             match started {
@@ -751,7 +751,7 @@ impl Supervisor {
         let me = std::process::id();
         let record = Instance {
             version: VERSION.to_owned(),
-            base_url: base_url(self.core.spec().port),
+            base_url: base_url(self.core.spec().listener.port()),
             data_dir: self.paths.data_dir.display().to_string(),
             launcher: ProcessRecord {
                 pid: me,
@@ -766,7 +766,7 @@ impl Supervisor {
             ),
             core: child_record(
                 self.core.pid(),
-                self.core.spec().port,
+                self.core.spec().listener.port(),
                 &self.core.spec().binary,
                 &self.core.version,
                 self.core_restarts.total,
@@ -880,15 +880,6 @@ impl ShutdownSignal {
         }
         tracing::info!("stop requested");
     }
-}
-
-pub(crate) fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .context("could not find a free port on 127.0.0.1")?;
-    Ok(listener
-        .local_addr()
-        .context("listener has no address")?
-        .port())
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@ pub const CORE_USER: &str = "jarvis-core";
 pub struct RedisConfig {
     /// `<data>/redis`: `dump.rdb`, the append-only files and `redis.conf`.
     pub dir: PathBuf,
-    /// Loopback port; chosen free by the launcher.
+    /// Loopback port. `0` asks [`crate::RedisServer::start`] to pick a free
+    /// one (and to pick again if another process takes it first); the
+    /// running server's config then holds the port it got.
     pub port: u16,
     /// Where Redis writes its pid, so an orphan can be found again.
     pub pid_file: PathBuf,

@@ -66,6 +66,12 @@ pub enum RedisError {
         log_tail: String,
     },
 
+    #[error("redis-server could not listen on 127.0.0.1:{port}: another process uses that port")]
+    PortInUse { port: u16 },
+
+    #[error("could not find a free port on 127.0.0.1")]
+    NoFreePort(#[source] std::io::Error),
+
     #[error("redis-server did not answer PING within {0:?}")]
     NotReady(Duration),
 

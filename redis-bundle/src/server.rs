@@ -9,6 +9,10 @@ use crate::{RedisConfig, RedisError, process};
 /// How often start-up polls for `PING`.
 const READY_POLL: Duration = Duration::from_millis(2);
 
+/// How many free ports start-up tries when another process takes the one
+/// it picked before `redis-server` binds it.
+const PORT_ATTEMPTS: usize = 5;
+
 /// A running `redis-server` child. Dropping it kills the process (the
 /// append-only file keeps every acknowledged write); call
 /// [`RedisServer::stop`] for a graceful stop.
@@ -23,7 +27,37 @@ pub struct RedisServer {
 impl RedisServer {
     /// Writes `redis.conf`, starts `binary` with it, its output appended to
     /// `log_file`, and waits until it answers `PING` (at most `timeout`).
+    ///
+    /// With `config.port == 0` it picks a free loopback port, and another
+    /// one if a different process took it before `redis-server` could
+    /// bind it; [`Self::config`] then holds the port in use.
     pub async fn start(
+        binary: &Path,
+        mut config: RedisConfig,
+        log_file: &Path,
+        timeout: Duration,
+    ) -> Result<Self, RedisError> {
+        if config.port != 0 {
+            return Self::start_on_port(binary, config, log_file, timeout).await;
+        }
+        let mut attempt = 1;
+        loop {
+            config.port = free_port()?;
+            match Self::start_on_port(binary, config.clone(), log_file, timeout).await {
+                Err(RedisError::PortInUse { port }) if attempt < PORT_ATTEMPTS => {
+                    tracing::info!(
+                        port,
+                        attempt,
+                        "port taken before redis-server bound it; picking another"
+                    );
+                    attempt += 1;
+                }
+                started => return started,
+            }
+        }
+    }
+
+    async fn start_on_port(
         binary: &Path,
         config: RedisConfig,
         log_file: &Path,
@@ -31,6 +65,8 @@ impl RedisServer {
     ) -> Result<Self, RedisError> {
         let conf_path = config.write()?;
         let log = open_log(log_file)?;
+        // Where this start's output begins, to tell why it failed.
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
         let log_err = log
             .try_clone()
             .map_err(|source| file_error("open", log_file, source))?;
@@ -56,7 +92,7 @@ impl RedisServer {
             binary: binary.to_owned(),
             log_file: log_file.to_owned(),
         };
-        server.wait_ready(timeout).await?;
+        server.wait_ready(timeout, log_start).await?;
         Ok(server)
     }
 
@@ -135,10 +171,15 @@ impl RedisServer {
         Ok(client.get_multiplexed_async_connection().await?)
     }
 
-    async fn wait_ready(&mut self, timeout: Duration) -> Result<(), RedisError> {
+    async fn wait_ready(&mut self, timeout: Duration, log_start: u64) -> Result<(), RedisError> {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().map_err(RedisError::Wait)? {
+                if log_since(&self.log_file, log_start).contains("Address already in use") {
+                    return Err(RedisError::PortInUse {
+                        port: self.config.port,
+                    });
+                }
                 return Err(RedisError::ExitedEarly {
                     status,
                     log_tail: tail(&self.log_file, 15),
@@ -173,6 +214,28 @@ pub fn tail(path: &Path, lines: usize) -> String {
     };
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// What `path` holds after its first `start` bytes (lossy; empty when
+/// unreadable).
+fn log_since(path: &Path, start: u64) -> String {
+    use std::io::{Read as _, Seek as _};
+
+    let mut text = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path)
+        && file.seek(std::io::SeekFrom::Start(start)).is_ok()
+    {
+        let _ = file.read_to_end(&mut text);
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> Result<u16, RedisError> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(RedisError::NoFreePort)
 }
 
 fn open_log(path: &Path) -> Result<std::fs::File, RedisError> {

@@ -77,7 +77,7 @@ fn the_core_keeps_retrying_an_unreachable_redis_and_becomes_ready_when_it_appear
     assert_eq!(early.status(), 503);
 
     let redis_dir = tempfile::tempdir().unwrap();
-    let redis = TestRedis::start(redis_dir.path(), port, &[]);
+    let redis = TestRedis::start_on(redis_dir.path(), port, &[]);
     wait_for(Duration::from_secs(30), "core ready", || {
         api.ready().then_some(())
     });
@@ -93,7 +93,7 @@ fn the_core_keeps_retrying_an_unreachable_redis_and_becomes_ready_when_it_appear
     wait_for(Duration::from_secs(30), "core not ready", || {
         (!api.ready()).then_some(())
     });
-    let _redis = TestRedis::start(redis_dir.path(), port, &[]);
+    let _redis = TestRedis::start_on(redis_dir.path(), port, &[]);
     wait_for(Duration::from_secs(30), "core ready again", || {
         api.ready().then_some(())
     });
@@ -123,4 +123,46 @@ fn the_core_never_creates_its_folders() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not set"));
+}
+
+/// The launcher hands the core its socket; anything else under that name
+/// is refused with a reason, before the core serves anything.
+#[cfg(unix)]
+#[test]
+fn an_inherited_socket_that_is_not_a_loopback_listener_is_refused() {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::CommandExt as _;
+
+    let data = tempfile::tempdir().unwrap();
+    let not_a_socket = std::fs::File::open(core_bin()).unwrap();
+    let everyone = std::net::TcpListener::bind(("0.0.0.0", 0)).unwrap();
+    for (fd, expected) in [
+        (None, "descriptor 9 is not open"),
+        (Some(not_a_socket.as_raw_fd()), "not a listening TCP socket"),
+        (Some(everyone.as_raw_fd()), "not a loopback address"),
+    ] {
+        let mut cmd = Command::new(core_bin());
+        cmd.env(env::DATA_DIR, data.path())
+            .env(env::MODELS_DIR, data.path())
+            .env(env::REDIS_URL, "redis://127.0.0.1:1/0")
+            .env(env::API_TOKEN, "tok")
+            .env(env::CORE_LISTEN_FD, "9");
+        if let Some(fd) = fd {
+            // SAFETY: dup2 is async-signal-safe; it runs in the child
+            // between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::dup2(fd, 9) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{expected}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(out.stdout.is_empty(), "it served nothing");
+    }
 }

@@ -15,6 +15,25 @@ fn kill9_of_the_core_is_restarted_on_the_same_address_and_token() {
     let id = api.create_conversation();
     let old = home.instance().unwrap();
     assert!(signal(old.core.pid, Signal::Kill));
+    wait_for(SETTLE, "the killed core to be gone", || {
+        (!alive(old.core.pid)).then_some(())
+    });
+    // The launcher holds the socket: a request made while no core runs
+    // waits in its queue and the restarted core answers it, where a
+    // port that nothing listens on would refuse it.
+    #[cfg(unix)]
+    {
+        let fresh = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(SETTLE)
+            .build()
+            .unwrap();
+        let health = fresh
+            .get(format!("{}/healthz", old.base_url))
+            .send()
+            .unwrap();
+        assert_eq!(health.status(), 200);
+    }
 
     let new = wait_for(SETTLE, "a restarted core", || {
         home.instance()

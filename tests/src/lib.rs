@@ -526,9 +526,29 @@ pub struct TestRedis {
 }
 
 impl TestRedis {
-    /// Starts `redis-server` in `dir` with `args` appended to a loopback,
-    /// no-persistence configuration, and waits until it accepts connections.
-    pub fn start(dir: &Path, port: u16, args: &[&str]) -> Self {
+    /// Starts `redis-server` in `dir` on a free loopback port with `args`
+    /// appended to a no-persistence configuration, and waits until it
+    /// answers `PING`. Picks another port if a different process took the
+    /// one it chose before `redis-server` bound it.
+    pub fn start(dir: &Path, args: &[&str]) -> Self {
+        for _ in 0..5 {
+            if let Some(redis) = Self::try_start_on(dir, free_port(), args) {
+                return redis;
+            }
+        }
+        panic!("redis-server found no free port in 5 attempts");
+    }
+
+    /// [`Self::start`] on a port chosen beforehand (a test that points a
+    /// client at Redis before Redis exists).
+    pub fn start_on(dir: &Path, port: u16, args: &[&str]) -> Self {
+        Self::try_start_on(dir, port, args)
+            .unwrap_or_else(|| panic!("redis-server could not listen on port {port}"))
+    }
+
+    /// `None` when `redis-server` exited before answering, which is what it
+    /// does when another process has the port.
+    fn try_start_on(dir: &Path, port: u16, args: &[&str]) -> Option<Self> {
         let mut cmd = Command::new(redis_server_bin());
         cmd.current_dir(dir)
             .args([
@@ -543,16 +563,41 @@ impl TestRedis {
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = cmd.spawn().unwrap();
-        wait_for(Duration::from_secs(20), "test redis-server", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        Self { child, port }
+        let mut child = cmd.spawn().unwrap();
+        let start = Instant::now();
+        loop {
+            // Its own answer: a listener on the port may be someone else's.
+            if let Some(status) = child.try_wait().unwrap() {
+                eprintln!("redis-server on port {port} exited during start-up ({status})");
+                return None;
+            }
+            if answers_ping(port) && child.try_wait().unwrap().is_none() {
+                return Some(Self { child, port });
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "redis-server on port {port} did not answer PING within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+fn answers_ping(port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut answer = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut answer).is_ok()
+        && &answer == b"+PONG\r\n"
 }
 
 impl Drop for TestRedis {

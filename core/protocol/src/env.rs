@@ -39,6 +39,13 @@ pub const API_TOKEN: &str = "JARVIS_API_TOKEN";
 /// one. Only loopback addresses are accepted.
 pub const CORE_ADDR: &str = "JARVIS_CORE_ADDR";
 
+/// Core (Unix): the number of an inherited file descriptor holding a
+/// listening loopback TCP socket. The launcher binds the socket once and
+/// hands it to every core it starts, so the address never changes across
+/// restarts and no other process can take the port in between; when set,
+/// [`CORE_ADDR`] is ignored.
+pub const CORE_LISTEN_FD: &str = "JARVIS_CORE_LISTEN_FD";
+
 /// Launcher: the model catalog to use instead of the built-in one: a file
 /// path, a `file://` URL or an `http(s)://` URL.
 pub const CATALOG: &str = "JARVIS_CATALOG";
