@@ -270,6 +270,100 @@ fn silence_is_skipped_and_timestamps_still_match_the_upload() {
     assert_eq!(body["segments"], json!([]), "{body}");
 }
 
+/// Speech longer than whisper's 30-second window, with timestamps: each
+/// window after the first starts at the last timestamp whisper decoded
+/// (with a window fitted to what is left), so every sentence is there
+/// once, in order, and the segments follow each other on the upload's
+/// clock.
+#[test]
+fn speech_longer_than_one_window_keeps_every_sentence_once_with_ordered_times() {
+    let home = TestHome::new();
+    install_models(&home, true);
+    let _jarvis = home.up();
+    let api = home.api();
+    wait_engine(&api, "stt", "ready");
+
+    let sentences = [
+        (
+            "apple",
+            "The first sentence is about an apple on the table.",
+        ),
+        (
+            "garden",
+            "The second sentence is about a garden full of flowers.",
+        ),
+        (
+            "winter",
+            "The third sentence is about a long and cold winter.",
+        ),
+        (
+            "river",
+            "The fourth sentence is about a river that runs to the sea.",
+        ),
+        (
+            "mountain",
+            "The fifth sentence is about a mountain covered in snow.",
+        ),
+        (
+            "library",
+            "The sixth sentence is about a library with many old books.",
+        ),
+        (
+            "engine",
+            "The seventh sentence is about an engine that never stops.",
+        ),
+        (
+            "market",
+            "The eighth sentence is about a busy market in the morning.",
+        ),
+        (
+            "bicycle",
+            "The ninth sentence is about a bicycle with a red bell.",
+        ),
+        (
+            "kitchen",
+            "The tenth sentence is about a kitchen that smells of bread.",
+        ),
+    ];
+    let scratch = home.scratch();
+    let spoken = speak(&scratch, "long.wav", &sentences.map(|(_, s)| s).join(" "));
+    let total_secs = wav_secs(&spoken);
+    assert!(
+        total_secs > 35.0,
+        "the clip must need two windows: {total_secs} s"
+    );
+
+    let body = transcribe_verbose(&api, &spoken);
+    let text = body["text"].as_str().unwrap().to_lowercase();
+    let mut last_at = 0;
+    for (word, _) in sentences {
+        assert_eq!(
+            text.matches(word).count(),
+            1,
+            "'{word}' must be there exactly once: {text:?}"
+        );
+        let at = text.find(word).unwrap();
+        assert!(at >= last_at, "'{word}' out of order in {text:?}");
+        last_at = at;
+    }
+    let segments = body["segments"].as_array().unwrap();
+    assert!(segments.len() >= 2, "{body}");
+    let mut previous_end = 0.0;
+    for segment in segments {
+        let (start, end) = (
+            segment["start"].as_f64().unwrap(),
+            segment["end"].as_f64().unwrap(),
+        );
+        assert!(start <= end, "{segment}");
+        assert!(start + 0.5 >= previous_end, "segments overlap: {body}");
+        previous_end = end;
+    }
+    assert!(
+        previous_end > 30.0 && previous_end <= total_secs + 0.5,
+        "the last segment ends at {previous_end} s of {total_secs}: {body}"
+    );
+}
+
 fn transcribe_verbose(api: &jarvis_tests::Api, wav: &std::path::Path) -> Value {
     let response = transcription(api, wav, "verbose_json");
     assert_eq!(response.status(), 200, "{}", wav.display());

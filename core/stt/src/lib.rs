@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
 pub use audio::{Audio, AudioError, decode_wav};
 
@@ -45,8 +47,9 @@ pub struct TranscribeOptions {
     pub skip_silence: bool,
     /// Segment times are wanted (`verbose_json`). Without them whisper
     /// decodes the audio as one segment per 30-second window: fewer tokens,
-    /// and never a second encoder pass for the tail after the last
-    /// timestamp.
+    /// and no going back to the last timestamp. With them, see
+    /// `timed_windows`: the tail after a window's last timestamp is
+    /// encoded with a window fitted to it.
     pub timestamps: bool,
 }
 
@@ -209,29 +212,23 @@ impl Transcriber {
             params.set_audio_ctx(audio_context_for(speech_secs));
             params.set_single_segment(speech_secs < 10.0);
         }
-        params.set_no_timestamps(!options.timestamps);
-        state
-            .full(params, samples)
-            .map_err(|e| SttError::Inference(e.to_string()))?;
+        let heard = if options.timestamps {
+            timed_windows(&mut state, &params, samples, options.fit_audio_context)?
+        } else {
+            params.set_no_timestamps(true);
+            run_whisper(&mut state, params, samples, 0.0)?
+        };
         // whisper's times are on the clock of what it heard; the client's
         // is the upload's.
         let to_original = |t: f64| compacted.as_ref().map_or(t, |c| c.to_original(t));
-        let mut segments = Vec::new();
-        for segment in state.as_iter() {
-            let text = segment
-                .to_str_lossy()
-                .map_err(|e| SttError::Inference(e.to_string()))?
-                .trim()
-                .to_owned();
-            if text.is_empty() {
-                continue;
-            }
-            segments.push(Segment {
-                start_secs: to_original(segment.start_timestamp() as f64 / 100.0),
-                end_secs: to_original(segment.end_timestamp() as f64 / 100.0),
-                text,
-            });
-        }
+        let segments: Vec<Segment> = heard
+            .into_iter()
+            .map(|s| Segment {
+                start_secs: to_original(s.start_secs),
+                end_secs: to_original(s.end_secs),
+                text: s.text,
+            })
+            .collect();
         let text = segments
             .iter()
             .map(|s| s.text.as_str())
@@ -247,10 +244,159 @@ impl Transcriber {
     }
 }
 
+/// Seconds of audio per sample at whisper's rate.
+const SECS_PER_SAMPLE: f64 = 1.0 / audio::WHISPER_RATE as f64;
+
+/// Runs whisper.cpp over `samples` and returns its segments, `offset_secs`
+/// added to their times.
+fn run_whisper(
+    state: &mut WhisperState,
+    params: FullParams<'_, '_>,
+    samples: &[f32],
+    offset_secs: f64,
+) -> Result<Vec<Segment>, SttError> {
+    state
+        .full(params, samples)
+        .map_err(|e| SttError::Inference(e.to_string()))?;
+    let mut segments = Vec::new();
+    for segment in state.as_iter() {
+        let text = segment
+            .to_str_lossy()
+            .map_err(|e| SttError::Inference(e.to_string()))?
+            .trim()
+            .to_owned();
+        if text.is_empty() {
+            continue;
+        }
+        segments.push(Segment {
+            start_secs: offset_secs + segment.start_timestamp() as f64 / 100.0,
+            end_secs: offset_secs + segment.end_timestamp() as f64 / 100.0,
+            text,
+        });
+    }
+    Ok(segments)
+}
+
+/// A transcription with segment times, one 30-second window per whisper.cpp
+/// run.
+///
+/// whisper.cpp decodes a window, goes back to the last timestamp it
+/// decoded and encodes a new window from there, with the same encoder
+/// window size, even when only a short tail is left: a second full-price
+/// encoder pass for a few seconds of speech. Here each run stops after its
+/// first window (the encoder-begin hook) and the next run starts at that
+/// timestamp with a window fitted to what is left. A tail of under a
+/// tenth of a second, or one without speech, ends it.
+fn timed_windows(
+    state: &mut WhisperState,
+    params: &FullParams<'_, '_>,
+    samples: &[f32],
+    fit_audio_context: bool,
+) -> Result<Vec<Segment>, SttError> {
+    const WINDOW_SECS: f64 = 30.0;
+    let mut segments = Vec::new();
+    let mut offset = 0;
+    let mut padded;
+    loop {
+        let mut rest = &samples[offset..];
+        let rest_secs = rest.len() as f64 * SECS_PER_SAMPLE;
+        if rest.len() < audio::WHISPER_RATE as usize {
+            padded = rest.to_vec();
+            padded.resize(audio::WHISPER_RATE as usize + 1600, 0.0);
+            rest = &padded[..];
+        }
+        let mut window = params.clone();
+        window.set_no_timestamps(false);
+        if fit_audio_context && rest_secs < 29.0 {
+            window.set_audio_ctx(audio_context_for(rest_secs));
+            window.set_single_segment(rest_secs < 10.0);
+        } else {
+            window.set_audio_ctx(0);
+            window.set_single_segment(false);
+        }
+        let mut windows_begun: u32 = 0;
+        // SAFETY: the hook matches whisper.cpp's encoder-begin signature and
+        // only touches `windows_begun`, which outlives the run below.
+        unsafe {
+            window.set_start_encoder_callback(Some(first_window_only));
+            window.set_start_encoder_callback_user_data((&raw mut windows_begun).cast());
+        }
+        let heard = run_whisper(state, window, rest, offset as f64 * SECS_PER_SAMPLE)?;
+        let window_secs = rest_secs.min(WINDOW_SECS);
+        // Where whisper.cpp would go on: its last timestamp, or the end of
+        // the window when it decoded nothing after the window's first second.
+        let last_end = heard
+            .last()
+            .map_or(0.0, |s| s.end_secs - offset as f64 * SECS_PER_SAMPLE);
+        segments.extend(heard);
+        let next_secs = if last_end >= 1.0 {
+            last_end.min(window_secs)
+        } else {
+            window_secs
+        };
+        offset += ((next_secs / SECS_PER_SAMPLE) as usize).max(1);
+        let tail = &samples[offset.min(samples.len())..];
+        if tail.len() < audio::WHISPER_RATE as usize / 10 || speech::speech_spans(tail).is_empty() {
+            return Ok(segments);
+        }
+    }
+}
+
+/// whisper.cpp's encoder-begin hook for [`timed_windows`]: lets the first
+/// window of a run through and ends the run before a second.
+unsafe extern "C" fn first_window_only(
+    _context: *mut whisper_rs::WhisperSysContext,
+    _state: *mut whisper_rs::WhisperSysState,
+    windows_begun: *mut std::ffi::c_void,
+) -> bool {
+    // SAFETY: `timed_windows` passes a pointer to its `u32` counter, alive
+    // for the whole run; whisper.cpp calls this from the running thread.
+    let windows_begun = unsafe { &mut *windows_begun.cast::<u32>() };
+    *windows_begun += 1;
+    *windows_begun == 1
+}
+
 /// whisper.cpp prints to stderr by default; send it to `tracing` instead.
 fn route_logs_to_tracing() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(whisper_rs::install_logging_hooks);
+    ONCE.call_once(|| {
+        whisper_rs::install_logging_hooks();
+        // SAFETY: `whisper_log` is a C-callable function that never unwinds
+        // and keeps no pointer it is given.
+        unsafe { whisper_rs::set_log_callback(Some(whisper_log), std::ptr::null_mut()) };
+    });
+}
+
+/// whisper.cpp's log lines as `tracing` events. The error it logs when
+/// [`first_window_only`] ends a run on purpose is not an error here.
+unsafe extern "C" fn whisper_log(
+    level: whisper_rs::whisper_rs_sys::ggml_log_level,
+    text: *const std::ffi::c_char,
+    _user_data: *mut std::ffi::c_void,
+) {
+    use whisper_rs::whisper_rs_sys::{
+        ggml_log_level_GGML_LOG_LEVEL_ERROR as ERROR, ggml_log_level_GGML_LOG_LEVEL_INFO as INFO,
+        ggml_log_level_GGML_LOG_LEVEL_WARN as WARN,
+    };
+
+    if text.is_null() {
+        return;
+    }
+    // SAFETY: whisper.cpp passes a NUL-terminated string, valid for the call.
+    let text = unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy();
+    let text = text.trim();
+    if text.is_empty() {
+        return;
+    }
+    match level {
+        ERROR if text.contains("encoder_begin_callback returned false") => {
+            tracing::debug!(target: "whisper", "{text}");
+        }
+        ERROR => tracing::error!(target: "whisper", "{text}"),
+        WARN => tracing::warn!(target: "whisper", "{text}"),
+        INFO => tracing::info!(target: "whisper", "{text}"),
+        _ => tracing::debug!(target: "whisper", "{text}"),
+    }
 }
 
 #[cfg(test)]
