@@ -23,11 +23,17 @@ const READY_POLL: Duration = Duration::from_millis(3);
 /// or between a crash and the restart, and connections that arrive while a
 /// core restarts wait in the socket's queue instead of being refused.
 /// Elsewhere the core binds the port itself.
+///
+/// A core from before this hand-over ignores the socket and binds the
+/// address itself, which the held socket makes fail; the launcher then
+/// lets go of the socket and starts that core the old way (see
+/// [`CoreProcess::start`]), so a rollback to an older version still runs.
 #[derive(Debug, Clone)]
 pub struct CoreListener {
     port: u16,
+    /// `None` once released for a core that binds the port itself.
     #[cfg(unix)]
-    socket: std::sync::Arc<std::net::TcpListener>,
+    socket: std::sync::Arc<std::sync::Mutex<Option<std::net::TcpListener>>>,
 }
 
 impl CoreListener {
@@ -50,7 +56,7 @@ impl CoreListener {
         #[cfg(unix)]
         return Ok(Self {
             port,
-            socket: std::sync::Arc::new(socket),
+            socket: std::sync::Arc::new(std::sync::Mutex::new(Some(socket))),
         });
         #[cfg(not(unix))]
         {
@@ -64,14 +70,38 @@ impl CoreListener {
         self.port
     }
 
+    /// Whether the socket is still held to be handed over.
+    fn is_held(&self) -> bool {
+        #[cfg(unix)]
+        return self.socket.lock().is_ok_and(|socket| socket.is_some());
+        #[cfg(not(unix))]
+        false
+    }
+
+    /// Closes the held socket, so that a core that binds the port itself
+    /// can. Every clone of this listener stops handing it over.
+    fn release(&self) {
+        #[cfg(unix)]
+        if let Ok(mut socket) = self.socket.lock() {
+            socket.take();
+        }
+    }
+
     /// Hands the socket to the core `cmd` starts.
     fn pass_to(&self, cmd: &mut Command) {
         cmd.env(env::CORE_ADDR, format!("127.0.0.1:{}", self.port));
         #[cfg(unix)]
         {
-            use std::os::fd::AsRawFd as _;
+            use std::os::fd::AsRawFd;
 
-            let fd = self.socket.as_raw_fd();
+            let Some(fd) = self
+                .socket
+                .lock()
+                .ok()
+                .and_then(|socket| socket.as_ref().map(AsRawFd::as_raw_fd))
+            else {
+                return;
+            };
             cmd.env(env::CORE_LISTEN_FD, fd.to_string());
             // SAFETY: the closure runs in the child between fork and exec
             // and calls only fcntl, which is async-signal-safe. Clearing
@@ -112,7 +142,39 @@ pub struct CoreProcess {
 impl CoreProcess {
     /// Starts the core, connecting to Redis at `redis_url`, and waits (at
     /// most `timeout`) until it is ready.
+    ///
+    /// A core that cannot listen because it binds the held address itself
+    /// (one from before the socket hand-over) is started again with the
+    /// socket released.
     pub async fn start(
+        paths: &AppPaths,
+        spec: CoreSpec,
+        redis_url: &str,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let log_start = std::fs::metadata(&spec.log_file).map_or(0, |m| m.len());
+        let handed_over = spec.listener.is_held();
+        match Self::start_once(paths, spec.clone(), redis_url, http, timeout).await {
+            Err(e)
+                if handed_over
+                    && jarvis_redis_bundle::log_since(&spec.log_file, log_start)
+                        .contains("Address already in use") =>
+            {
+                tracing::warn!(
+                    core = %spec.binary.display(),
+                    "this core binds its address itself (an older version); starting it with the socket released"
+                );
+                spec.listener.release();
+                Self::start_once(paths, spec, redis_url, http, timeout)
+                    .await
+                    .map_err(|again| again.context(e.to_string()))
+            }
+            started => started,
+        }
+    }
+
+    async fn start_once(
         paths: &AppPaths,
         spec: CoreSpec,
         redis_url: &str,

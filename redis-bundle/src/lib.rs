@@ -25,7 +25,7 @@ mod server;
 
 pub use config::{CORE_USER, LAUNCHER_USER, RedisConfig};
 pub use locate::{BINARY_NAME, locate};
-pub use server::{RedisServer, tail};
+pub use server::{RedisServer, log_since, tail};
 
 use std::path::PathBuf;
 use std::process::ExitStatus;

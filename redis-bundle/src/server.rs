@@ -217,8 +217,8 @@ pub fn tail(path: &Path, lines: usize) -> String {
 }
 
 /// What `path` holds after its first `start` bytes (lossy; empty when
-/// unreadable).
-fn log_since(path: &Path, start: u64) -> String {
+/// unreadable): one start's part of a log that every start appends to.
+pub fn log_since(path: &Path, start: u64) -> String {
     use std::io::{Read as _, Seek as _};
 
     let mut text = Vec::new();

@@ -10,8 +10,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use jarvis_download::Sha256Digest;
+use jarvis_protocol::env;
 use jarvis_tests::fault_server::FaultServer;
-use jarvis_tests::{Output, TestHome, binary, copy_dir, core_bin, pseudo_random_bytes, snapshot};
+use jarvis_tests::{
+    Output, Signal, TestHome, binary, copy_dir, core_bin, pseudo_random_bytes, signal, snapshot,
+    wait_for,
+};
 use serde_json::Value;
 
 /// A release workshop: keys, bundles and a feed served over HTTP, and an
@@ -50,14 +54,19 @@ impl Workshop {
     }
 
     fn bundle_with(&self, version: &str, broken: bool, extra: &[&str]) -> PathBuf {
-        let work = self.path(&format!("src-{version}"));
-        std::fs::create_dir_all(&work).unwrap();
         let mut core = std::fs::read(core_bin()).unwrap();
         if broken {
             core.truncate(4096);
         } else {
             core.extend_from_slice(format!("jarvis build {version}").as_bytes());
         }
+        self.bundle_of(version, &core, extra)
+    }
+
+    /// A version folder whose core is `core` (bytes of an executable).
+    fn bundle_of(&self, version: &str, core: &[u8], extra: &[&str]) -> PathBuf {
+        let work = self.path(&format!("src-{version}"));
+        std::fs::create_dir_all(&work).unwrap();
         let core_path = work.join("jarvis-core");
         std::fs::write(&core_path, core).unwrap();
         let ui = work.join("index.html");
@@ -219,6 +228,53 @@ fn set_auto_update(home: &TestHome, on: bool) {
         );
     config["auto_update"] = on.into();
     std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+}
+
+/// A version from before the launcher handed the core its socket: its
+/// core binds the address itself, which the socket the launcher holds
+/// makes fail. The launcher lets go of the socket and starts that core the
+/// old way, so rolling back to such a version still runs, and restarts it
+/// the same way after a crash.
+#[test]
+fn a_core_that_binds_its_own_address_still_starts_and_restarts() {
+    let shop = Workshop::new();
+    let older_core = format!(
+        "#!/bin/sh\n# A core from before the socket hand-over.\nunset {}\nexec '{}' \"$@\"\n",
+        env::CORE_LISTEN_FD,
+        core_bin().display()
+    );
+    let v1 = shop.bundle_of("1.0.0", older_core.as_bytes(), &[]);
+    shop.release("feed1", &v1, &[], &[], &shop.key());
+    let home = shop.home("feed-current");
+    let feed = shop.path("feed1");
+    json(&home.run(&[
+        "update",
+        "apply",
+        "--from",
+        feed.to_str().unwrap(),
+        "--json",
+    ]));
+    set_auto_update(&home, false);
+
+    let _launcher = home.up();
+    let api = home.api();
+    let id = api.create_conversation();
+    assert_eq!(api.add_message(&id, "user", "old core").status(), 201);
+    let old = home.instance().unwrap();
+    assert!(
+        old.core.executable.contains("resources/app/1.0.0"),
+        "{old:?}"
+    );
+    assert!(signal(old.core.pid, Signal::Kill));
+    let new = wait_for(Duration::from_secs(30), "a restarted core", || {
+        home.instance()
+            .filter(|i| i.core.pid != old.core.pid && i.core.restarts == 1)
+    });
+    assert_eq!(new.base_url, old.base_url);
+    wait_for(Duration::from_secs(30), "the API to answer", || {
+        api.ready().then_some(())
+    });
+    assert_eq!(api.messages(&id).unwrap(), vec!["old core"]);
 }
 
 /// Publishes a 2.0.0 whose core cannot start and applies it over 1.0.0.
