@@ -15,6 +15,16 @@ use serde_json::{Value, json};
 /// the same file); the bare question makes it ramble in French.
 const FRANCE: &str = "What is the capital of France? Answer in one sentence.";
 
+/// A running Jarvis with both models installed and speech-to-text loaded.
+fn up_with_speech_ready() -> (TestHome, jarvis_tests::Launcher, jarvis_tests::Api) {
+    let home = TestHome::new();
+    install_models(&home, true);
+    let jarvis = home.up();
+    let api = home.api();
+    wait_engine(&api, "stt", "ready");
+    (home, jarvis, api)
+}
+
 fn slow(request: reqwest::blocking::RequestBuilder) -> reqwest::blocking::Response {
     request.timeout(Duration::from_secs(180)).send().unwrap()
 }
@@ -152,11 +162,7 @@ fn four_concurrent_chats_complete_and_a_cancelled_turn_keeps_its_partial_answer(
 
 #[test]
 fn espeak_speech_is_transcribed_at_any_rate_and_channel_count() {
-    let home = TestHome::new();
-    install_models(&home, true);
-    let _jarvis = home.up();
-    let api = home.api();
-    wait_engine(&api, "stt", "ready");
+    let (home, _jarvis, api) = up_with_speech_ready();
 
     let spoken = "Please open the door and turn on the lights.";
     let original = speak(&home.scratch(), "door.wav", spoken);
@@ -222,11 +228,7 @@ fn espeak_speech_is_transcribed_at_any_rate_and_channel_count() {
 /// to the upload; audio with no speech at all is an empty transcript.
 #[test]
 fn silence_is_skipped_and_timestamps_still_match_the_upload() {
-    let home = TestHome::new();
-    install_models(&home, true);
-    let _jarvis = home.up();
-    let api = home.api();
-    wait_engine(&api, "stt", "ready");
+    let (home, _jarvis, api) = up_with_speech_ready();
 
     let scratch = home.scratch();
     let first = speak(&scratch, "first.wav", "Please open the door.");
@@ -277,11 +279,7 @@ fn silence_is_skipped_and_timestamps_still_match_the_upload() {
 /// clock.
 #[test]
 fn speech_longer_than_one_window_keeps_every_sentence_once_with_ordered_times() {
-    let home = TestHome::new();
-    install_models(&home, true);
-    let _jarvis = home.up();
-    let api = home.api();
-    wait_engine(&api, "stt", "ready");
+    let (home, _jarvis, api) = up_with_speech_ready();
 
     let sentences = [
         (

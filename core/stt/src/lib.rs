@@ -178,16 +178,8 @@ impl Transcriber {
         }
         let samples = compacted.as_ref().map_or(samples, |c| &c.samples[..]);
         let speech_secs = samples.len() as f64 / f64::from(audio::WHISPER_RATE);
-        // whisper.cpp pads to at least one second; below that it may
-        // return nothing at all.
-        let mut padded;
-        let samples = if samples.len() < audio::WHISPER_RATE as usize {
-            padded = samples.to_vec();
-            padded.resize(audio::WHISPER_RATE as usize + 1600, 0.0);
-            &padded[..]
-        } else {
-            samples
-        };
+        let samples = at_least_a_second(samples);
+        let samples = &samples[..];
         let mut state = self
             .context
             .create_state()
@@ -206,12 +198,7 @@ impl Transcriber {
         params.set_no_context(true);
         params.set_suppress_blank(true);
         params.set_language(language.as_deref().or(Some("auto")));
-        // Short clips: a window fitted to the audio (30 s clips and longer
-        // keep the full window, chunk by chunk).
-        if options.fit_audio_context && speech_secs < 29.0 {
-            params.set_audio_ctx(audio_context_for(speech_secs));
-            params.set_single_segment(speech_secs < 10.0);
-        }
+        set_window(&mut params, speech_secs, options.fit_audio_context);
         let heard = if options.timestamps {
             timed_windows(&mut state, &params, samples, options.fit_audio_context)?
         } else {
@@ -241,6 +228,31 @@ impl Transcriber {
             language: language.unwrap_or_else(|| "auto".into()),
             elapsed: started.elapsed(),
         })
+    }
+}
+
+/// `samples`, padded with silence to over a second when shorter: whisper.cpp
+/// pads to at least one second, and below that may return nothing at all.
+fn at_least_a_second(samples: &[f32]) -> std::borrow::Cow<'_, [f32]> {
+    let second = audio::WHISPER_RATE as usize;
+    if samples.len() >= second {
+        return std::borrow::Cow::Borrowed(samples);
+    }
+    let mut padded = samples.to_vec();
+    padded.resize(second + 1600, 0.0);
+    std::borrow::Cow::Owned(padded)
+}
+
+/// The encoder window for `secs` of audio: fitted to short audio (one
+/// segment under 10 s), whisper's full 30 s window otherwise (and for
+/// longer audio, window by window).
+fn set_window(params: &mut FullParams<'_, '_>, secs: f64, fit_audio_context: bool) {
+    if fit_audio_context && secs < 29.0 {
+        params.set_audio_ctx(audio_context_for(secs));
+        params.set_single_segment(secs < 10.0);
+    } else {
+        params.set_audio_ctx(0);
+        params.set_single_segment(false);
     }
 }
 
@@ -296,24 +308,12 @@ fn timed_windows(
     const WINDOW_SECS: f64 = 30.0;
     let mut segments = Vec::new();
     let mut offset = 0;
-    let mut padded;
     loop {
-        let mut rest = &samples[offset..];
-        let rest_secs = rest.len() as f64 * SECS_PER_SAMPLE;
-        if rest.len() < audio::WHISPER_RATE as usize {
-            padded = rest.to_vec();
-            padded.resize(audio::WHISPER_RATE as usize + 1600, 0.0);
-            rest = &padded[..];
-        }
+        let rest_secs = (samples.len() - offset) as f64 * SECS_PER_SAMPLE;
+        let rest = at_least_a_second(&samples[offset..]);
         let mut window = params.clone();
         window.set_no_timestamps(false);
-        if fit_audio_context && rest_secs < 29.0 {
-            window.set_audio_ctx(audio_context_for(rest_secs));
-            window.set_single_segment(rest_secs < 10.0);
-        } else {
-            window.set_audio_ctx(0);
-            window.set_single_segment(false);
-        }
+        set_window(&mut window, rest_secs, fit_audio_context);
         let mut windows_begun: u32 = 0;
         // SAFETY: the hook matches whisper.cpp's encoder-begin signature and
         // only touches `windows_begun`, which outlives the run below.
@@ -321,7 +321,7 @@ fn timed_windows(
             window.set_start_encoder_callback(Some(first_window_only));
             window.set_start_encoder_callback_user_data((&raw mut windows_begun).cast());
         }
-        let heard = run_whisper(state, window, rest, offset as f64 * SECS_PER_SAMPLE)?;
+        let heard = run_whisper(state, window, &rest, offset as f64 * SECS_PER_SAMPLE)?;
         let window_secs = rest_secs.min(WINDOW_SECS);
         // Where whisper.cpp would go on: its last timestamp, or the end of
         // the window when it decoded nothing after the window's first second.
