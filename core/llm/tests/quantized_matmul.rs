@@ -2,7 +2,9 @@
 //! per task, one parallel loop for all prompt rows) against a plain f32
 //! matmul of the same dequantized weights, for every shape class it has:
 //! one row (decoding) and several (a prompt), weight rows in whole groups
-//! of four and with a partial last group.
+//! of four and with a partial last group. And the quantisation of the
+//! activations (AVX2 in the x86-64-v3 build) against the scalar rule,
+//! byte for byte.
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
@@ -62,5 +64,42 @@ fn q8_0_matmul_matches_the_dequantized_product_for_every_shape() {
                 }
             }
         }
+    }
+}
+
+/// The scalar rule of `quantize_row_q8_0`: per block of 32, d = max|x|/127
+/// stored as f16, q = round(x / d) with halves away from zero.
+fn q8_0_reference(xs: &[f32]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for block in xs.chunks_exact(32) {
+        let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        bytes.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
+        bytes.extend(block.iter().map(|x| (x * id).round() as i8 as u8));
+    }
+    bytes
+}
+
+#[test]
+fn q8_0_quantisation_matches_the_scalar_rule_byte_for_byte() {
+    // Exact halves (the block's max is 127, so the scale is exactly 1),
+    // values either side of them, zeros, and ordinary values.
+    let mut ties = vec![
+        127.0, -0.5, 0.5, 1.5, -1.5, 2.5, -2.5, 126.5, -126.5, 0.499_999_97, -0.499_999_97, 0.0,
+        -0.0, 3.499_999_8, 3.500_000_2, -63.5,
+    ];
+    ties.resize(32, 0.25);
+    let mut xs = ties;
+    xs.extend(values(32 * 63, 7));
+    xs.extend([0.0; 32]);
+    let device = Device::Cpu;
+    let tensor = Tensor::from_vec(xs.clone(), (1, xs.len()), &device).unwrap();
+    let quantized = QTensor::quantize(&tensor, GgmlDType::Q8_0).unwrap();
+    let got = quantized.data().unwrap();
+    let want = q8_0_reference(&xs);
+    assert_eq!(got.len(), want.len());
+    for (block, (g, w)) in got.chunks(34).zip(want.chunks(34)).enumerate() {
+        assert_eq!(g, w, "block {block}");
     }
 }

@@ -118,6 +118,50 @@ pub(crate) fn vec_dot_q8_0_q8_0_x4(
     }
 }
 
+/// Jarvis patch: `BlockQ8_0::from_float` (the activations of every
+/// quantized matmul) in AVX2: the scalar loop rounds one value at a time.
+/// Same result as the scalar code: the same scale, and round half away
+/// from zero (`f32::round`) as trunc(x + copysign(0.5 - 2^-25, x)).
+#[inline(always)]
+pub(crate) fn quantize_row_q8_0(xs: &[f32], ys: &mut [BlockQ8_0]) {
+    debug_assert_eq!(xs.len(), ys.len() * QK8_0);
+    unsafe {
+        let sign_bit = _mm256_set1_ps(-0.0);
+        let almost_half = _mm256_set1_ps(0.499_999_97);
+        for (xs, y) in xs.chunks_exact(QK8_0).zip(ys.iter_mut()) {
+            let p = xs.as_ptr();
+            let v = [
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            ];
+            let abs = v.map(|v| _mm256_andnot_ps(sign_bit, v));
+            let max = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+            let max4 = _mm_max_ps(_mm256_extractf128_ps(max, 1), _mm256_castps256_ps128(max));
+            let max4 = _mm_max_ps(max4, _mm_movehl_ps(max4, max4));
+            let max4 = _mm_max_ss(max4, _mm_movehdup_ps(max4));
+            let amax = _mm_cvtss_f32(max4);
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            y.d = f16::from_f32(d);
+            let id = _mm256_set1_ps(id);
+            let q = v.map(|v| {
+                let x = _mm256_mul_ps(v, id);
+                let half = _mm256_or_ps(_mm256_and_ps(x, sign_bit), almost_half);
+                _mm256_cvttps_epi32(_mm256_add_ps(x, half))
+            });
+            // i32 -> i16 -> i8 packs work per 128-bit lane; put the eight
+            // 32-bit groups back in order.
+            let q01 = _mm256_packs_epi32(q[0], q[1]);
+            let q23 = _mm256_packs_epi32(q[2], q[3]);
+            let q = _mm256_packs_epi16(q01, q23);
+            let q = _mm256_permutevar8x32_epi32(q, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(y.qs.as_mut_ptr() as *mut __m256i, q);
+        }
+    }
+}
+
 #[inline(always)]
 unsafe fn get_scale_shuffle(i: usize) -> __m128i {
     const K_SHUFFLE: [u8; 128] = [

@@ -621,6 +621,7 @@ impl GgmlType for BlockQ8_0 {
         }
     }
 
+    #[allow(unreachable_code)]
     fn from_float(xs: &[f32], ys: &mut [Self]) {
         // quantize_row_q8_0
         let k = xs.len();
@@ -637,6 +638,9 @@ impl GgmlType for BlockQ8_0 {
             ys.len(),
             Self::BLCK_SIZE
         );
+        #[cfg(target_feature = "avx2")]
+        return super::avx::quantize_row_q8_0(xs, ys);
+
         for (i, ys) in ys.iter_mut().enumerate() {
             let mut amax = 0f32;
             let xs = &xs[i * Self::BLCK_SIZE..(i + 1) * Self::BLCK_SIZE];
