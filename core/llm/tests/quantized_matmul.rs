@@ -86,8 +86,22 @@ fn q8_0_quantisation_matches_the_scalar_rule_byte_for_byte() {
     // Exact halves (the block's max is 127, so the scale is exactly 1),
     // values either side of them, zeros, and ordinary values.
     let mut ties = vec![
-        127.0, -0.5, 0.5, 1.5, -1.5, 2.5, -2.5, 126.5, -126.5, 0.499_999_97, -0.499_999_97, 0.0,
-        -0.0, 3.499_999_8, 3.500_000_2, -63.5,
+        127.0,
+        -0.5,
+        0.5,
+        1.5,
+        -1.5,
+        2.5,
+        -2.5,
+        126.5,
+        -126.5,
+        0.499_999_97,
+        -0.499_999_97,
+        0.0,
+        -0.0,
+        3.499_999_8,
+        3.500_000_2,
+        -63.5,
     ];
     ties.resize(32, 0.25);
     let mut xs = ties;
