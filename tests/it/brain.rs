@@ -189,9 +189,8 @@ fn espeak_speech_is_transcribed_at_any_rate_and_channel_count() {
             );
         }
     }
-    // The core keeps whisper's state from one request to the next: after
-    // other rates and a run with timestamps, the same upload gets exactly
-    // the same text as the first time.
+    // After other rates and a run with timestamps, the same upload gets
+    // exactly the same text as the first time.
     let timed = transcribe_verbose(&api, &original);
     assert!(!timed["segments"].as_array().unwrap().is_empty(), "{timed}");
     assert_eq!(text_of(&original), first);

@@ -4,9 +4,7 @@
 //! - [`audio`] turns an uploaded WAV into 16 kHz mono samples.
 //! - [`speech`] finds where the speech is, so silence is never encoded.
 //! - [`Transcriber`] holds one loaded model; each call gets its own
-//!   whisper state, so several transcriptions can run at once, and the
-//!   last one's state is kept for the next call (building one allocates
-//!   and sizes its buffers again: tens of megabytes touched afresh).
+//!   whisper state, so several transcriptions can run at once.
 //!
 //! A model file is checked completely ([`jarvis_whisper_ggml::inspect`])
 //! before whisper.cpp reads it: whisper.cpp trusts its input, and a corrupt
@@ -16,7 +14,7 @@ pub mod audio;
 pub mod speech;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, Once, PoisonError};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use whisper_rs::{
@@ -91,8 +89,6 @@ pub struct Transcriber {
     context: WhisperContext,
     path: PathBuf,
     multilingual: bool,
-    /// The state of the last transcription that went well, for the next.
-    idle_state: Mutex<Option<WhisperState>>,
 }
 
 impl std::fmt::Debug for Transcriber {
@@ -138,7 +134,6 @@ impl Transcriber {
             context,
             path: path.to_owned(),
             multilingual: info.multilingual,
-            idle_state: Mutex::new(None),
         })
     }
 
@@ -185,18 +180,10 @@ impl Transcriber {
         let speech_secs = samples.len() as f64 / f64::from(audio::WHISPER_RATE);
         let samples = at_least_a_second(samples);
         let samples = &samples[..];
-        let idle = self
-            .idle_state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let mut state = match idle {
-            Some(state) => state,
-            None => self
-                .context
-                .create_state()
-                .map_err(|e| SttError::Inference(e.to_string()))?,
-        };
+        let mut state = self
+            .context
+            .create_state()
+            .map_err(|e| SttError::Inference(e.to_string()))?;
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         let threads = if options.threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -218,12 +205,6 @@ impl Transcriber {
             params.set_no_timestamps(true);
             run_whisper(&mut state, params, samples, 0.0)?
         };
-        // Only a state whose run went well is kept (the `?`s above drop a
-        // failed one); whisper.cpp resets it at the start of every run.
-        *self
-            .idle_state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(state);
         // whisper's times are on the clock of what it heard; the client's
         // is the upload's.
         let to_original = |t: f64| compacted.as_ref().map_or(t, |c| c.to_original(t));
