@@ -638,6 +638,7 @@ impl GgmlType for BlockQ8_0 {
             ys.len(),
             Self::BLCK_SIZE
         );
+        // Jarvis patch: the same bytes, eight values at a time.
         #[cfg(target_feature = "avx2")]
         return super::avx::quantize_row_q8_0(xs, ys);
 
@@ -2339,11 +2340,14 @@ pub fn matmul<T: GgmlType>(
     let weights = |col: usize| &rhs_t[col * k_in_blocks..(col + 1) * k_in_blocks];
     // Decoding (one row): upstream's loop. The weights are read once either
     // way, and interleaving four rows' blocks defeats the prefetcher.
+    // Jarvis patch: tasks of at least 64 outputs (upstream: 128, which
+    // left the 192-output key/value projections of small models on one
+    // thread while the other went idle).
     if m == 1 {
         let lhs_row = &lhs_b[..k_in_blocks];
         dst.into_par_iter()
             .enumerate()
-            .with_min_len(128)
+            .with_min_len(64)
             .with_max_len(512)
             .for_each(|(col, dst)| *dst = T::vec_dot(k, weights(col), lhs_row));
         return Ok(());
