@@ -14,3 +14,12 @@ JARVIS_WHISPER_BASELINE=(GGML_NATIVE=OFF GGML_SSE42=OFF GGML_AVX=OFF GGML_AVX2=O
     GGML_FMA=OFF GGML_F16C=OFF GGML_LLAMAFILE=OFF)
 JARVIS_WHISPER_V3=(GGML_NATIVE=OFF GGML_SSE42=ON GGML_AVX=ON GGML_AVX2=ON GGML_BMI2=ON
     GGML_FMA=ON GGML_F16C=ON GGML_LLAMAFILE=ON)
+
+# Records VALUE in the stamp file FILE (written atomically) and succeeds
+# when the stamp held something else: "these options/this checkout changed".
+stamp_changed() {
+    [ "$(cat "$1" 2>/dev/null)" != "$2" ] || return 1
+    mkdir -p "$(dirname "$1")"
+    printf '%s' "$2" >"$1.partial"
+    mv "$1.partial" "$1"
+}

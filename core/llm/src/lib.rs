@@ -299,6 +299,7 @@ impl ChatModel {
         let mut sampling = match request.temperature {
             Some(t) if t > 0.0 => SamplingParams {
                 temperature: Some(t),
+                top_k: None,
                 top_p: request.top_p,
                 ..SamplingParams::deterministic()
             },
@@ -311,9 +312,6 @@ impl ChatModel {
                 ..SamplingParams::deterministic()
             },
         };
-        if request.temperature.is_some_and(|t| t > 0.0) {
-            sampling.top_k = None;
-        }
         sampling.max_len = Some(request.max_tokens.max(1));
         if !request.stop.is_empty() {
             sampling.stop_toks = Some(StopTokens::Seqs(request.stop.clone()));
