@@ -30,11 +30,13 @@ mod journal;
 mod m002_conversation_index;
 mod registry;
 mod runner;
+mod step;
 
 pub use backup::{Backup, BackupFile, Backups};
 pub use journal::Journal;
-pub use registry::{MIGRATIONS, Migration, MigrationContext, Touch};
+pub use registry::MIGRATIONS;
 pub use runner::{Migrator, RunReport, StepReport};
+pub use step::{Migration, MigrationContext, Touch};
 
 use std::path::PathBuf;
 

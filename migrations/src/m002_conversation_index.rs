@@ -14,7 +14,7 @@ use jarvis_durable::checkpoint;
 use redis::aio::MultiplexedConnection;
 
 use crate::MigrationError;
-use crate::registry::{MigrationContext, StepFuture};
+use crate::step::{MigrationContext, StepFuture};
 
 const OLD: &str = "jarvis:v1:";
 const NEW: &str = "jarvis:v2:";

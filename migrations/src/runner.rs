@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use jarvis_durable::{Visibility, checkpoint, read_optional, write_atomic};
 use serde::Serialize;
 
-use crate::registry::{Migration, MigrationContext, Touch, pending};
+use crate::registry::pending;
+use crate::step::{Migration, MigrationContext, Touch};
 use crate::{
     Backup, Backups, CURRENT_SCHEMA_VERSION, Journal, MigrationError, OLDEST_SCHEMA_VERSION,
 };
