@@ -120,7 +120,7 @@ impl ConversationId {
         // A failing OS random source leaves no safe way to continue.
         #[expect(clippy::expect_used, reason = "OS randomness is a hard requirement")]
         getrandom::fill(&mut bytes).expect("the OS random number generator failed");
-        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        Self(hex::encode(bytes))
     }
 
     /// Accepts exactly 32 lowercase hex digits.

@@ -28,20 +28,14 @@ pub fn generate() -> Result<SigningKey, DistError> {
 }
 
 pub fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 fn from_hex<const N: usize>(what: &str, text: &str) -> Result<[u8; N], DistError> {
-    let text = text.trim();
-    let bad = || DistError::BadKey(what.to_owned(), format!("expected {} hex digits", N * 2));
-    if text.len() != N * 2 {
-        return Err(bad());
-    }
     let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2).ok_or_else(bad)?, 16)
-            .map_err(|_| bad())?;
-    }
+    hex::decode_to_slice(text.trim(), &mut out).map_err(|_| {
+        DistError::BadKey(what.to_owned(), format!("expected {} hex digits", N * 2))
+    })?;
     Ok(out)
 }
 

@@ -6,5 +6,5 @@ pub fn random_hex(bytes: usize) -> String {
     // Without OS randomness no secret can be made safely; stopping is right.
     #[expect(clippy::expect_used, reason = "OS randomness is a hard requirement")]
     getrandom::fill(&mut buf).expect("the OS random number generator failed");
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(buf)
 }

@@ -1,6 +1,8 @@
 //! The contract between the Jarvis launcher, `jarvis-core` and their clients.
 //!
-//! This crate owns no I/O. It holds:
+//! Plain types and constants; its one piece of I/O is reading a model
+//! pointer file ([`models::read_pointer`]), so the launcher and the core
+//! read `active` the same way. It holds:
 //! - [`env`]: every environment variable any Jarvis binary reads, each with
 //!   its meaning. Nothing else in the workspace spells a variable name.
 //! - [`instance`]: `<data>/run/instance.json`, what a running launcher

@@ -25,12 +25,16 @@
 //!   sticks, tests).
 
 mod digest;
+mod partial;
 mod progress;
+mod spec;
 mod transfer;
 
 pub use digest::{BadDigest, Sha256Digest};
+pub use partial::partial_paths;
 pub use progress::{DownloadState, NoProgress, Progress, ProgressSink, human_bytes};
-pub use transfer::{Chunks, DownloadOptions, Downloader, FetchOutcome, FileSpec, partial_paths};
+pub use spec::{Chunks, DownloadOptions, FetchOutcome, FileSpec};
+pub use transfer::Downloader;
 
 use std::path::PathBuf;
 
@@ -100,7 +104,7 @@ pub enum DownloadError {
     },
 
     #[error(
-        "not enough disk space in '{dir}': '{label}' needs {} more, only {} is free\nhint: free some space (`jarvis models gc` removes old model versions) and run the same command again; the partial download was kept",
+        "not enough disk space in '{dir}': '{label}' needs {} more, only {} is free; the partial download was kept",
         human_bytes(*needed),
         human_bytes(*available)
     )]
@@ -142,4 +146,18 @@ impl DownloadError {
             _ => false,
         }
     }
+}
+
+/// An I/O failure on a download's file.
+pub(crate) fn file_error(
+    action: &'static str,
+    path: &std::path::Path,
+    source: std::io::Error,
+) -> DownloadError {
+    DownloadError::File(jarvis_durable::FileError {
+        action,
+        role: "download",
+        path: path.to_owned(),
+        source,
+    })
 }

@@ -40,12 +40,18 @@ impl FileError {
     }
 }
 
+/// The variable [`checkpoint`] reads (`jarvis_protocol::env::CRASH_AT`
+/// documents it with the others; this foundation crate sits below the
+/// contract, so it names the variable itself and a test keeps the two the
+/// same).
+pub const CRASH_AT_VAR: &str = "JARVIS_CRASH_AT";
+
 /// A named point in a crash-sensitive sequence. When the environment
 /// variable `JARVIS_CRASH_AT` names it, the process kills itself there with
 /// `SIGKILL`, exactly as `kill -9` would; crash tests use this to stop the
 /// real binary at every step. Otherwise it only logs nothing and returns.
 pub fn checkpoint(name: &str) {
-    if std::env::var(jarvis_protocol::env::CRASH_AT).is_ok_and(|v| v == name) {
+    if std::env::var(CRASH_AT_VAR).is_ok_and(|v| v == name) {
         eprintln!("crash test: killing this process at checkpoint '{name}'");
         #[cfg(unix)]
         // SAFETY: plain syscalls on our own pid.
@@ -199,6 +205,11 @@ const fn libc_enospc() -> i32 {
 mod tests {
     #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    #[test]
+    fn the_crash_hook_reads_the_variable_the_contract_documents() {
+        assert_eq!(CRASH_AT_VAR, jarvis_protocol::env::CRASH_AT);
+    }
 
     #[test]
     fn write_atomic_replaces_content_and_leaves_no_temp_files() {
