@@ -1,14 +1,16 @@
 //! One chat turn in a stored conversation: the user's message goes into
 //! memory, the prompt is built from memory, the answer streams, and the
 //! answer goes into memory before the turn is reported done.
+//!
+//! Domain logic: it takes the memory and the engines it needs and knows
+//! nothing of HTTP (the WebSocket route maps [`ChatError`] to its answer).
 
 use jarvis_llm::Request;
 use tokio::sync::mpsc;
 
-use crate::api::{ApiError, AppState, conversation_not_found};
-use crate::engines::ModelRef;
-use crate::memory::{ConversationId, Role};
-use crate::prompt::{self, Sized};
+use crate::engines::{Engines, ModelRef, Unavailable};
+use crate::memory::{ConversationId, Memory, MemoryError, Role};
+use crate::prompt::{self, Sized, TooLong};
 
 /// Answer budget when neither the request nor the conversation sets one.
 pub const DEFAULT_MAX_TOKENS: u32 = 512;
@@ -33,21 +35,40 @@ pub struct Turn {
     pub events: mpsc::UnboundedReceiver<jarvis_llm::Event>,
 }
 
+/// Why a turn could not start or its answer could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("content must not be empty")]
+    EmptyContent,
+    #[error("no conversation '{}'", .0.as_str())]
+    ConversationNotFound(ConversationId),
+    /// No chat model can answer now (none installed, loading, or failed).
+    #[error("no chat model can answer now")]
+    ModelUnavailable(Unavailable),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error(transparent)]
+    ContextLengthExceeded(TooLong),
+}
+
 /// Stores the user's message and starts the answer.
-pub async fn start(state: &AppState, request: TurnRequest) -> Result<Turn, ApiError> {
+pub async fn start(
+    memory: &Memory,
+    engines: &Engines,
+    request: TurnRequest,
+) -> Result<Turn, ChatError> {
     if request.content.trim().is_empty() {
-        return Err(ApiError::BadRequest("content must not be empty".into()));
+        return Err(ChatError::EmptyContent);
     }
+    let not_found = || ChatError::ConversationNotFound(request.conversation.clone());
     // Refuse before writing anything when no model can answer.
-    let (model, engine) = state.engines.llm().map_err(ApiError::from)?;
-    let settings = state
-        .memory
+    let (model, engine) = engines.llm().map_err(ChatError::ModelUnavailable)?;
+    let settings = memory
         .settings(&request.conversation)
         .await?
-        .ok_or_else(|| conversation_not_found(&request.conversation))?;
+        .ok_or_else(not_found)?;
     let tokens = engine.count_tokens(&request.content).await.ok();
-    let (user_index, _) = state
-        .memory
+    let (user_index, _) = memory
         .append_message(
             &request.conversation,
             Role::User,
@@ -55,12 +76,11 @@ pub async fn start(state: &AppState, request: TurnRequest) -> Result<Turn, ApiEr
             tokens.and_then(|t| u32::try_from(t).ok()),
         )
         .await?
-        .ok_or_else(|| conversation_not_found(&request.conversation))?;
-    let conversation = state
-        .memory
+        .ok_or_else(not_found)?;
+    let conversation = memory
         .conversation(&request.conversation)
         .await?
-        .ok_or_else(|| conversation_not_found(&request.conversation))?;
+        .ok_or_else(not_found)?;
 
     let max_tokens = request
         .max_tokens
@@ -92,7 +112,7 @@ pub async fn start(state: &AppState, request: TurnRequest) -> Result<Turn, ApiEr
         engine.context_length(),
         max_tokens as usize,
     )
-    .map_err(ApiError::ContextLengthExceeded)?;
+    .map_err(ChatError::ContextLengthExceeded)?;
     let events = engine.generate(Request {
         messages,
         max_tokens: max_tokens as usize,
@@ -111,13 +131,12 @@ pub async fn start(state: &AppState, request: TurnRequest) -> Result<Turn, ApiEr
 
 /// Stores the (complete or cancelled) answer; returns its index.
 pub async fn store_answer(
-    state: &AppState,
+    memory: &Memory,
     conversation: &ConversationId,
     text: String,
     tokens: Option<usize>,
-) -> Result<usize, ApiError> {
-    let (index, _) = state
-        .memory
+) -> Result<usize, ChatError> {
+    let (index, _) = memory
         .append_message(
             conversation,
             Role::Assistant,
@@ -125,6 +144,6 @@ pub async fn store_answer(
             tokens.and_then(|t| u32::try_from(t).ok()),
         )
         .await?
-        .ok_or_else(|| conversation_not_found(conversation))?;
+        .ok_or_else(|| ChatError::ConversationNotFound(conversation.clone()))?;
     Ok(index)
 }

@@ -12,7 +12,7 @@
 //!   `/readyz` says 503 until Redis answers, and the memory layer keeps
 //!   retrying (and reconnects when Redis restarts).
 //! - It listens on loopback only, and every request must pass the checks in
-//!   [`api::guard`]: a `Host` of the core's own address, no foreign
+//!   [`http::guard`]: a `Host` of the core's own address, no foreign
 //!   `Origin`, and (all but the health routes) the per-launch bearer token.
 //! - [`memory`] is the only code that knows Redis keys; every write the API
 //!   acknowledges is in Redis before the answer.
@@ -20,24 +20,27 @@
 //!   it get a 503 (`model_not_installed`, `model_loading`, `model_failed`)
 //!   and everything else keeps working.
 //! - Models are read from `JARVIS_MODELS_DIR` only, fully offline.
+//!
+//! Layers run one way: [`http`] (routes over its leaf modules
+//! `http::state` and `http::error`) above the domain ([`chat`], [`prompt`],
+//! [`engines`], [`models`], [`memory`]), which never imports the HTTP
+//! layer; [`config`] and [`listen`] set the process up.
 
-pub mod api;
 pub mod chat;
 pub mod config;
 pub mod engines;
+pub mod http;
 pub mod listen;
 pub mod memory;
 pub mod models;
-pub mod openai;
 pub mod prompt;
-pub mod ws;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use api::{AppState, app};
+pub use http::{AppState, app};
 
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -21,15 +21,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
+use axum::routing::get;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::{ApiError, AppState};
+use super::error::ApiError;
+use super::state::AppState;
 use crate::chat::{self, TurnRequest};
 use crate::memory::ConversationId;
 
@@ -53,7 +56,12 @@ enum ClientMessage {
     },
 }
 
-pub async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+/// `GET /v1/ws`.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/v1/ws", get(upgrade))
+}
+
+async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| serve(state, socket))
 }
@@ -186,10 +194,10 @@ async fn run_turn(
     out: &mpsc::Sender<serde_json::Value>,
     mut cancel: oneshot::Receiver<()>,
 ) {
-    let mut turn = match chat::start(state, request).await {
+    let mut turn = match chat::start(&state.memory, &state.engines, request).await {
         Ok(turn) => turn,
         Err(e) => {
-            let _ = out.send(error_json(Some(turn_id), &e)).await;
+            let _ = out.send(error_json(Some(turn_id), &e.into())).await;
             return;
         }
     };
@@ -225,7 +233,7 @@ async fn run_turn(
                 usage,
             }) => {
                 let tokens = Some(usage.completion_tokens);
-                match chat::store_answer(state, &turn.conversation, answer, tokens).await {
+                match chat::store_answer(&state.memory, &turn.conversation, answer, tokens).await {
                     Ok(index) => {
                         let _ = out
                             .send(json!({
@@ -238,7 +246,7 @@ async fn run_turn(
                             .await;
                     }
                     Err(e) => {
-                        let _ = out.send(error_json(Some(turn_id), &e)).await;
+                        let _ = out.send(error_json(Some(turn_id), &e.into())).await;
                     }
                 }
                 return;
@@ -258,7 +266,7 @@ async fn run_turn(
     let index = if answer.is_empty() {
         None
     } else {
-        chat::store_answer(state, &turn.conversation, answer, None)
+        chat::store_answer(&state.memory, &turn.conversation, answer, None)
             .await
             .ok()
     };

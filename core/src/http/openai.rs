@@ -20,9 +20,24 @@ use jarvis_llm::{Event, FinishReason, Request, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::{ApiError, AppState};
-use crate::engines::Unavailable;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use super::error::ApiError;
+use super::state::AppState;
 use crate::prompt::{self, Sized};
+
+/// `/v1/chat/completions`, `/v1/models`, `/v1/audio/transcriptions`.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route(
+            "/v1/audio/transcriptions",
+            post(transcriptions).layer(DefaultBodyLimit::max(MAX_AUDIO_BYTES)),
+        )
+}
 
 /// Largest audio upload, as OpenAI's own limit.
 pub const MAX_AUDIO_BYTES: usize = 25 * 1024 * 1024;
@@ -475,24 +490,5 @@ fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError 
         }
     } else {
         ApiError::BadRequest(error.body_text())
-    }
-}
-
-impl From<Unavailable> for ApiError {
-    fn from(unavailable: Unavailable) -> Self {
-        match unavailable {
-            Unavailable::NotInstalled(role) => Self::ModelNotInstalled {
-                role: role.as_str(),
-            },
-            Unavailable::Loading(model) => Self::ModelLoading {
-                name: model.name,
-                version: model.version,
-            },
-            Unavailable::Failed(model, reason) => Self::ModelFailed {
-                name: model.name,
-                version: model.version,
-                reason,
-            },
-        }
     }
 }

@@ -1,0 +1,152 @@
+//! `/v1/conversations`: create, list (newest first), read, append a
+//! message, and each conversation's settings.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, conversation_not_found, parse_id};
+use super::state::AppState;
+use crate::memory::{Conversation, ConversationId, ListedConversation, Message, Role, Settings};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/v1/conversations",
+            post(create_conversation).get(list_conversations),
+        )
+        .route("/v1/conversations/{id}", get(conversation))
+        .route("/v1/conversations/{id}/messages", post(append_message))
+        .route(
+            "/v1/conversations/{id}/settings",
+            get(conversation_settings).put(put_conversation_settings),
+        )
+}
+
+#[derive(Debug, Serialize)]
+struct CreatedConversation {
+    id: ConversationId,
+    created_at: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewMessage {
+    role: Role,
+    content: String,
+}
+
+#[derive(Debug, Serialize)]
+struct StoredMessage {
+    index: usize,
+    #[serde(flatten)]
+    message: Message,
+}
+
+async fn create_conversation(
+    State(state): State<Arc<AppState>>,
+) -> Result<(StatusCode, Json<CreatedConversation>), ApiError> {
+    let conversation = state.memory.create_conversation().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedConversation {
+            id: conversation.id,
+            created_at: conversation.summary.created_at,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct ConversationList {
+    conversations: Vec<ListedConversation>,
+}
+
+/// `GET /v1/conversations?limit=N`: most recently updated first.
+async fn list_conversations(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(query): axum::extract::Query<ListQuery>,
+) -> Result<Json<ConversationList>, ApiError> {
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let conversations = state.memory.recent_conversations(limit).await?;
+    Ok(Json(ConversationList { conversations }))
+}
+
+async fn conversation(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ApiError> {
+    let id = parse_id(&id)?;
+    state
+        .memory
+        .conversation(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| conversation_not_found(&id))
+}
+
+async fn append_message(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Json<NewMessage>, JsonRejection>,
+) -> Result<(StatusCode, Json<StoredMessage>), ApiError> {
+    let id = parse_id(&id)?;
+    let Json(new) = body?;
+    if new.content.trim().is_empty() {
+        return Err(ApiError::BadRequest("content must not be empty".to_owned()));
+    }
+    let (index, message) = state
+        .memory
+        .append_message(&id, new.role, new.content, None)
+        .await?
+        .ok_or_else(|| conversation_not_found(&id))?;
+    Ok((StatusCode::CREATED, Json(StoredMessage { index, message })))
+}
+
+async fn conversation_settings(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Settings>, ApiError> {
+    let id = parse_id(&id)?;
+    state
+        .memory
+        .settings(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| conversation_not_found(&id))
+}
+
+/// `PUT /v1/conversations/{id}/settings`: replaces them all.
+async fn put_conversation_settings(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Json<Settings>, JsonRejection>,
+) -> Result<Json<Settings>, ApiError> {
+    let id = parse_id(&id)?;
+    let Json(settings) = body?;
+    if settings
+        .temperature
+        .is_some_and(|t| !(0.0..=2.0).contains(&t))
+    {
+        return Err(ApiError::BadRequest(
+            "temperature must be between 0 and 2".into(),
+        ));
+    }
+    if settings.max_tokens == Some(0) {
+        return Err(ApiError::BadRequest("max_tokens must be at least 1".into()));
+    }
+    if !state.memory.set_settings(&id, &settings).await? {
+        return Err(conversation_not_found(&id));
+    }
+    Ok(Json(settings))
+}

@@ -1,0 +1,204 @@
+//! The one error type of the HTTP API: every failure has a status, a
+//! stable code and a message, and becomes the JSON body
+//! `{"error": {"code": "...", "message": "..."}}` in exactly one place.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jarvis_protocol::api::{ErrorBody, ErrorDetail};
+
+use crate::chat::ChatError;
+use crate::engines::Unavailable;
+use crate::memory::{ConversationId, MemoryError};
+
+/// Largest request body accepted (messages are text).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Everything that can go wrong in a request, with its HTTP status and a
+/// stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "missing or wrong API token; send `Authorization: Bearer <token>` with the token from <data>/run/api-token"
+    )]
+    Unauthorized,
+    #[error("the Host header must be 127.0.0.1:{port} or localhost:{port}")]
+    HostNotAllowed { port: u16 },
+    #[error("requests from origin '{origin}' are not allowed")]
+    OriginNotAllowed { origin: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("memory (Redis) is not reachable yet; try again shortly")]
+    MemoryUnavailable,
+    #[error(
+        "no {role} model is installed\nhint: `jarvis models pull` downloads the catalog's models, `jarvis models import PATH` installs one from disk"
+    )]
+    ModelNotInstalled { role: &'static str },
+    #[error("{name} {version} is still loading; try again in a few seconds")]
+    ModelLoading { name: String, version: String },
+    #[error(
+        "{name} {version} could not be loaded: {reason}\nhint: `jarvis models verify {name}`, then pull or import it again"
+    )]
+    ModelFailed {
+        name: String,
+        version: String,
+        reason: String,
+    },
+    #[error("the model '{requested}' is not installed; the active model is '{available}'")]
+    ModelNotFound {
+        requested: String,
+        available: String,
+    },
+    #[error("{0}")]
+    ContextLengthExceeded(crate::prompt::TooLong),
+    #[error("{0}")]
+    BadAudio(jarvis_stt::AudioError),
+    #[error("{0}")]
+    Generation(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::HostNotAllowed { .. } | Self::OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MemoryUnavailable
+            | Self::ModelNotInstalled { .. }
+            | Self::ModelLoading { .. }
+            | Self::ModelFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::ContextLengthExceeded(_) => StatusCode::BAD_REQUEST,
+            Self::BadAudio(
+                jarvis_stt::AudioError::NotWav(_) | jarvis_stt::AudioError::Unsupported(_),
+            ) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BadAudio(_) => StatusCode::BAD_REQUEST,
+            Self::Internal(_) | Self::Generation(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::HostNotAllowed { .. } => "host_not_allowed",
+            Self::OriginNotAllowed { .. } => "origin_not_allowed",
+            Self::NotFound(_) => "not_found",
+            Self::BadRequest(_) => "bad_request",
+            Self::TooLarge { .. } => "payload_too_large",
+            Self::MemoryUnavailable => "memory_unavailable",
+            Self::ModelNotInstalled { .. } => "model_not_installed",
+            Self::ModelLoading { .. } => "model_loading",
+            Self::ModelFailed { .. } => "model_failed",
+            Self::ModelNotFound { .. } => "model_not_found",
+            Self::ContextLengthExceeded(_) => "context_length_exceeded",
+            Self::BadAudio(jarvis_stt::AudioError::TooLong { .. }) => "audio_too_long",
+            Self::BadAudio(jarvis_stt::AudioError::Empty) => "audio_empty",
+            Self::BadAudio(_) => "unsupported_audio_format",
+            Self::Internal(_) => "internal",
+            Self::Generation(_) => "generation_failed",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), error = %self, "request failed");
+        } else {
+            tracing::debug!(code = self.code(), error = %self, "request refused");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, Self::ModelLoading { .. } | Self::MemoryUnavailable) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+        }
+        if matches!(self, Self::Unauthorized) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<MemoryError> for ApiError {
+    fn from(error: MemoryError) -> Self {
+        match error {
+            MemoryError::NotConnected => Self::MemoryUnavailable,
+            MemoryError::Redis(e) if e.is_io_error() || e.is_connection_dropped() => {
+                Self::MemoryUnavailable
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::TooLarge {
+                limit: MAX_BODY_BYTES,
+            }
+        } else {
+            Self::BadRequest(rejection.body_text())
+        }
+    }
+}
+
+impl From<Unavailable> for ApiError {
+    fn from(unavailable: Unavailable) -> Self {
+        match unavailable {
+            Unavailable::NotInstalled(role) => Self::ModelNotInstalled {
+                role: role.as_str(),
+            },
+            Unavailable::Loading(model) => Self::ModelLoading {
+                name: model.name,
+                version: model.version,
+            },
+            Unavailable::Failed(model, reason) => Self::ModelFailed {
+                name: model.name,
+                version: model.version,
+                reason,
+            },
+        }
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(error: ChatError) -> Self {
+        match error {
+            ChatError::EmptyContent => Self::BadRequest(error.to_string()),
+            ChatError::ConversationNotFound(id) => conversation_not_found(&id),
+            ChatError::ModelUnavailable(unavailable) => unavailable.into(),
+            ChatError::Memory(error) => error.into(),
+            ChatError::ContextLengthExceeded(too_long) => Self::ContextLengthExceeded(too_long),
+        }
+    }
+}
+
+/// A conversation id from a path, or the 404 an unknown one gets.
+pub fn parse_id(raw: &str) -> Result<ConversationId, ApiError> {
+    ConversationId::parse(raw).ok_or_else(|| ApiError::NotFound(format!("no conversation '{raw}'")))
+}
+
+pub fn conversation_not_found(id: &ConversationId) -> ApiError {
+    ApiError::NotFound(format!("no conversation '{}'", id.as_str()))
+}

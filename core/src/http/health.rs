@@ -1,0 +1,61 @@
+//! `/healthz` (the process answers) and `/readyz` (Redis answers; the
+//! models' states), the two routes that need no token.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use jarvis_protocol::health::{ComponentState, Health, Readiness};
+
+use super::state::AppState;
+use crate::VERSION;
+
+/// The routes [`super::guard`] lets through without a token.
+pub const UNAUTHENTICATED_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_owned(),
+        version: VERSION.to_owned(),
+    })
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Readiness>) {
+    let redis = match state.memory.ping().await {
+        Ok(()) => ComponentState {
+            ok: true,
+            detail: None,
+        },
+        Err(e) => ComponentState {
+            ok: false,
+            detail: Some(e.to_string()),
+        },
+    };
+    let ready = redis.ok;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            ready,
+            version: VERSION.to_owned(),
+            redis,
+            models: {
+                let mut models = state.models.state();
+                models.engines = state.engines.status();
+                models
+            },
+        }),
+    )
+}

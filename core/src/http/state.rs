@@ -1,0 +1,48 @@
+//! What every handler shares: memory, the model engines and the two facts
+//! the request guard checks against (the token and our own port).
+
+use std::sync::Arc;
+
+use crate::engines::Engines;
+use crate::memory::Memory;
+use crate::models::ModelDirectory;
+
+/// Shared state of all handlers.
+#[derive(Debug)]
+pub struct AppState {
+    pub memory: Memory,
+    pub models: ModelDirectory,
+    pub engines: Arc<Engines>,
+    /// The per-launch token clients must present.
+    api_token: String,
+    /// The port we listen on: `Host` and `Origin` must name it.
+    port: u16,
+}
+
+impl AppState {
+    pub fn new(
+        memory: Memory,
+        models: ModelDirectory,
+        engines: Arc<Engines>,
+        api_token: String,
+        port: u16,
+    ) -> Self {
+        Self {
+            memory,
+            models,
+            engines,
+            api_token,
+            port,
+        }
+    }
+
+    /// The token every API request must present.
+    pub fn api_token(&self) -> &str {
+        &self.api_token
+    }
+
+    /// The port the core listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
