@@ -1,11 +1,12 @@
 //! `<data>/config.json`: the user's settings and the data schema version.
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 use jarvis_durable::{Visibility, read_optional, write_atomic};
 use jarvis_migrations::CURRENT_SCHEMA_VERSION;
 use serde::{Deserialize, Serialize};
 
+use crate::hint::hinted;
 use crate::paths::AppPaths;
 
 /// The settings file. Keys this version does not know are kept as they are,
@@ -71,13 +72,15 @@ impl AppConfig {
         if let Some(version) = version
             && version > u64::from(CURRENT_SCHEMA_VERSION)
         {
-            bail!(
-                "the data folder '{}' was written by a newer Jarvis (data schema {version}), \
-                 this Jarvis understands up to schema {CURRENT_SCHEMA_VERSION}; nothing was changed\n\
-                 hint: update Jarvis, or restore a backup made before the newer version ran \
+            return Err(hinted(
+                format!(
+                    "the data folder '{}' was written by a newer Jarvis (data schema {version}), \
+                     this Jarvis understands up to schema {CURRENT_SCHEMA_VERSION}; nothing was changed",
+                    paths.data_dir.display(),
+                ),
+                "update Jarvis, or restore a backup made before the newer version ran \
                  (`jarvis backup list`, `jarvis backup restore ID`)",
-                paths.data_dir.display(),
-            );
+            ));
         }
         let config = match serde_json::from_slice::<Self>(&bytes) {
             Ok(config) => config,

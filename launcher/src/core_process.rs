@@ -11,6 +11,7 @@ use jarvis_protocol::health::Health;
 use jarvis_redis_bundle::{process, tail};
 use tokio::process::{Child, Command};
 
+use crate::hint::hinted_with;
 use crate::paths::AppPaths;
 
 const READY_POLL: Duration = Duration::from_millis(3);
@@ -39,16 +40,21 @@ pub struct CoreListener {
 impl CoreListener {
     /// Binds `127.0.0.1:port`; port 0 picks a free one.
     pub fn bind(port: u16) -> anyhow::Result<Self> {
-        let socket = std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| {
-            if port == 0 {
-                "could not find a free port on 127.0.0.1".to_owned()
-            } else {
-                format!(
-                    "could not listen on 127.0.0.1:{port}\n\
-                     hint: another program uses that port; set `core_port` to 0 in the launcher settings to pick a free one"
-                )
+        let socket = match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(socket) => socket,
+            Err(e) if port == 0 => {
+                return Err(
+                    anyhow::Error::new(e).context("could not find a free port on 127.0.0.1")
+                );
             }
-        })?;
+            Err(e) => {
+                return Err(hinted_with(
+                    e,
+                    format!("could not listen on 127.0.0.1:{port}"),
+                    "another program uses that port; set `core_port` to 0 in the launcher settings to pick a free one",
+                ));
+            }
+        };
         let port = socket
             .local_addr()
             .context("listener has no address")?

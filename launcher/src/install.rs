@@ -7,14 +7,34 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use jarvis_dist::manifest::{AppVersion, MANIFEST_NAME, Release, SIGNATURE_NAME};
+use ed25519_dalek::VerifyingKey;
+use jarvis_dist::manifest::{AppVersion, MANIFEST_NAME, Release, SIGNATURE_NAME, SchemaRange};
 use jarvis_download::Sha256Digest;
 use jarvis_durable::{Visibility, read_optional, write_atomic};
+use jarvis_migrations::CURRENT_SCHEMA_VERSION;
+use jarvis_protocol::env;
+
+use crate::hint::hinted_with;
 
 /// Pointer naming the version that runs.
 const CURRENT: &str = "current";
 /// Pointer naming the version that ran before it.
 const PREVIOUS: &str = "previous";
+
+/// The keys releases must be signed with (see `jarvis_dist::signing`).
+pub fn trusted_keys() -> Vec<VerifyingKey> {
+    jarvis_dist::signing::trusted_keys(std::env::var(env::UPDATE_TRUSTED_KEYS).ok().as_deref())
+}
+
+/// The app version to run and the folder holding its core.
+#[derive(Debug)]
+pub struct AppChoice {
+    /// `None` in a development checkout (no installed versions).
+    pub version: Option<AppVersion>,
+    pub dir: PathBuf,
+    /// The data schemas this version's core works with.
+    pub schema: SchemaRange,
+}
 
 #[derive(Debug, Clone)]
 pub struct Install {
@@ -77,10 +97,9 @@ impl Install {
         let manifest = jarvis_durable::read("release manifest", &dir.join(MANIFEST_NAME))?;
         let signature =
             jarvis_durable::read_to_string("release signature", &dir.join(SIGNATURE_NAME))?;
-        jarvis_dist::signing::verify(&manifest, &signature, &crate::update::trusted_keys())
-            .with_context(|| {
-                format!("the installed version {version} is not signed by a trusted key")
-            })?;
+        jarvis_dist::signing::verify(&manifest, &signature, &trusted_keys()).with_context(
+            || format!("the installed version {version} is not signed by a trusted key"),
+        )?;
         let release = Release::parse_verified(&manifest)?;
         for file in &release.files {
             let path = jarvis_dist::feed::under(&dir, &file.path);
@@ -94,6 +113,54 @@ impl Install {
             }
         }
         Ok(release)
+    }
+
+    /// The current installed version, checked against its signed manifest;
+    /// the previous one if the current is damaged (switching back to it);
+    /// the launcher's own folder in a development checkout.
+    pub fn choose(&self) -> anyhow::Result<AppChoice> {
+        let Some(current) = self.current()? else {
+            return Ok(AppChoice {
+                version: None,
+                dir: self
+                    .app_dir
+                    .parent()
+                    .and_then(Path::parent)
+                    .map(Path::to_owned)
+                    .unwrap_or_default(),
+                schema: SchemaRange {
+                    min: CURRENT_SCHEMA_VERSION,
+                    max: CURRENT_SCHEMA_VERSION,
+                },
+            });
+        };
+        match self.verify(current) {
+            Ok(release) => Ok(AppChoice {
+                version: Some(current),
+                dir: self.version_dir(current),
+                schema: release.data_schema,
+            }),
+            Err(error) => {
+                let previous = self.previous()?.filter(|p| self.verify(*p).is_ok());
+                let Some(previous) = previous else {
+                    return Err(hinted_with(
+                        error,
+                        "the installed app is damaged and no previous version is intact",
+                        "reinstall Jarvis; your data is untouched",
+                    ));
+                };
+                eprintln!(
+                    "warning: Jarvis {current} is damaged ({error:#}); starting {previous} instead."
+                );
+                let release = self.verify(previous)?;
+                self.switch_to(previous)?;
+                Ok(AppChoice {
+                    version: Some(previous),
+                    dir: self.version_dir(previous),
+                    schema: release.data_schema,
+                })
+            }
+        }
     }
 
     fn pointer(&self, name: &str) -> anyhow::Result<Option<AppVersion>> {

@@ -2,20 +2,36 @@
 //!
 //! It owns the user-data folder, starts Redis and then the core, supervises
 //! both and stops them in order. See `ARCHITECTURE.md` for the invariants.
+//!
+//! Layers run one way (top to bottom; `scripts/check-module-cycles`
+//! enforces that no two modules import each other):
+//! 1. Commands: this file (clap types, `report`) and [`cli`] (printing,
+//!    `--json`).
+//! 2. [`up`]: the start-up order.
+//! 3. Operations: [`updater`], [`supervisor`] (with [`model_events`]),
+//!    [`maintenance`] (migrations, Redis for maintenance, the stopped
+//!    lock), [`models`] (catalog, pull).
+//! 4. Foundations: [`install`] (the installed layout), [`paths`],
+//!    [`config`], [`instance`], [`core_process`], [`shutdown`],
+//!    [`progress`], [`logs`], [`secrets`], [`hint`].
 
-mod client;
-mod commands;
+mod cli;
 mod config;
 mod core_process;
-mod data;
+mod hint;
 mod install;
 mod instance;
 mod logs;
+mod maintenance;
+mod model_events;
 mod models;
 mod paths;
+mod progress;
 mod secrets;
+mod shutdown;
+mod supervisor;
 mod up;
-mod update;
+mod updater;
 
 use std::process::ExitCode;
 
@@ -70,27 +86,27 @@ enum Command {
     /// The data folder's schema and its migrations.
     Migrate {
         #[command(subcommand)]
-        command: data::MigrateCommand,
+        command: cli::data::MigrateCommand,
     },
     /// Backups of settings and memory.
     Backup {
         #[command(subcommand)]
-        command: data::BackupCommand,
+        command: cli::data::BackupCommand,
     },
     /// Signed updates of the app: check, apply, roll back.
     Update {
         #[command(subcommand)]
-        command: update::UpdateCommand,
+        command: cli::update::UpdateCommand,
     },
     /// Install, verify and switch local AI models.
     Models {
         #[command(subcommand)]
-        command: models::ModelsCommand,
+        command: cli::models::ModelsCommand,
     },
     /// Chat with the running Jarvis in the terminal (answers stream).
-    Chat(client::ChatArgs),
+    Chat(cli::client::ChatArgs),
     /// Transcribe a WAV file with the running Jarvis.
-    Transcribe(client::TranscribeArgs),
+    Transcribe(cli::client::TranscribeArgs),
 }
 
 fn main() -> ExitCode {
@@ -139,26 +155,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             up::up(paths, options).await
         }
-        Some(Command::Migrate { command }) => data::migrate(&paths, command).await,
-        Some(Command::Backup { command }) => data::backup(&paths, command).await,
-        Some(Command::Update { command }) => update::run(&paths, command).await,
-        Some(Command::Models { command }) => models::run(&paths, command).await,
-        Some(Command::Status { json }) => commands::status(&paths, json).await,
-        Some(Command::Stop) => commands::stop(&paths).await,
-        Some(Command::Paths { json }) => commands::paths(&paths, json),
-        Some(Command::Doctor) => commands::doctor(&paths).await,
-        Some(Command::Chat(args)) => client::chat(&paths, args).await,
-        Some(Command::Transcribe(args)) => client::transcribe(&paths, args).await,
+        Some(Command::Migrate { command }) => cli::data::migrate(&paths, command).await,
+        Some(Command::Backup { command }) => cli::data::backup(&paths, command).await,
+        Some(Command::Update { command }) => cli::update::run(&paths, command).await,
+        Some(Command::Models { command }) => cli::models::run(&paths, command).await,
+        Some(Command::Status { json }) => cli::info::status(&paths, json).await,
+        Some(Command::Stop) => cli::info::stop(&paths).await,
+        Some(Command::Paths { json }) => cli::info::paths(&paths, json),
+        Some(Command::Doctor) => cli::info::doctor(&paths).await,
+        Some(Command::Chat(args)) => cli::client::chat(&paths, args).await,
+        Some(Command::Transcribe(args)) => cli::client::transcribe(&paths, args).await,
     }
 }
 
-/// The one place errors reach the user: `error:`, then each cause, with
-/// `hint:` lines kept as their authors wrote them.
+/// The one place errors reach the user: `error:`, then each cause, then
+/// every hint that applies anywhere in the chain, once ([`hint::hints`]).
 fn report(error: &anyhow::Error) {
     // Into the log file only: the terminal gets the lines below.
     tracing::info!("command failed: {error:#}");
     eprintln!("error: {error}");
     for cause in error.chain().skip(1) {
         eprintln!("caused by: {cause}");
+    }
+    for hint in hint::hints(error) {
+        eprintln!("hint: {hint}");
     }
 }

@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use jarvis_durable::create_private_dir_all;
 use jarvis_protocol::{env, instance};
 use serde::Serialize;
+
+use crate::hint::hinted;
 
 /// The user-data folder's name under the OS's roaming data directory.
 pub const DATA_FOLDER_NAME: &str = "SparkAI";
@@ -128,15 +130,28 @@ impl AppPaths {
             return Ok(fast);
         }
         if !path.is_file() {
-            bail!(
-                "jarvis-core was not found at '{}'\n\
-                 hint: reinstall Jarvis; in a development checkout run `cargo build -p jarvis-core`, \
-                 or point {} at the folder that holds it",
-                path.display(),
-                env::BUNDLE_DIR
-            );
+            return Err(hinted(
+                format!("jarvis-core was not found at '{}'", path.display()),
+                format!(
+                    "reinstall Jarvis; in a development checkout run `cargo build -p jarvis-core`, \
+                     or point {} at the folder that holds it",
+                    env::BUNDLE_DIR
+                ),
+            ));
         }
         Ok(path)
+    }
+
+    /// The `redis-server` to run: the one in `dir` (an app version folder,
+    /// or the launcher's own folder), else `JARVIS_REDIS_SERVER`, else
+    /// `PATH`.
+    pub fn locate_redis(&self, dir: &Path) -> Result<PathBuf, jarvis_redis_bundle::RedisError> {
+        jarvis_redis_bundle::locate(
+            dir,
+            env::REDIS_SERVER,
+            std::env::var_os(env::REDIS_SERVER).map(PathBuf::from),
+            std::env::var_os("PATH"),
+        )
     }
 }
 

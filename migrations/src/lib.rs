@@ -79,14 +79,14 @@ pub enum MigrationError {
     #[error("the config file '{path}' is not valid: {detail}")]
     BadConfig { path: PathBuf, detail: String },
 
-    #[error("no backup '{0}'\nhint: `jarvis backup list` shows the backups")]
+    #[error("no backup '{0}'")]
     NoBackup(String),
 
     #[error("the backup '{id}' is damaged: {detail}; nothing was restored")]
     DamagedBackup { id: String, detail: String },
 
     #[error(
-        "the data folder was written by data schema {found}, older than this Jarvis can migrate (from {OLDEST_SCHEMA_VERSION})\nhint: update through an intermediate Jarvis version"
+        "the data folder was written by data schema {found}, older than this Jarvis can migrate (from {OLDEST_SCHEMA_VERSION})"
     )]
     TooOld { found: u32 },
 }

@@ -51,14 +51,10 @@ pub enum RegistryError {
     #[error("the model catalog is not valid: {0}")]
     InvalidCatalog(String),
 
-    #[error(
-        "{name} is not in the model catalog\nhint: `jarvis models status` lists the catalog's models"
-    )]
+    #[error("{name} is not in the model catalog")]
     UnknownModel { name: String },
 
-    #[error(
-        "{name} {version} is not installed\nhint: `jarvis models list` shows what is installed"
-    )]
+    #[error("{name} {version} is not installed")]
     NotInstalled { name: String, version: String },
 
     #[error("{name} has no previous version to roll back to")]
@@ -70,9 +66,7 @@ pub enum RegistryError {
     #[error("another Jarvis process is installing {name} {version} right now")]
     Busy { name: String, version: String },
 
-    #[error(
-        "'{path}' matches no model in the catalog\nhint: name it with `--name NAME --version VERSION --role llm|stt`"
-    )]
+    #[error("'{path}' matches no model in the catalog")]
     NoCatalogMatch { path: PathBuf },
 
     #[error("the model pack '{path}' was refused: {reason}; nothing was installed")]

@@ -5,8 +5,10 @@
 //! - [`locate`]: finding a `redis-server` (app bundle, then
 //!   `JARVIS_REDIS_SERVER`, then `PATH`).
 //! - [`RedisConfig`]: the generated `redis.conf`: loopback only, protected
-//!   mode, no `default` user, one full-rights user for the launcher and one
-//!   for the core that cannot run admin or dangerous commands, data in
+//!   mode, the launcher as Redis' `default` user with a password (Redis 7.0
+//!   replays the append-only file as `default`, so it must exist), and a
+//!   core user that reaches only `jarvis:*` keys and channels and cannot
+//!   run admin or dangerous commands; data in
 //!   `<data>/redis/` with an fsync-on-every-write append-only file.
 //! - [`RedisServer`]: a guard over the running child. It waits for `PING`,
 //!   stops gracefully (`SAVE`, then `SHUTDOWN`) and forcefully after a
@@ -35,9 +37,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
     #[error(
-        "no redis-server found; looked in the app bundle ({bundle}), in ${env_var} (unset) and on PATH\n\
-         hint: install one (Debian/Ubuntu: `sudo apt-get install redis-server`; macOS: `brew install redis`), \
-         or set {env_var} to its path"
+        "no redis-server found; looked in the app bundle ({bundle}), in ${env_var} (unset) and on PATH"
     )]
     NotFound {
         bundle: String,

@@ -10,6 +10,7 @@ use jarvis_protocol::instance::Instance;
 use serde::Serialize;
 
 use crate::config::AppConfig;
+use crate::hint::{hinted, library_hint};
 use crate::instance;
 use crate::paths::AppPaths;
 
@@ -75,11 +76,10 @@ pub async fn stop(paths: &AppPaths) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     while instance::is_running(paths)? {
         if start.elapsed() > deadline {
-            anyhow::bail!(
-                "Jarvis did not stop within {}s\nhint: see {} for what it is doing",
-                deadline.as_secs(),
-                paths.logs_dir.display()
-            );
+            return Err(hinted(
+                format!("Jarvis did not stop within {}s", deadline.as_secs()),
+                format!("see {} for what it is doing", paths.logs_dir.display()),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -161,13 +161,13 @@ pub async fn doctor(paths: &AppPaths) -> anyhow::Result<ExitCode> {
 }
 
 async fn check_redis(paths: &AppPaths) -> Result<String, String> {
-    let binary = jarvis_redis_bundle::locate(
-        &paths.bundle_dir,
-        env::REDIS_SERVER,
-        std::env::var_os(env::REDIS_SERVER).map(PathBuf::from),
-        std::env::var_os("PATH"),
-    )
-    .map_err(|e| e.to_string())?;
+    let binary = paths.locate_redis(&paths.bundle_dir).map_err(|e| {
+        let mut text = e.to_string();
+        if let Some(hint) = library_hint(&e) {
+            text.push_str(&format!("\nhint: {hint}"));
+        }
+        text
+    })?;
     let output = tokio::process::Command::new(&binary)
         .arg("--version")
         .output()

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
+use crate::hint::hinted;
 use crate::instance;
 use crate::paths::AppPaths;
 
@@ -60,7 +61,7 @@ impl Core {
             .transpose()?
             .flatten();
         let Some(record) = record else {
-            bail!("Jarvis is not running\nhint: start it with `jarvis up`");
+            return Err(hinted("Jarvis is not running", "start it with `jarvis up`"));
         };
         let token_file = paths.token_file();
         let token = std::fs::read_to_string(&token_file)

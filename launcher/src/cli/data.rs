@@ -1,19 +1,15 @@
 //! `jarvis migrate ...` and `jarvis backup ...`: the data folder's schema,
 //! its migrations and its backups.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::Subcommand;
 use jarvis_migrations::{Backup, CURRENT_SCHEMA_VERSION, Migrator};
-use jarvis_protocol::env;
-use jarvis_redis_bundle::{RedisConfig, RedisServer};
 use serde::Serialize;
 
-use crate::instance::{self, LockAttempt};
+use crate::maintenance::{REDIS_STOP_DEADLINE, lock_stopped, migrate_data, start_redis};
 use crate::paths::AppPaths;
-use crate::{secrets, up};
 
 #[derive(Debug, Subcommand)]
 pub enum MigrateCommand {
@@ -138,8 +134,8 @@ pub async fn migrate(paths: &AppPaths, command: MigrateCommand) -> anyhow::Resul
                 return Ok(ExitCode::SUCCESS);
             }
             let redis = start_redis(paths).await?;
-            let redis = up::migrate(paths, redis, CURRENT_SCHEMA_VERSION).await?;
-            redis.stop(std::time::Duration::from_secs(20)).await?;
+            let redis = migrate_data(paths, redis, CURRENT_SCHEMA_VERSION).await?;
+            redis.stop(REDIS_STOP_DEADLINE).await?;
             let to = migrator.schema_version()?;
             if json {
                 println!("{}", serde_json::json!({"from": from, "to": to}));
@@ -231,37 +227,4 @@ fn dry_report(migrator: &Migrator) -> anyhow::Result<Vec<jarvis_migrations::Step
             touches: m.touches.iter().map(|t| format!("{t:?}")).collect(),
         })
         .collect())
-}
-
-/// Takes the instance lock, refusing while Jarvis runs.
-pub(crate) fn lock_stopped(paths: &AppPaths) -> anyhow::Result<instance::InstanceLock> {
-    paths.create_tree()?;
-    match instance::try_lock(paths)? {
-        LockAttempt::Acquired(lock) => Ok(lock),
-        LockAttempt::HeldBy(_) => bail!("Jarvis is running; stop it first with `jarvis stop`"),
-    }
-}
-
-/// Starts the folder's Redis for a maintenance command.
-async fn start_redis(paths: &AppPaths) -> anyhow::Result<RedisServer> {
-    let binary = jarvis_redis_bundle::locate(
-        &paths.bundle_dir,
-        env::REDIS_SERVER,
-        std::env::var_os(env::REDIS_SERVER).map(PathBuf::from),
-        std::env::var_os("PATH"),
-    )?;
-    let config = RedisConfig {
-        dir: paths.redis_dir.clone(),
-        port: 0,
-        pid_file: paths.redis_pid_file(),
-        launcher_password: secrets::random_hex(24),
-        core_password: secrets::random_hex(24),
-    };
-    Ok(RedisServer::start(
-        &binary,
-        config,
-        &paths.logs_dir.join("redis.log"),
-        std::time::Duration::from_secs(15),
-    )
-    .await?)
 }

@@ -1,0 +1,151 @@
+//! `jarvis update ...`: check, apply, roll back, status.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::Subcommand;
+use jarvis_dist::manifest::AppVersion;
+
+use crate::install::Install;
+use crate::maintenance::lock_stopped;
+use crate::paths::AppPaths;
+use crate::updater::{Feed, UpdateState, activate, check, stage};
+
+#[derive(Debug, Subcommand)]
+pub enum UpdateCommand {
+    /// Is a newer, correctly signed version available?
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download, verify and switch to the newest version.
+    Apply {
+        /// An offline feed: a folder, or a .tar of one.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Switch back to the previous version.
+    Rollback {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Installed versions, the pending commit, what was rejected.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<ExitCode> {
+    let install = Install::new(&paths.bundle_dir);
+    let channel = "stable";
+    match command {
+        UpdateCommand::Check { json } => {
+            let feed = Feed::online(channel)?;
+            let mut state = UpdateState::load(paths)?;
+            let offer = check(paths, &install, &mut state, &feed, channel).await?;
+            match (&offer, json) {
+                (Some(r), true) => println!(
+                    "{}",
+                    serde_json::json!({"available": r.version, "current": install.current()?})
+                ),
+                (None, true) => println!(
+                    "{}",
+                    serde_json::json!({"available": null, "current": install.current()?})
+                ),
+                (Some(r), false) => println!(
+                    "Jarvis {} is available (installed: {}).",
+                    r.version,
+                    show(install.current()?)
+                ),
+                (None, false) => println!("Jarvis {} is up to date.", show(install.current()?)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UpdateCommand::Apply { from, json } => {
+            let _lock = lock_stopped(paths)?;
+            let feed = match &from {
+                Some(path) => Feed::offline(path, channel, &install)?,
+                None => Feed::online(channel)?,
+            };
+            let mut state = UpdateState::load(paths)?;
+            let Some(release) = check(paths, &install, &mut state, &feed, channel).await? else {
+                if json {
+                    println!("{}", serde_json::json!({"applied": null}));
+                } else {
+                    println!("Jarvis {} is up to date.", show(install.current()?));
+                }
+                return Ok(ExitCode::SUCCESS);
+            };
+            let report = stage(&install, &feed, &release).await?;
+            activate(paths, &install, &mut state, release.version)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "Switched to Jarvis {} ({} files by delta, {} full, {} downloaded); it is committed once it starts.",
+                    report.version,
+                    report.delta_files,
+                    report.full_files,
+                    jarvis_download::human_bytes(report.bytes_downloaded)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UpdateCommand::Rollback { json } => {
+            let _lock = lock_stopped(paths)?;
+            let Some(previous) = install.previous()? else {
+                bail!("there is no previous version to roll back to");
+            };
+            install.verify(previous)?;
+            install.switch_to(previous)?;
+            let mut state = UpdateState::load(paths)?;
+            state.pending = None;
+            state.save(paths)?;
+            if json {
+                println!("{}", serde_json::json!({"current": previous}));
+            } else {
+                println!("Switched back to Jarvis {previous}.");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UpdateCommand::Status { json } => {
+            let state = UpdateState::load(paths)?;
+            let status = serde_json::json!({
+                "current": install.current()?,
+                "previous": install.previous()?,
+                "installed": install.installed(),
+                "pending": state.pending,
+                "highest_accepted": state.highest_accepted,
+                "rejected": state.rejected,
+                "last_error": state.last_error,
+            });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!("current:  {}", show(install.current()?));
+                println!("previous: {}", show(install.previous()?));
+                if let Some(p) = &state.pending {
+                    println!(
+                        "pending:  {} (not yet started successfully; {} tries so far)",
+                        p.version, p.attempts
+                    );
+                }
+                for v in &state.rejected {
+                    println!("rejected: {v}");
+                }
+                if let Some(e) = &state.last_error {
+                    println!("last error: {e}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn show(v: Option<AppVersion>) -> String {
+    v.map_or_else(|| "none (development build)".to_owned(), |v| v.to_string())
+}

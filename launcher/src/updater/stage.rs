@@ -1,0 +1,164 @@
+//! Staging: `resources/app/.staging-<v>/` built from deltas against the
+//! current version where offered, full files otherwise (all through the
+//! shared verifying downloader), every file verified, then renamed to
+//! `resources/app/<v>/`. Nothing switches here.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use jarvis_dist::manifest::{
+    AppVersion, MANIFEST_NAME, MAX_MANIFEST_BYTES, Release, SIGNATURE_NAME,
+};
+use jarvis_download::{DownloadOptions, Downloader, FileSpec, NoProgress, Sha256Digest};
+use jarvis_durable::{Visibility, checkpoint, write_atomic};
+use serde::Serialize;
+
+use super::feed::{Feed, fetch_small};
+use crate::install::Install;
+
+#[derive(Debug, Serialize)]
+pub struct StageReport {
+    pub version: AppVersion,
+    pub from: Option<AppVersion>,
+    /// Files identical to the installed version's, copied locally.
+    pub unchanged_files: usize,
+    pub delta_files: usize,
+    pub full_files: usize,
+    pub bytes_downloaded: u64,
+}
+
+/// Builds `resources/app/<version>/` from the feed, verified, without
+/// switching to it.
+pub async fn stage(
+    install: &Install,
+    feed: &Feed,
+    release: &Release,
+) -> anyhow::Result<StageReport> {
+    let current = install.current()?;
+    let target = install.version_dir(release.version);
+    let mut report = StageReport {
+        version: release.version,
+        from: current,
+        unchanged_files: 0,
+        delta_files: 0,
+        full_files: 0,
+        bytes_downloaded: 0,
+    };
+    if target.is_dir() && install.verify(release.version).is_ok() {
+        return Ok(report);
+    }
+    let staging = install
+        .app_dir
+        .join(format!(".staging-{}", release.version));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).context("could not clear an old staging folder")?;
+    }
+    jarvis_durable::create_private_dir_all("update staging folder", &staging)?;
+    let downloader = Downloader::new(DownloadOptions::default())?;
+    let patches = tempfile::Builder::new()
+        .prefix(".patches-")
+        .tempdir_in(&install.app_dir)?;
+    for file in &release.files {
+        let dest = jarvis_dist::feed::under(&staging, &file.path);
+        if let Some(parent) = dest.parent() {
+            jarvis_durable::create_private_dir_all("update staging folder", parent)?;
+        }
+        let mut done = false;
+        // Unchanged since the installed version: copied, not downloaded.
+        if let Some(current) = current {
+            let old_path = jarvis_dist::feed::under(&install.version_dir(current), &file.path);
+            if std::fs::metadata(&old_path).is_ok_and(|m| m.len() == file.size)
+                && Sha256Digest::of_file(&old_path).is_ok_and(|sha| sha == file.sha256)
+            {
+                jarvis_durable::copy_atomic("unchanged file", &old_path, &dest)?;
+                report.unchanged_files += 1;
+                done = true;
+            }
+        }
+        let delta = current
+            .filter(|_| !done)
+            .and_then(|c| file.deltas.iter().find(|d| d.from == c).map(|d| (c, d)));
+        if let Some((from, delta)) = delta {
+            let old_path = jarvis_dist::feed::under(&install.version_dir(from), &file.path);
+            let patch_path = patches
+                .path()
+                .join(format!("{}.patch", report.delta_files + report.full_files));
+            let spec = FileSpec {
+                label: format!("{} (delta from {from})", file.path),
+                sources: vec![feed.url(&delta.url)],
+                size: delta.size,
+                sha256: delta.sha256,
+                chunks: None,
+            };
+            let fetched = downloader.fetch(&spec, &patch_path, &NoProgress).await;
+            if let (Ok(outcome), Ok(old)) = (fetched, std::fs::read(&old_path)) {
+                let patch = std::fs::read(&patch_path)?;
+                match jarvis_dist::delta::apply(delta.kind, &old, &patch, file.size) {
+                    Ok(new) if Sha256Digest::of(&new) == file.sha256 => {
+                        write_atomic("updated file", &dest, &new, Visibility::Normal)?;
+                        report.delta_files += 1;
+                        report.bytes_downloaded += outcome.bytes_fetched;
+                        done = true;
+                    }
+                    Ok(_) => {
+                        tracing::warn!(path = %file.path, "a delta produced the wrong file; fetching it whole")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %file.path, "a delta failed ({e}); fetching it whole")
+                    }
+                }
+            }
+        }
+        if !done {
+            let spec = FileSpec {
+                label: file.path.clone(),
+                sources: vec![feed.url(&file.url)],
+                size: file.size,
+                sha256: file.sha256,
+                chunks: None,
+            };
+            let outcome = downloader
+                .fetch(&spec, &dest, &NoProgress)
+                .await
+                .with_context(|| {
+                    format!(
+                        "could not download {} of Jarvis {}; nothing was changed",
+                        file.path, release.version
+                    )
+                })?;
+            report.full_files += 1;
+            report.bytes_downloaded += outcome.bytes_fetched;
+        }
+        set_executable(&dest, file.executable)?;
+    }
+    for name in [MANIFEST_NAME, SIGNATURE_NAME] {
+        let bytes = fetch_small(&feed.url(name), MAX_MANIFEST_BYTES).await?;
+        write_atomic(
+            "release manifest",
+            &staging.join(name),
+            &bytes,
+            Visibility::Normal,
+        )?;
+    }
+    checkpoint("update:staged");
+    if target.exists() {
+        std::fs::remove_dir_all(&target).context("could not replace a damaged version folder")?;
+    }
+    std::fs::rename(&staging, &target).context("could not move the new version into place")?;
+    jarvis_durable::sync_dir(&install.app_dir)?;
+    install.verify(release.version)?;
+    checkpoint("update:installed");
+    Ok(report)
+}
+
+fn set_executable(path: &Path, executable: bool) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if executable { 0o755 } else { 0o644 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, executable);
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! `<data>/update-state.json`: what the updater remembers across versions
+//! (anti-rollback floor, rollout bucket, the version on trial, the one
+//! staged in the background, rejected versions, the last error).
+
+use jarvis_dist::manifest::AppVersion;
+use jarvis_durable::{Visibility, read_optional, write_atomic};
+use serde::{Deserialize, Serialize};
+
+use crate::paths::AppPaths;
+
+/// Tries a new version gets to reach ready before it is rolled back.
+pub const MAX_ATTEMPTS: u32 = 3;
+const STATE_FILE: &str = "update-state.json";
+
+/// `<data>/update-state.json`: what the updater must remember across
+/// versions (it lives with the user's data, not in the replaceable app).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpdateState {
+    /// The highest version ever accepted (anti-rollback).
+    pub highest_accepted: Option<AppVersion>,
+    /// This install's staged-rollout bucket, 0–99, drawn once.
+    pub bucket: Option<u8>,
+    /// A switched-to version that has not yet reached ready.
+    pub pending: Option<Pending>,
+    /// A version downloaded in the background, switched to at next launch.
+    #[serde(default)]
+    pub staged: Option<AppVersion>,
+    /// Versions that failed their health check; never offered again.
+    #[serde(default)]
+    pub rejected: Vec<AppVersion>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    pub version: AppVersion,
+    pub previous: Option<AppVersion>,
+    pub attempts: u32,
+    /// The data schema before the first try; a rollback restores the data
+    /// if a try migrated it.
+    #[serde(default)]
+    pub schema_before: Option<u32>,
+}
+
+impl UpdateState {
+    pub fn load(paths: &AppPaths) -> anyhow::Result<Self> {
+        let path = paths.data_dir.join(STATE_FILE);
+        Ok(match read_optional("update state", &path)? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!("ignoring an unreadable update state: {e}");
+                Self::default()
+            }),
+            None => Self::default(),
+        })
+    }
+
+    pub fn save(&self, paths: &AppPaths) -> anyhow::Result<()> {
+        jarvis_durable::create_private_dir_all("data folder", &paths.data_dir)?;
+        let text = serde_json::to_vec_pretty(self)?;
+        write_atomic(
+            "update state",
+            &paths.data_dir.join(STATE_FILE),
+            &text,
+            Visibility::OwnerOnly,
+        )?;
+        Ok(())
+    }
+
+    pub(super) fn bucket(&mut self) -> u8 {
+        *self.bucket.get_or_insert_with(|| {
+            let mut b = [0u8; 1];
+            // Without randomness everyone lands in bucket 0: first in line,
+            // which is the safe side of a staged rollout to err on.
+            let _ = getrandom::fill(&mut b);
+            b[0] % 100
+        })
+    }
+}

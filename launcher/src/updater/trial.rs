@@ -1,0 +1,172 @@
+//! A version switched to by an update is on trial: `jarvis up` gives it
+//! [`MAX_ATTEMPTS`] tries to reach ready. Once it does, the update is
+//! committed (older version folders go; a launcher it ships replaces this
+//! one). If it never does, the data goes back to how it was before the
+//! trial migrated it, `current` goes back to the previous version, and the
+//! failed version is never offered again.
+
+use anyhow::{Context as _, bail};
+use jarvis_dist::manifest::AppVersion;
+use jarvis_durable::checkpoint;
+use jarvis_migrations::Migrator;
+
+use super::self_update::replace_launcher;
+use super::state::{MAX_ATTEMPTS, UpdateState};
+use super::switch::remove_old_versions;
+use crate::hint::hinted;
+use crate::install::Install;
+use crate::paths::AppPaths;
+
+/// The trial of the version that is about to run.
+#[derive(Debug)]
+pub struct Trial {
+    paths: AppPaths,
+    install: Install,
+    state: UpdateState,
+}
+
+/// What the next start should do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// Start the version on trial (the try is recorded).
+    Try,
+    /// It had its tries and was rolled back: choose the app version again.
+    RolledBack,
+}
+
+impl Trial {
+    /// The trial of `running`, if it is the version an update switched to.
+    /// A recorded switch that never happened (the old version runs) is
+    /// forgotten.
+    pub fn begin(
+        paths: &AppPaths,
+        install: &Install,
+        running: Option<AppVersion>,
+    ) -> anyhow::Result<Option<Self>> {
+        let mut state = UpdateState::load(paths)?;
+        match &state.pending {
+            Some(p) if Some(p.version) == running => Ok(Some(Self {
+                paths: paths.clone(),
+                install: install.clone(),
+                state,
+            })),
+            Some(_) => {
+                state.pending = None;
+                state.save(paths)?;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Records one more try, or rolls back when the tries are used up.
+    pub fn next_attempt(&mut self) -> anyhow::Result<Attempt> {
+        let Some(pending) = self.state.pending.as_mut() else {
+            bail!("no update is on trial");
+        };
+        if pending.attempts >= MAX_ATTEMPTS {
+            self.roll_back()?;
+            return Ok(Attempt::RolledBack);
+        }
+        if pending.attempts == 0 {
+            pending.schema_before = Some(Migrator::new(&self.paths.data_dir).schema_version()?);
+        }
+        pending.attempts += 1;
+        self.state.save(&self.paths)?;
+        Ok(Attempt::Try)
+    }
+
+    /// A try failed with `error`; the next start tries again.
+    pub fn failed(&mut self, error: &anyhow::Error) -> anyhow::Result<()> {
+        let attempts = self.state.pending.as_ref().map_or(0, |p| p.attempts);
+        eprintln!("The new version did not start (try {attempts} of {MAX_ATTEMPTS}): {error:#}");
+        self.state.last_error = Some(format!("{error:#}"));
+        self.state.save(&self.paths)
+    }
+
+    /// The version reached ready: commit it, clear out old versions and let
+    /// a launcher it ships replace this one.
+    pub fn commit(mut self) -> anyhow::Result<()> {
+        let Some(pending) = self.state.pending.take() else {
+            return Ok(());
+        };
+        self.state.last_error = None;
+        self.state.save(&self.paths)?;
+        checkpoint("update:committed");
+        eprintln!(
+            "Jarvis {} started; the update is committed.",
+            pending.version
+        );
+        if let Err(e) = remove_old_versions(&self.install) {
+            tracing::warn!("could not remove old app versions: {e:#}");
+        }
+        match replace_launcher(&self.paths, &self.install, pending.version) {
+            Ok(true) => eprintln!("The launcher was updated too; it takes over at the next start."),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("could not update the launcher: {e:#}"),
+        }
+        Ok(())
+    }
+
+    /// After [`MAX_ATTEMPTS`] failed starts: the data back to how it was
+    /// before the trial migrated it, back to the previous version, and never
+    /// offer the failed one again.
+    fn roll_back(&mut self) -> anyhow::Result<()> {
+        let (paths, install, state) = (&self.paths, &self.install, &mut self.state);
+        let Some(pending) = state.pending.take() else {
+            bail!("no update to roll back");
+        };
+        let Some(previous) = pending.previous else {
+            return Err(hinted(
+                format!(
+                    "Jarvis {} does not start and there is no previous version to go back to",
+                    pending.version
+                ),
+                "reinstall Jarvis; your data is untouched",
+            ));
+        };
+        install.verify(previous)?;
+        let migrator = Migrator::new(&paths.data_dir);
+        let mut restored = None;
+        if let Some(before) = pending.schema_before
+            && migrator.schema_version()? > before
+        {
+            // The trial migrated the data: the newest backup taken from the
+            // schema it had before is exactly the data before the trial.
+            let backup = migrator
+            .backups()
+            .list()?
+            .into_iter()
+            .rev()
+            .find(|b| b.schema_version == before && b.reason.starts_with("before migrating"))
+            .context("the data was migrated for the failed version, but its backup is gone; nothing was restored")?;
+            migrator.backups().restore(&backup.id)?;
+            restored = Some(backup.id);
+        }
+        install.switch_to(previous)?;
+        state.rejected.push(pending.version);
+        let reason = state.last_error.clone().unwrap_or_default();
+        state.last_error = Some(format!(
+            "Jarvis {} failed to start {} times and was rolled back to {previous}{}: {reason}",
+            pending.version,
+            MAX_ATTEMPTS,
+            restored
+                .as_ref()
+                .map(|id| format!(" with the data from backup {id}"))
+                .unwrap_or_default()
+        ));
+        state.save(paths)?;
+        checkpoint("update:rolled-back");
+        eprintln!(
+            "Switched back to Jarvis {previous}: {} did not start after {MAX_ATTEMPTS} tries and will not be installed again.",
+            pending.version
+        );
+        if let Some(id) = restored {
+            eprintln!(
+                "The data was restored from backup {id}, taken before {} migrated it.",
+                pending.version
+            );
+        }
+        Ok(())
+    }
+}
