@@ -765,8 +765,13 @@ pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, jarvis_downloa
     out
 }
 
+/// The committed AppData fixtures of this checkout. The test runner sets
+/// `CARGO_MANIFEST_DIR` when it runs a test, so a test binary built in
+/// another checkout (the target folder is shared) still reads this one's.
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/appdata")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("fixtures/appdata")
 }
 
 /// Every fixture schema, oldest first.
