@@ -16,7 +16,9 @@ JARVIS_WHISPER_V3=(GGML_NATIVE=OFF GGML_SSE42=ON GGML_AVX=ON GGML_AVX2=ON GGML_B
     GGML_FMA=ON GGML_F16C=ON GGML_LLAMAFILE=ON)
 
 # Records VALUE in the stamp file FILE (written atomically) and succeeds
-# when the stamp held something else: "these options/this checkout changed".
+# when the stamp held something else: "these whisper.cpp options changed"
+# (build-release; whisper-rs-sys does not rebuild when GGML_* change, see
+# CONTRIBUTING.md).
 stamp_changed() {
     [ "$(cat "$1" 2>/dev/null)" != "$2" ] || return 1
     mkdir -p "$(dirname "$1")"

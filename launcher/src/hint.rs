@@ -147,6 +147,17 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_redis_server_gets_the_package_to_install() {
+        let error = RedisError::NotFound {
+            bundle: "/opt/jarvis".into(),
+            env_var: "JARVIS_REDIS_SERVER",
+        };
+        let hint = library_hint(&error).unwrap_or_default();
+        assert!(hint.contains("apt-get install redis-server"), "{hint}");
+        assert!(hint.contains("JARVIS_REDIS_SERVER"), "{hint}");
+    }
+
+    #[test]
     fn library_errors_get_their_command_line_advice_here() {
         let error = anyhow::Error::new(MigrationError::NoBackup("x".into())).context("restore");
         assert_eq!(
