@@ -97,8 +97,12 @@ pub fn library_hint(error: &(dyn StdError + 'static)) -> Option<String> {
                 Some("`jarvis models list` shows what is installed".to_owned())
             }
             RegistryError::NoCatalogMatch { .. } => {
-                Some("name it with `--name NAME --version VERSION --role llm|stt`".to_owned())
+                Some("name it with `--name NAME --version VERSION`".to_owned())
             }
+            RegistryError::UnrecognisedModel { .. } => Some(
+                "say what it is with `--role llm` (chat) or `--role stt` (speech to text)"
+                    .to_owned(),
+            ),
             RegistryError::Download(error) => library_hint(error),
             _ => None,
         };

@@ -32,7 +32,18 @@ pub struct InstallReport {
 pub struct ExplicitModel {
     pub name: ModelName,
     pub version: ModelVersion,
-    pub role: ModelRole,
+    /// `None`: recognised from the contents ([`crate::detect::role_of`]).
+    pub role: Option<ModelRole>,
+}
+
+impl ExplicitModel {
+    /// The role given, or the one the contents at `path` show.
+    fn role_for(&self, path: &Path) -> Result<ModelRole, RegistryError> {
+        match self.role {
+            Some(role) => Ok(role),
+            None => crate::detect::role_of(path),
+        }
+    }
 }
 
 /// Installs into one store with one downloader.
@@ -128,9 +139,9 @@ impl Installer<'_> {
             })?;
         let entry = match explicit {
             Some(model) => ModelEntry {
+                role: model.role_for(path)?,
                 name: model.name,
                 version: model.version,
-                role: model.role,
                 required: false,
                 description: String::new(),
                 convert: None,
@@ -454,9 +465,13 @@ fn entry_for_folder(folder: &Path, model: ExplicitModel) -> Result<ModelEntry, R
         });
     }
     Ok(ModelEntry {
+        role: if whisper {
+            ModelRole::Stt
+        } else {
+            model.role_for(folder)?
+        },
         name: model.name,
         version: model.version,
-        role: if whisper { ModelRole::Stt } else { model.role },
         required: false,
         description: String::new(),
         convert: whisper.then_some(Conversion::WhisperCt2ToGgml),

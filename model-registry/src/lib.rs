@@ -28,6 +28,7 @@
 //!   (`jarvis-gguf`); the receipt records it.
 
 pub mod catalog;
+pub mod detect;
 pub mod install;
 mod names;
 pub mod pack;
@@ -68,6 +69,11 @@ pub enum RegistryError {
 
     #[error("'{path}' matches no model in the catalog")]
     NoCatalogMatch { path: PathBuf },
+
+    #[error(
+        "'{path}' is not a model Jarvis recognises: neither a GGUF chat model, a whisper.cpp ggml file nor a CTranslate2 whisper folder"
+    )]
+    UnrecognisedModel { path: PathBuf },
 
     #[error("the model pack '{path}' was refused: {reason}; nothing was installed")]
     HostilePack { path: PathBuf, reason: String },

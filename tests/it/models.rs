@@ -531,3 +531,73 @@ fn jarvis_up_reports_missing_models_and_pull_installs_them_first() {
     assert_eq!(readyz["models"]["missing"], serde_json::json!([]));
     assert_eq!(readyz["models"]["active"][0]["name"], "brain");
 }
+
+/// `jarvis models import` without `--role`: a GGUF is a chat model, a
+/// CTranslate2 whisper folder and a whisper.cpp ggml file are speech to
+/// text, recognised from their contents; anything else is refused with a
+/// hint and nothing is installed.
+#[test]
+fn import_recognises_a_model_role_from_its_contents() {
+    let home = TestHome::new();
+    let receipt_role = |name: &str| -> String {
+        let receipt: Value = serde_json::from_slice(
+            &std::fs::read(home.path(&format!("models/{name}/1/.jarvis-model.json"))).unwrap(),
+        )
+        .unwrap();
+        receipt["role"].as_str().unwrap().to_owned()
+    };
+    let import = |path: &std::path::Path, name: &str| {
+        home.run(&[
+            "models",
+            "import",
+            path.to_str().unwrap(),
+            "--name",
+            name,
+            "--version",
+            "1",
+        ])
+    };
+
+    // The real chat model, under a name the catalog does not know.
+    let gguf = home.scratch().join("my-chat.gguf");
+    std::fs::copy(smollm2_gguf(), &gguf).unwrap();
+    let out = import(&gguf, "my-chat");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(receipt_role("my-chat"), "llm");
+    assert_eq!(active(&home, "my-chat").as_deref(), Some("1"));
+
+    // The real faster-whisper folder, then the ggml file it became.
+    let folder = home.scratch().join("my-whisper");
+    jarvis_tests::copy_dir(&whisper_ct2_dir(), &folder);
+    let out = import(&folder, "my-whisper");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(receipt_role("my-whisper"), "stt");
+    let ggml = home.scratch().join("whisper.bin");
+    std::fs::copy(home.path("models/my-whisper/1/ggml-model.bin"), &ggml).unwrap();
+    let out = import(&ggml, "my-ggml");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(receipt_role("my-ggml"), "stt");
+
+    // Neither kind: refused, with the way out, and nothing installed.
+    let other = home.scratch().join("notes.bin");
+    std::fs::write(&other, pseudo_random_bytes(4096, 7)).unwrap();
+    let out = import(&other, "mystery");
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("is not a model Jarvis recognises"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("hint: say what it is with `--role llm`"),
+        "{}",
+        out.stderr
+    );
+    assert!(!home.path("models/mystery").exists());
+
+    // --role without a name is a usage error (the catalog decides then).
+    let out = home.run(&["models", "import", other.to_str().unwrap(), "--role", "stt"]);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("--name"), "{}", out.stderr);
+}

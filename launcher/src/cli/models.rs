@@ -38,11 +38,15 @@ pub enum ModelsCommand {
     Import {
         path: PathBuf,
         /// Name the model instead of matching the catalog.
-        #[arg(long, requires_all = ["version", "role"])]
+        #[arg(long, requires = "version")]
         name: Option<String>,
-        #[arg(long)]
+        /// The version to install it as (with --name).
+        #[arg(long, requires = "name")]
         version: Option<String>,
-        #[arg(long, value_parser = ["llm", "stt"])]
+        /// What it is; recognised from its contents when left out (a GGUF
+        /// is a chat model, a whisper ggml file or CTranslate2 whisper
+        /// folder speech-to-text).
+        #[arg(long, requires = "name", value_parser = ["llm", "stt"])]
         role: Option<String>,
         #[arg(long)]
         json: bool,
@@ -118,15 +122,14 @@ pub async fn run(paths: &AppPaths, command: ModelsCommand) -> anyhow::Result<Exi
         } => {
             paths.create_tree()?;
             let catalog = load_catalog().await?;
-            let explicit = match (name, version, role) {
-                (Some(name), Some(version), Some(role)) => Some(ExplicitModel {
+            let explicit = match (name, version) {
+                (Some(name), Some(version)) => Some(ExplicitModel {
                     name: ModelName::parse(&name)?,
                     version: ModelVersion::parse(&version)?,
-                    role: if role == "llm" {
-                        ModelRole::Llm
-                    } else {
-                        ModelRole::Stt
-                    },
+                    role: role.map(|role| match role.as_str() {
+                        "llm" => ModelRole::Llm,
+                        _ => ModelRole::Stt,
+                    }),
                 }),
                 _ => None,
             };
