@@ -10,7 +10,7 @@ use jarvis_protocol::instance::Instance;
 use serde::Serialize;
 
 use crate::config::AppConfig;
-use crate::hint::{hinted, library_hint};
+use crate::hint::{hinted, hints};
 use crate::instance;
 use crate::paths::AppPaths;
 
@@ -120,7 +120,7 @@ pub async fn doctor(paths: &AppPaths) -> anyhow::Result<ExitCode> {
             result: paths
                 .require_core_binary()
                 .map(|p| format!("found at {}", p.display()))
-                .map_err(|e| format!("{e:#}")),
+                .map_err(|e| with_hints(&e)),
         },
         Check {
             name: "data folder",
@@ -160,14 +160,20 @@ pub async fn doctor(paths: &AppPaths) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A failed check's text: the error's chain, then its hints (as `report`
+/// prints them for a failed command).
+fn with_hints(error: &anyhow::Error) -> String {
+    let mut text = format!("{error:#}");
+    for hint in hints(error) {
+        text.push_str(&format!("\nhint: {hint}"));
+    }
+    text
+}
+
 async fn check_redis(paths: &AppPaths) -> Result<String, String> {
-    let binary = paths.locate_redis(&paths.bundle_dir).map_err(|e| {
-        let mut text = e.to_string();
-        if let Some(hint) = library_hint(&e) {
-            text.push_str(&format!("\nhint: {hint}"));
-        }
-        text
-    })?;
+    let binary = paths
+        .locate_redis(&paths.bundle_dir)
+        .map_err(|e| with_hints(&e.into()))?;
     let output = tokio::process::Command::new(&binary)
         .arg("--version")
         .output()
