@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use jarvis_model_registry::ModelStore;
 use jarvis_protocol::events::{EVENTS_CHANNEL, Event};
 use jarvis_redis_bundle::RedisServer;
 
@@ -70,29 +71,15 @@ impl ModelWatch {
         let Some(catalog) = &self.catalog else {
             return;
         };
-        let staging = self.models_dir.join(jarvis_protocol::models::STAGING_DIR);
+        let store = ModelStore::new(self.models_dir.clone());
         let mut seen = BTreeMap::new();
         for entry in &catalog.models {
-            let dir = staging
-                .join(entry.name.as_str())
-                .join(entry.version.as_str());
-            if !dir.is_dir() {
+            if !store.staging_dir(&entry.name, &entry.version).is_dir() {
                 continue;
             }
-            let done: u64 = entry
-                .files
-                .iter()
-                .map(|file| {
-                    let dest = file.path.under(&dir);
-                    let (partial, _) = jarvis_download::partial_paths(&dest);
-                    std::fs::metadata(&dest)
-                        .or_else(|_| std::fs::metadata(&partial))
-                        .map_or(0, |m| m.len())
-                })
-                .sum();
             seen.insert(
                 (entry.name.to_string(), entry.version.to_string()),
-                (done, entry.total_size()),
+                (store.staged_bytes(entry), entry.total_size()),
             );
         }
         let changed: Vec<_> = seen

@@ -9,9 +9,7 @@ use std::path::Path;
 
 use crate::RegistryError;
 use crate::catalog::ModelRole;
-
-/// The first four bytes of a GGUF file.
-const GGUF_MAGIC: [u8; 4] = *b"GGUF";
+use crate::store::file_error;
 
 /// The role of the model at `path` (a file or a folder).
 pub fn role_of(path: &Path) -> Result<ModelRole, RegistryError> {
@@ -24,14 +22,7 @@ pub fn role_of(path: &Path) -> Result<ModelRole, RegistryError> {
         }
         // A folder holding one model file, as downloaded by hand.
         let mut roles = std::fs::read_dir(path)
-            .map_err(|e| {
-                RegistryError::File(jarvis_durable::FileError {
-                    action: "list",
-                    role: "import folder",
-                    path: path.to_owned(),
-                    source: e,
-                })
-            })?
+            .map_err(|e| file_error("list", "import folder", path, e))?
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .filter_map(|e| file_role(&e.path()));
@@ -50,7 +41,7 @@ fn file_role(path: &Path) -> Option<ModelRole> {
         .ok()?
         .read_exact(&mut magic)
         .ok()?;
-    if magic == GGUF_MAGIC {
+    if &magic == jarvis_gguf::MAGIC {
         Some(ModelRole::Llm)
     } else if u32::from_le_bytes(magic) == jarvis_whisper_ggml::ggml::MAGIC {
         Some(ModelRole::Stt)

@@ -129,6 +129,24 @@ impl ModelStore {
             .join(version.as_str())
     }
 
+    /// Bytes of `entry` already on disk in its staging folder: finished
+    /// files and partial downloads, for progress reports (0 when nothing
+    /// is staged).
+    pub fn staged_bytes(&self, entry: &ModelEntry) -> u64 {
+        let staging = self.staging_dir(&entry.name, &entry.version);
+        entry
+            .files
+            .iter()
+            .map(|file| {
+                let dest = file.path.under(&staging);
+                let (partial, _) = jarvis_download::partial_paths(&dest);
+                std::fs::metadata(&dest)
+                    .or_else(|_| std::fs::metadata(&partial))
+                    .map_or(0, |m| m.len())
+            })
+            .sum()
+    }
+
     /// Creates the staging folder and locks it for this process.
     pub fn lock_staging(
         &self,

@@ -265,19 +265,7 @@ async fn status(store: &ModelStore, json: bool) -> anyhow::Result<ExitCode> {
     let catalog = load_catalog().await?;
     let mut rows = Vec::new();
     for entry in &catalog.models {
-        let staging = store.staging_dir(&entry.name, &entry.version);
-        let partial_bytes = entry
-            .files
-            .iter()
-            .map(|f| {
-                let dest = f.path.under(&staging);
-                let (partial, _) = jarvis_download::partial_paths(&dest);
-                std::fs::metadata(&dest)
-                    .or_else(|_| std::fs::metadata(&partial))
-                    .map(|m| m.len())
-                    .unwrap_or(0)
-            })
-            .sum();
+        let partial_bytes = store.staged_bytes(entry);
         rows.push(CatalogStatus {
             name: entry.name.clone(),
             version: entry.version.clone(),
