@@ -9,7 +9,7 @@ use jarvis_llm::Request;
 use tokio::sync::mpsc;
 
 use crate::engines::{Engines, ModelRef, Unavailable};
-use crate::memory::{ConversationId, Memory, MemoryError, Role};
+use crate::memory::{ConversationId, Memory, MemoryError, RemoveAnswer, Role};
 use crate::prompt::{self, Sized, TooLong};
 
 /// Answer budget when neither the request nor the conversation sets one.
@@ -19,9 +19,19 @@ pub const DEFAULT_MAX_TOKENS: u32 = 512;
 #[derive(Debug, Clone)]
 pub struct TurnRequest {
     pub conversation: ConversationId,
-    pub content: String,
+    pub input: TurnInput,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
+}
+
+/// What starts the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnInput {
+    /// A new user message.
+    Message(String),
+    /// Answer the last user message again: the last answer, if the
+    /// conversation ends with one, is replaced by the new one.
+    Regenerate,
 }
 
 /// A turn whose user message is stored and whose answer is streaming.
@@ -40,6 +50,8 @@ pub struct Turn {
 pub enum ChatError {
     #[error("content must not be empty")]
     EmptyContent,
+    #[error("there is no message to answer again")]
+    NothingToRegenerate,
     #[error("no conversation '{}'", .0.as_str())]
     ConversationNotFound(ConversationId),
     /// No chat model can answer now (none installed, loading, or failed).
@@ -57,7 +69,9 @@ pub async fn start(
     engines: &Engines,
     request: TurnRequest,
 ) -> Result<Turn, ChatError> {
-    if request.content.trim().is_empty() {
+    if let TurnInput::Message(content) = &request.input
+        && content.trim().is_empty()
+    {
         return Err(ChatError::EmptyContent);
     }
     let not_found = || ChatError::ConversationNotFound(request.conversation.clone());
@@ -67,16 +81,34 @@ pub async fn start(
         .settings(&request.conversation)
         .await?
         .ok_or_else(not_found)?;
-    let tokens = engine.count_tokens(&request.content).await.ok();
-    let (user_index, _) = memory
-        .append_message(
-            &request.conversation,
-            Role::User,
-            request.content.clone(),
-            tokens.and_then(|t| u32::try_from(t).ok()),
-        )
-        .await?
-        .ok_or_else(not_found)?;
+    let user_index = match &request.input {
+        TurnInput::Message(content) => {
+            let tokens = engine.count_tokens(content).await.ok();
+            let (index, _) = memory
+                .append_message(
+                    &request.conversation,
+                    Role::User,
+                    content.clone(),
+                    tokens.and_then(|t| u32::try_from(t).ok()),
+                )
+                .await?
+                .ok_or_else(not_found)?;
+            index
+        }
+        TurnInput::Regenerate => {
+            if memory.remove_last_answer(&request.conversation).await? == RemoveAnswer::NotFound {
+                return Err(not_found());
+            }
+            let conversation = memory
+                .conversation(&request.conversation)
+                .await?
+                .ok_or_else(not_found)?;
+            match conversation.messages.last() {
+                Some(last) if last.role == Role::User => conversation.messages.len() - 1,
+                _ => return Err(ChatError::NothingToRegenerate),
+            }
+        }
+    };
     let conversation = memory
         .conversation(&request.conversation)
         .await?

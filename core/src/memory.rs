@@ -37,6 +37,9 @@ pub const KEY_PREFIX: &str = "jarvis:v2:";
 /// How many characters of the first user message make a title.
 pub const TITLE_CHARS: usize = 80;
 
+/// How many of the most recent conversations a search reads.
+pub const SEARCH_SCAN_LIMIT: usize = 5_000;
+
 /// Why a memory operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
@@ -158,6 +161,39 @@ redis.call('DEL', KEYS[2])
 if #ARGV > 0 then redis.call('HSET', KEYS[2], unpack(ARGV)) end
 return 1
 ";
+
+/// Removes the last message if it is the assistant's (a regenerated
+/// answer). KEYS: meta hash, messages list. ARGV: none. Returns the new
+/// message count, -1 when the conversation does not exist, -2 when the
+/// last message is not an answer.
+const REMOVE_ANSWER_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local last = redis.call('LINDEX', KEYS[2], -1)
+if not last then return -2 end
+local ok, message = pcall(cjson.decode, last)
+if not ok or message.role ~= 'assistant' then return -2 end
+redis.call('RPOP', KEYS[2])
+local n = redis.call('LLEN', KEYS[2])
+redis.call('HSET', KEYS[1], 'message_count', n)
+return n
+";
+
+/// Sets a conversation's title if it exists. KEYS: meta hash. ARGV: title.
+const RENAME_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'title', ARGV[1])
+return 1
+";
+
+/// Why the last answer could not be removed for a regeneration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveAnswer {
+    /// Removed; the conversation now has this many messages.
+    Removed(usize),
+    NotFound,
+    /// The last message is not an answer (nothing to regenerate).
+    NoAnswer,
+}
 
 /// Handle to Redis memory. Cheap to clone; connects in the background.
 #[derive(Debug, Clone)]
@@ -385,6 +421,9 @@ impl Memory {
             .unwrap_or(isize::MAX)
             .saturating_sub(1);
         let ids: Vec<String> = conn.zrevrange(by_update_key(), 0, stop).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new()); // an empty pipeline is an error in Redis
+        }
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.cmd("HGETALL")
@@ -401,6 +440,88 @@ impl Memory {
                 })
             })
             .collect())
+    }
+
+    /// Renames a conversation; `false` when it does not exist.
+    pub async fn rename(&self, id: &ConversationId, title: &str) -> Result<bool, MemoryError> {
+        let mut conn = self.connection()?;
+        let done: i64 = redis::Script::new(RENAME_SCRIPT)
+            .key(conversation_key(id))
+            .arg(title)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(done == 1)
+    }
+
+    /// Deletes a conversation, its messages and its settings, at once;
+    /// `false` when it did not exist. Only a person's explicit request
+    /// deletes (the UI offers an undo before it sends this).
+    pub async fn delete_conversation(&self, id: &ConversationId) -> Result<bool, MemoryError> {
+        let mut conn = self.connection()?;
+        let (removed,): (i64,) = redis::pipe()
+            .atomic()
+            .del(&[conversation_key(id), messages_key(id), settings_key(id)])
+            .zrem(format!("{KEY_PREFIX}conversations"), id.as_str())
+            .ignore()
+            .zrem(by_update_key(), id.as_str())
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(removed > 0)
+    }
+
+    /// Removes the last message when it is an answer, so it can be
+    /// generated again.
+    pub async fn remove_last_answer(
+        &self,
+        id: &ConversationId,
+    ) -> Result<RemoveAnswer, MemoryError> {
+        let mut conn = self.connection()?;
+        let n: i64 = redis::Script::new(REMOVE_ANSWER_SCRIPT)
+            .key(conversation_key(id))
+            .key(messages_key(id))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match n {
+            -1 => RemoveAnswer::NotFound,
+            n if n < 0 => RemoveAnswer::NoAnswer,
+            n => RemoveAnswer::Removed(usize::try_from(n).unwrap_or(0)),
+        })
+    }
+
+    /// Conversations whose title or messages contain `query` (ignoring
+    /// case), newest first, at most `limit`. Scans at most
+    /// [`SEARCH_SCAN_LIMIT`] of the most recent conversations.
+    pub async fn search(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<ListedConversation>, MemoryError> {
+        let needle = query.to_lowercase();
+        let recent = self.recent_conversations(SEARCH_SCAN_LIMIT).await?;
+        let mut conn = self.connection()?;
+        let mut found = Vec::new();
+        for batch in recent.chunks(64) {
+            let mut pipe = redis::pipe();
+            for listed in batch {
+                pipe.lrange(messages_key(&listed.id), 0, -1);
+            }
+            let messages: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+            for (listed, raw) in batch.iter().zip(messages) {
+                let hit = listed.summary.title.to_lowercase().contains(&needle)
+                    || raw.iter().any(|m| {
+                        serde_json::from_str::<Message>(m)
+                            .is_ok_and(|m| m.content.to_lowercase().contains(&needle))
+                    });
+                if hit {
+                    found.push(listed.clone());
+                    if found.len() >= limit {
+                        return Ok(found);
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// How many conversations exist.

@@ -802,3 +802,133 @@ fn a_pull_in_another_process_is_reported_to_websocket_clients_as_it_goes() {
     );
     assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
 }
+
+#[test]
+fn conversations_are_listed_empty_renamed_searched_and_deleted() {
+    let home = TestHome::new();
+    let _jarvis = home.up();
+    let api = home.api();
+    let list = |query: &str| -> Vec<String> {
+        let body: Value = api
+            .request(Method::GET, &format!("/v1/conversations{query}"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        body["conversations"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no list in {body}"))
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // With no conversation at all the list is empty, not an error.
+    assert_eq!(list(""), Vec::<String>::new());
+    assert_eq!(list("?q=anything"), Vec::<String>::new());
+
+    let trip = api.create_conversation();
+    api.add_message(&trip, "user", "Plan a trip to Lisbon");
+    let food = api.create_conversation();
+    api.add_message(&food, "user", "A recipe, please");
+    api.add_message(&food, "assistant", "Try aubergines with MISO glaze.");
+
+    // Search: titles and message content, any case, newest first.
+    assert_eq!(list("?q=lisbon"), vec![trip.clone()]);
+    assert_eq!(list("?q=miso"), vec![food.clone()]);
+    assert_eq!(list("?q=a"), vec![food.clone(), trip.clone()]);
+    assert_eq!(list("?q=%20%20"), vec![food.clone(), trip.clone()]);
+
+    // Rename: trimmed, never empty, only existing conversations.
+    let path = format!("/v1/conversations/{trip}");
+    let renamed = api
+        .request(Method::PATCH, &path)
+        .json(&json!({"title": "  Lisbon holiday "}))
+        .send()
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    let conversation: Value = api
+        .request(Method::GET, &path)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(conversation["title"], "Lisbon holiday");
+    assert_eq!(list("?q=holiday"), vec![trip.clone()]);
+    for (body, status) in [(json!({"title": "   "}), 400), (json!({"name": "x"}), 400)] {
+        let response = api
+            .request(Method::PATCH, &path)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), status, "{body}");
+    }
+    let missing = "/v1/conversations/0123456789abcdef0123456789abcdef";
+    let response = api
+        .request(Method::PATCH, missing)
+        .json(&json!({"title": "x"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 404);
+
+    // Delete: the conversation, its messages and settings; once.
+    api.request(Method::PUT, &format!("{path}/settings"))
+        .json(&json!({"max_tokens": 5}))
+        .send()
+        .unwrap();
+    let deleted = api.request(Method::DELETE, &path).send().unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(
+        api.request(Method::GET, &path).send().unwrap().status(),
+        404
+    );
+    let settings = api
+        .request(Method::GET, &format!("{path}/settings"))
+        .send()
+        .unwrap();
+    assert_eq!(settings.status(), 404);
+    assert_eq!(
+        api.request(Method::DELETE, &path).send().unwrap().status(),
+        404
+    );
+    assert_eq!(list(""), vec![food.clone()]);
+    assert_eq!(
+        api.messages(&food).unwrap().len(),
+        2,
+        "the other one is untouched"
+    );
+}
+
+#[test]
+fn regenerate_replaces_the_last_answer_and_refuses_when_there_is_nothing_to_answer() {
+    let home = TestHome::new();
+    install_models(&home, false);
+    let _jarvis = home.up();
+    let api = home.api();
+    wait_engine(&api, "llm", "ready");
+    let conversation = api.create_conversation();
+    let mut socket = Socket::connect(&api);
+
+    // Nothing to answer yet.
+    socket.send(&json!({"type": "regenerate", "turn_id": "r0", "conversation_id": conversation}));
+    let (_, refused) = socket.collect("r0");
+    assert_eq!(refused["error"]["code"], "bad_request", "{refused}");
+
+    let (first, done) = socket.chat("c1", &conversation, FRANCE);
+    assert_eq!(done["type"], "done");
+    assert_eq!(api.messages(&conversation).unwrap().len(), 2);
+
+    socket.send(&json!({
+        "type": "regenerate", "turn_id": "r1", "conversation_id": conversation, "max_tokens": 24,
+    }));
+    let (again, done) = socket.collect("r1");
+    assert_eq!(done["type"], "done", "{done}");
+    assert_eq!(
+        done["message_index"], 1,
+        "the new answer takes the old one's place"
+    );
+    let messages = api.messages(&conversation).unwrap();
+    assert_eq!(messages.len(), 2, "replaced, not added: {messages:?}");
+    assert_eq!(messages[0], FRANCE);
+    assert_eq!(messages[1], again);
+    assert!(!first.is_empty() && !again.is_empty());
+}

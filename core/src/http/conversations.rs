@@ -1,5 +1,5 @@
-//! `/v1/conversations`: create, list (newest first), read, append a
-//! message, and each conversation's settings.
+//! `/v1/conversations`: create, list (newest first) or search, read,
+//! rename, delete, append a message, and each conversation's settings.
 
 use std::sync::Arc;
 
@@ -8,12 +8,15 @@ use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, conversation_not_found, parse_id};
 use super::state::AppState;
-use crate::memory::{Conversation, ConversationId, ListedConversation, Message, Role, Settings};
+use crate::memory::{
+    Conversation, ConversationId, ListedConversation, Message, Role, Settings, TITLE_CHARS,
+};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -21,7 +24,12 @@ pub fn router() -> Router<Arc<AppState>> {
             "/v1/conversations",
             post(create_conversation).get(list_conversations),
         )
-        .route("/v1/conversations/{id}", get(conversation))
+        .route(
+            "/v1/conversations/{id}",
+            get(conversation)
+                .patch(rename_conversation)
+                .delete(delete_conversation),
+        )
         .route("/v1/conversations/{id}/messages", post(append_message))
         .route(
             "/v1/conversations/{id}/settings",
@@ -65,6 +73,14 @@ async fn create_conversation(
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     limit: Option<usize>,
+    /// Only conversations whose title or messages contain this text.
+    q: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rename {
+    title: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,14 +88,49 @@ struct ConversationList {
     conversations: Vec<ListedConversation>,
 }
 
-/// `GET /v1/conversations?limit=N`: most recently updated first.
+/// `GET /v1/conversations?limit=N[&q=TEXT]`: most recently updated first;
+/// with `q`, only those whose title or messages contain `TEXT` (any case).
 async fn list_conversations(
     State(state): State<Arc<AppState>>,
     axum::extract::Query(query): axum::extract::Query<ListQuery>,
 ) -> Result<Json<ConversationList>, ApiError> {
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
-    let conversations = state.memory.recent_conversations(limit).await?;
+    let conversations = match query.q.as_deref().map(str::trim) {
+        Some(q) if !q.is_empty() => state.memory.search(q, limit).await?,
+        _ => state.memory.recent_conversations(limit).await?,
+    };
     Ok(Json(ConversationList { conversations }))
+}
+
+/// `PATCH /v1/conversations/{id}` with `{"title": "..."}`.
+async fn rename_conversation(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Json<Rename>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let Json(rename) = body?;
+    let title: String = rename.title.trim().chars().take(TITLE_CHARS).collect();
+    if title.is_empty() {
+        return Err(ApiError::BadRequest("title must not be empty".into()));
+    }
+    if !state.memory.rename(&id, &title).await? {
+        return Err(conversation_not_found(&id));
+    }
+    Ok(Json(serde_json::json!({"id": id, "title": title})))
+}
+
+/// `DELETE /v1/conversations/{id}`: the conversation, its messages and
+/// settings; `204`.
+async fn delete_conversation(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    if !state.memory.delete_conversation(&id).await? {
+        return Err(conversation_not_found(&id));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn conversation(

@@ -185,7 +185,9 @@ impl From<Unavailable> for ApiError {
 impl From<ChatError> for ApiError {
     fn from(error: ChatError) -> Self {
         match error {
-            ChatError::EmptyContent => Self::BadRequest(error.to_string()),
+            ChatError::EmptyContent | ChatError::NothingToRegenerate => {
+                Self::BadRequest(error.to_string())
+            }
             ChatError::ConversationNotFound(id) => conversation_not_found(&id),
             ChatError::ModelUnavailable(unavailable) => unavailable.into(),
             ChatError::Memory(error) => error.into(),

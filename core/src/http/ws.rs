@@ -3,6 +3,9 @@
 //! Client messages (JSON, tagged by `type`):
 //! - `chat`: `turn_id` (the client's name for the turn), `conversation_id`,
 //!   `content`, optional `max_tokens` and `temperature`.
+//! - `regenerate`: `turn_id`, `conversation_id`, optional `max_tokens`
+//!   and `temperature`: answers the last user message again, replacing
+//!   the last answer if there is one.
 //! - `cancel`: `turn_id`.
 //!
 //! Server messages: `hello` (engine states), `started`, `token` (`text`),
@@ -33,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::chat::{self, TurnRequest};
+use crate::chat::{self, TurnInput, TurnRequest};
 use crate::memory::ConversationId;
 
 /// Turns one socket may run at once.
@@ -48,6 +51,12 @@ enum ClientMessage {
         turn_id: String,
         conversation_id: String,
         content: String,
+        max_tokens: Option<u32>,
+        temperature: Option<f64>,
+    },
+    Regenerate {
+        turn_id: String,
+        conversation_id: String,
         max_tokens: Option<u32>,
         temperature: Option<f64>,
     },
@@ -132,51 +141,69 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
                 continue;
             }
         };
-        match parsed {
+        let (turn_id, conversation_id, input, max_tokens, temperature) = match parsed {
             ClientMessage::Chat {
                 turn_id,
                 conversation_id,
                 content,
                 max_tokens,
                 temperature,
-            } => {
-                if turns.contains_key(&turn_id) {
-                    let e = ApiError::BadRequest(format!("turn '{turn_id}' is already running"));
-                    let _ = out.send(error_json(Some(&turn_id), &e)).await;
-                    continue;
-                }
-                if turns.len() >= MAX_TURNS_PER_SOCKET {
-                    let e = ApiError::BadRequest(format!(
-                        "at most {MAX_TURNS_PER_SOCKET} turns may run at once on one connection"
-                    ));
-                    let _ = out.send(error_json(Some(&turn_id), &e)).await;
-                    continue;
-                }
-                let Some(conversation) = ConversationId::parse(&conversation_id) else {
-                    let e = ApiError::NotFound(format!("no conversation '{conversation_id}'"));
-                    let _ = out.send(error_json(Some(&turn_id), &e)).await;
-                    continue;
-                };
-                let (cancel_tx, cancel_rx) = oneshot::channel();
-                turns.insert(turn_id.clone(), cancel_tx);
-                let request = TurnRequest {
-                    conversation,
-                    content,
-                    max_tokens,
-                    temperature,
-                };
-                let (state, out, finished) = (Arc::clone(&state), out.clone(), finished_tx.clone());
-                tokio::spawn(async move {
-                    run_turn(&state, &turn_id, request, &out, cancel_rx).await;
-                    let _ = finished.send(turn_id);
-                });
-            }
+            } => (
+                turn_id,
+                conversation_id,
+                TurnInput::Message(content),
+                max_tokens,
+                temperature,
+            ),
+            ClientMessage::Regenerate {
+                turn_id,
+                conversation_id,
+                max_tokens,
+                temperature,
+            } => (
+                turn_id,
+                conversation_id,
+                TurnInput::Regenerate,
+                max_tokens,
+                temperature,
+            ),
             ClientMessage::Cancel { turn_id } => {
                 if let Some(cancel) = turns.remove(&turn_id) {
                     let _ = cancel.send(());
                 }
+                continue;
             }
+        };
+        if turns.contains_key(&turn_id) {
+            let e = ApiError::BadRequest(format!("turn '{turn_id}' is already running"));
+            let _ = out.send(error_json(Some(&turn_id), &e)).await;
+            continue;
         }
+        if turns.len() >= MAX_TURNS_PER_SOCKET {
+            let e = ApiError::BadRequest(format!(
+                "at most {MAX_TURNS_PER_SOCKET} turns may run at once on one connection"
+            ));
+            let _ = out.send(error_json(Some(&turn_id), &e)).await;
+            continue;
+        }
+        let Some(conversation) = ConversationId::parse(&conversation_id) else {
+            let e = ApiError::NotFound(format!("no conversation '{conversation_id}'"));
+            let _ = out.send(error_json(Some(&turn_id), &e)).await;
+            continue;
+        };
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        turns.insert(turn_id.clone(), cancel_tx);
+        let request = TurnRequest {
+            conversation,
+            input,
+            max_tokens,
+            temperature,
+        };
+        let (state, out, finished) = (Arc::clone(&state), out.clone(), finished_tx.clone());
+        tokio::spawn(async move {
+            run_turn(&state, &turn_id, request, &out, cancel_rx).await;
+            let _ = finished.send(turn_id);
+        });
     }
     // The client is gone: stop every turn (each keeps its partial answer).
     for (_, cancel) in turns.drain() {
