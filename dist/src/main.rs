@@ -44,7 +44,11 @@ enum Command {
         /// it once this version has started successfully.
         #[arg(long)]
         launcher: Option<PathBuf>,
-        /// Extra files as PATH_IN_BUNDLE=SOURCE (UI assets, tools).
+        /// The built UI (`launcher/ui/dist`): shipped as `ui/` in the
+        /// version folder, so each app version brings its own UI.
+        #[arg(long)]
+        ui: Option<PathBuf>,
+        /// Extra files as PATH_IN_BUNDLE=SOURCE (tools).
         #[arg(long = "file")]
         files: Vec<String>,
         #[arg(long, default_value_t = 2)]
@@ -96,6 +100,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// Every file under the built UI folder, as (`a/b.js`, its path), sorted.
+fn ui_files(dir: &std::path::Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    if !dir.join("index.html").is_file() {
+        anyhow::bail!(
+            "{} is not a built UI (no index.html); run scripts/build-ui",
+            dir.display()
+        );
+    }
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder)
+            .with_context(|| format!("could not read {}", folder.display()))?
+        {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)?
+                    .to_str()
+                    .context("UI file names must be UTF-8")?
+                    .replace('\\', "/");
+                found.push((rel, path));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen { out } => {
@@ -124,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             core_v3,
             redis,
             launcher,
+            ui,
             files,
             schema_min,
             schema_max,
@@ -139,6 +175,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(launcher) = launcher {
                 list.push((launcher_name().to_owned(), launcher, true));
+            }
+            if let Some(ui) = ui {
+                list.extend(
+                    ui_files(&ui)?
+                        .into_iter()
+                        .map(|(rel, source)| (format!("ui/{rel}"), source, false)),
+                );
             }
             for spec in files {
                 let (path, source) = spec

@@ -8,16 +8,18 @@
 //! 1. Commands: this file (clap types, `report`) and [`cli`] (printing,
 //!    `--json`).
 //! 2. [`up`]: the start-up order.
-//! 3. Operations: [`updater`], [`supervisor`] (with [`model_events`]),
+//! 3. [`ui`]: the UI server (sign-in, the core behind it, downloads).
+//! 4. Operations: [`updater`], [`supervisor`] (with [`model_events`]),
 //!    [`maintenance`] (migrations, Redis for maintenance, the stopped
-//!    lock), [`models`] (catalog, pull).
-//! 4. Foundations: [`install`] (the installed layout), [`paths`],
+//!    lock), [`models`] (catalog, pull, import), [`doctor`].
+//! 5. Foundations: [`install`] (the installed layout), [`paths`],
 //!    [`config`], [`instance`], [`core_process`], [`shutdown`],
 //!    [`progress`], [`logs`], [`secrets`], [`hint`].
 
 mod cli;
 mod config;
 mod core_process;
+mod doctor;
 mod hint;
 mod install;
 mod instance;
@@ -30,6 +32,7 @@ mod progress;
 mod secrets;
 mod shutdown;
 mod supervisor;
+mod ui;
 mod up;
 mod updater;
 
@@ -75,6 +78,12 @@ enum Command {
     },
     /// Stop the running Jarvis gracefully.
     Stop,
+    /// Open the running Jarvis' UI in the browser (prints a fresh sign-in URL).
+    Open {
+        /// Only print the sign-in URL.
+        #[arg(long)]
+        no_browser: bool,
+    },
     /// Show where Jarvis keeps its data and finds its programs.
     Paths {
         /// Print JSON for scripts.
@@ -161,6 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Models { command }) => cli::models::run(&paths, command).await,
         Some(Command::Status { json }) => cli::info::status(&paths, json).await,
         Some(Command::Stop) => cli::info::stop(&paths).await,
+        Some(Command::Open { no_browser }) => cli::info::open(&paths, no_browser).await,
         Some(Command::Paths { json }) => cli::info::paths(&paths, json),
         Some(Command::Doctor) => cli::info::doctor(&paths).await,
         Some(Command::Chat(args)) => cli::client::chat(&paths, args).await,

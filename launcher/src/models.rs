@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use jarvis_download::ProgressSink;
 use jarvis_download::{DownloadOptions, Downloader, human_bytes};
-use jarvis_model_registry::install::{InstallReport, Installer};
-use jarvis_model_registry::{Catalog, ModelEntry, ModelStore};
+use jarvis_model_registry::install::{ExplicitModel, InstallReport, Installer};
+use jarvis_model_registry::{Catalog, ModelEntry, ModelName, ModelStore};
 use jarvis_protocol::env;
 
 use crate::progress::sink;
@@ -68,6 +69,33 @@ pub async fn pull(
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// Imports a file, folder or pack (see [`Installer::import`]) and
+/// activates each imported model that had no active version; returns the
+/// reports and the names it activated. Used by `jarvis models import` and
+/// the UI.
+pub async fn import(
+    store: &ModelStore,
+    catalog: &Catalog,
+    path: &std::path::Path,
+    explicit: Option<ExplicitModel>,
+    progress: &dyn ProgressSink,
+) -> anyhow::Result<(Vec<InstallReport>, Vec<ModelName>)> {
+    let downloader = downloader()?;
+    let installer = Installer {
+        store,
+        downloader: &downloader,
+    };
+    let reports = installer.import(catalog, path, explicit, progress).await?;
+    let mut activated = Vec::new();
+    for report in &reports {
+        if store.active(&report.name)?.is_none() {
+            store.activate(&report.name, &report.version)?;
+            activated.push(report.name.clone());
+        }
+    }
+    Ok((reports, activated))
 }
 
 /// Required catalog models with no active version.

@@ -90,6 +90,7 @@ pub async fn start_children(
             paths.models_dir.clone(),
             crate::models::load_catalog().await.ok(),
         ),
+        ui_url: None,
     })
 }
 
@@ -104,6 +105,8 @@ pub struct Supervisor {
     redis_restarts: RestartBudget,
     core_restarts: RestartBudget,
     models: ModelWatch,
+    /// The UI's origin, published in `instance.json`.
+    ui_url: Option<String>,
 }
 
 /// Which child needs attention.
@@ -225,6 +228,11 @@ impl Supervisor {
         self.core.base_url()
     }
 
+    /// Where the UI listens; published with the instance.
+    pub fn set_ui_url(&mut self, url: String) {
+        self.ui_url = Some(url);
+    }
+
     /// Writes `run/instance.json` with the current children.
     pub fn publish(&self) -> anyhow::Result<()> {
         let me = std::process::id();
@@ -232,6 +240,7 @@ impl Supervisor {
             version: VERSION.to_owned(),
             base_url: base_url(self.core.spec().listener.port()),
             data_dir: self.paths.data_dir.display().to_string(),
+            ui_url: self.ui_url.clone(),
             launcher: ProcessRecord {
                 pid: me,
                 start_time: process::identity(me).and_then(|i| i.start_time),

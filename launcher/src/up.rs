@@ -23,12 +23,13 @@ use crate::maintenance::redis_config;
 use crate::paths::AppPaths;
 use crate::shutdown::ShutdownSignal;
 use crate::supervisor::start_children;
+use crate::ui::{self, Ui, UiConfig};
 use crate::updater::trial::{Attempt, Trial};
 use crate::{logs, models, secrets, updater};
 
 #[derive(Debug, Clone, Default)]
 pub struct UpOptions {
-    /// Do not open the UI in a browser (accepted now; the UI comes later).
+    /// Do not open the UI in a browser (print its sign-in URL only).
     pub no_browser: bool,
     /// Pull missing required models before starting.
     pub pull: bool,
@@ -44,7 +45,6 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
     let mut app = install.choose()?;
     let mut redis_binary = paths.locate_redis(&app.dir)?;
     let core_binary = paths.require_core_binary_in(&app.dir)?;
-    let _ = options.no_browser;
     // Refuse a folder from a newer Jarvis before touching anything in it.
     let existing_config = AppConfig::load_existing(&paths)?;
 
@@ -54,7 +54,7 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
     let _lock = match instance::try_lock(&paths)? {
         LockAttempt::Acquired(lock) => lock,
         LockAttempt::HeldBy(running) => {
-            report_already_running(&paths, running.as_deref());
+            report_already_running(&paths, running.as_deref(), options.no_browser).await;
             return Ok(ExitCode::SUCCESS);
         }
     };
@@ -135,10 +135,25 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
         }
     };
 
-    // 5. Publish the instance; ready; look for the next version quietly.
+    // 5. The UI on its own loopback port; publish the instance; ready;
+    //    open the UI; look for the next version quietly.
+    let ui = Ui::start(UiConfig {
+        paths: paths.clone(),
+        app_dir: app.dir.clone(),
+        app_version: app.version,
+        core_url: supervisor.base_url(),
+        core_token: core_spec.token.clone(),
+    })
+    .await?;
+    supervisor.set_ui_url(ui.origin().to_owned());
     supervisor.publish()?;
-    tracing::info!(elapsed = ?start.elapsed(), url = %supervisor.base_url(), "ready");
+    tracing::info!(elapsed = ?start.elapsed(), url = %supervisor.base_url(), ui = %ui.origin(), "ready");
     println!("ready: {}", supervisor.base_url());
+    let signin = ui.signin_url();
+    println!("ui: {signin}");
+    if !options.no_browser {
+        ui::open::open_in_browser(&signin);
+    }
     if config.auto_update && app.version.is_some() {
         tokio::spawn(updater::stage_in_background(paths.clone()));
     }
@@ -190,14 +205,27 @@ async fn prepare_models(paths: &AppPaths, pull: bool) -> anyhow::Result<Vec<Stri
         .collect())
 }
 
-fn report_already_running(paths: &AppPaths, running: Option<&Instance>) {
+/// A second launch: open the running Jarvis' UI (a desktop icon clicked
+/// twice), or say where it is.
+async fn report_already_running(paths: &AppPaths, running: Option<&Instance>, no_browser: bool) {
     match running {
-        Some(i) => println!(
-            "Jarvis is already running at {} (launcher pid {}, data {}); use `jarvis stop` to stop it.",
-            i.base_url,
-            i.launcher.pid,
-            paths.data_dir.display()
-        ),
+        Some(i) => {
+            println!(
+                "Jarvis is already running at {} (launcher pid {}, data {}); use `jarvis stop` to stop it.",
+                i.base_url,
+                i.launcher.pid,
+                paths.data_dir.display()
+            );
+            match ui::open::request_signin_url(paths).await {
+                Ok(url) => {
+                    println!("ui: {url}");
+                    if !no_browser {
+                        ui::open::open_in_browser(&url);
+                    }
+                }
+                Err(e) => eprintln!("note: could not open its UI: {e:#}"),
+            }
+        }
         None => println!(
             "Jarvis is already starting for data folder {}; use `jarvis status` to follow it.",
             paths.data_dir.display()

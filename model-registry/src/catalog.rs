@@ -186,6 +186,17 @@ impl Catalog {
         names.into_iter().filter_map(|n| self.latest(n)).collect()
     }
 
+    /// The newest version of every model, in catalog order.
+    pub fn latest_of_each(&self) -> Vec<&ModelEntry> {
+        let mut names: Vec<&ModelName> = Vec::new();
+        for m in &self.models {
+            if !names.contains(&&m.name) {
+                names.push(&m.name);
+            }
+        }
+        names.into_iter().filter_map(|n| self.latest(n)).collect()
+    }
+
     /// JSON schema of the catalog format.
     pub fn json_schema() -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(Catalog)).unwrap_or_default()

@@ -84,3 +84,10 @@ pub const CORE_VARIANT: &str = "JARVIS_CORE_VARIANT";
 /// Core: CPU threads the models may use (default: every core). Applies to
 /// chat (the runtime's thread pool) and speech-to-text alike.
 pub const THREADS: &str = "JARVIS_THREADS";
+
+/// The folder the launcher serves the UI's files from (default: `ui/`
+/// in the app version's folder).
+pub const UI_DIR: &str = "JARVIS_UI_DIR";
+
+/// The loopback port of the UI (default: a free one, chosen per launch).
+pub const UI_PORT: &str = "JARVIS_UI_PORT";

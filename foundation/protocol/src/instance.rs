@@ -21,6 +21,10 @@ pub struct Instance {
     pub base_url: String,
     /// The user-data folder this instance owns.
     pub data_dir: String,
+    /// The UI's origin, `http://127.0.0.1:<port>` (sign in through
+    /// `jarvis open`). Absent for launchers from before the UI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_url: Option<String>,
     pub launcher: ProcessRecord,
     pub redis: ChildRecord,
     pub core: ChildRecord,

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use jarvis_download::human_bytes;
-use jarvis_model_registry::install::{ExplicitModel, Installer};
+use jarvis_model_registry::install::ExplicitModel;
 use jarvis_model_registry::store::CheckOutcome;
 use jarvis_model_registry::{ModelName, ModelRole, ModelStore, ModelVersion};
 use serde::Serialize;
 
-use crate::models::{Report, downloader, load_catalog, missing_required, pull};
+use crate::models::{Report, import, load_catalog, missing_required, pull};
 use crate::paths::AppPaths;
 use crate::progress::sink;
 
@@ -133,22 +133,9 @@ pub async fn run(paths: &AppPaths, command: ModelsCommand) -> anyhow::Result<Exi
                 }),
                 _ => None,
             };
-            let downloader = downloader()?;
-            let installer = Installer {
-                store: &store,
-                downloader: &downloader,
-            };
             let sink = sink(json);
-            let reports = installer
-                .import(&catalog, &path, explicit, sink.as_ref())
-                .await?;
-            let mut activated = Vec::new();
-            for report in &reports {
-                if store.active(&report.name)?.is_none() {
-                    store.activate(&report.name, &report.version)?;
-                    activated.push(report.name.clone());
-                }
-            }
+            let (reports, activated) =
+                import(&store, &catalog, &path, explicit, sink.as_ref()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
             } else {

@@ -29,6 +29,27 @@ pub struct UpdateState {
     #[serde(default)]
     pub rejected: Vec<AppVersion>,
     pub last_error: Option<String>,
+    /// What the person should hear about the last switch (shown by the UI
+    /// until dismissed).
+    #[serde(default)]
+    pub notice: Option<Notice>,
+}
+
+/// The outcome of the last update, for the UI's banner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Notice {
+    /// `version` started and was committed.
+    Updated {
+        version: AppVersion,
+        previous: Option<AppVersion>,
+    },
+    /// `version` failed to start and Jarvis went back to `previous`.
+    RolledBack {
+        version: AppVersion,
+        previous: AppVersion,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use jarvis_durable::checkpoint;
 use jarvis_migrations::Migrator;
 
 use super::self_update::replace_launcher;
-use super::state::{MAX_ATTEMPTS, UpdateState};
+use super::state::{MAX_ATTEMPTS, Notice, UpdateState};
 use super::switch::remove_old_versions;
 use crate::hint::hinted;
 use crate::install::Install;
@@ -91,6 +91,10 @@ impl Trial {
             return Ok(());
         };
         self.state.last_error = None;
+        self.state.notice = Some(Notice::Updated {
+            version: pending.version,
+            previous: pending.previous,
+        });
         self.state.save(&self.paths)?;
         checkpoint("update:committed");
         eprintln!(
@@ -155,6 +159,11 @@ impl Trial {
                 .map(|id| format!(" with the data from backup {id}"))
                 .unwrap_or_default()
         ));
+        state.notice = Some(Notice::RolledBack {
+            version: pending.version,
+            previous,
+            reason,
+        });
         state.save(paths)?;
         checkpoint("update:rolled-back");
         eprintln!(

@@ -1,0 +1,159 @@
+//! `jarvis doctor`'s checks, shared by the terminal command and the UI's
+//! status screen: each prerequisite, and on failure what is wrong and how
+//! to fix it.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use jarvis_protocol::env;
+use serde::Serialize;
+
+use crate::config::AppConfig;
+use crate::hint::hints;
+use crate::paths::AppPaths;
+
+/// One check's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    /// What was found, or what is wrong.
+    pub detail: String,
+    /// How to fix a failed check.
+    pub hints: Vec<String>,
+}
+
+impl Check {
+    fn from_result(name: &'static str, result: Result<String, String>) -> Self {
+        match result {
+            Ok(detail) => Self {
+                name,
+                ok: true,
+                detail,
+                hints: Vec::new(),
+            },
+            Err(text) => {
+                let mut lines = text.lines();
+                let detail = lines.next().unwrap_or_default().to_owned();
+                let mut rest: Vec<String> = Vec::new();
+                let mut hints = Vec::new();
+                for line in lines {
+                    match line.strip_prefix("hint: ") {
+                        Some(hint) => hints.push(hint.to_owned()),
+                        None => rest.push(line.to_owned()),
+                    }
+                }
+                let detail = std::iter::once(detail)
+                    .chain(rest)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                Self {
+                    name,
+                    ok: false,
+                    detail,
+                    hints,
+                }
+            }
+        }
+    }
+}
+
+/// Runs every check.
+pub async fn run(paths: &AppPaths) -> Vec<Check> {
+    vec![
+        Check::from_result("redis-server", check_redis(paths).await),
+        Check::from_result(
+            "jarvis-core",
+            paths
+                .require_core_binary()
+                .map(|p| format!("found at {}", p.display()))
+                .map_err(|e| with_hints(&e)),
+        ),
+        Check::from_result("data folder", check_data_dir(paths)),
+        Check::from_result("config file", check_config(paths)),
+        Check::from_result(
+            "loopback network",
+            std::net::TcpListener::bind(("127.0.0.1", 0))
+                .map(|_| "can listen on 127.0.0.1".to_owned())
+                .map_err(|e| {
+                    format!(
+                        "cannot listen on 127.0.0.1: {e}\nhint: check firewall or sandbox settings"
+                    )
+                }),
+        ),
+    ]
+}
+
+/// A failed check's text: the error's chain, then its hints (as `report`
+/// prints them for a failed command).
+fn with_hints(error: &anyhow::Error) -> String {
+    let mut text = format!("{error:#}");
+    for hint in hints(error) {
+        text.push_str(&format!("\nhint: {hint}"));
+    }
+    text
+}
+
+async fn check_redis(paths: &AppPaths) -> Result<String, String> {
+    let binary = paths
+        .locate_redis(&paths.bundle_dir)
+        .map_err(|e| with_hints(&e.into()))?;
+    let output = tokio::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .await
+        .map_err(|e| format!("'{}' does not run: {e}", binary.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("v="))
+        .unwrap_or("unknown version");
+    Ok(format!("{} ({version})", binary.display()))
+}
+
+fn check_data_dir(paths: &AppPaths) -> Result<String, String> {
+    let dir = &paths.data_dir;
+    let existing = dir.ancestors().find(|p| p.exists()).map(PathBuf::from);
+    let Some(existing) = existing else {
+        return Err(format!("no existing parent folder of {}", dir.display()));
+    };
+    let probe = tempfile_in(&existing).map_err(|e| {
+        format!(
+            "{} is not writable: {e}\nhint: fix its permissions or set {} to a writable folder",
+            existing.display(),
+            env::HOME
+        )
+    })?;
+    drop(probe);
+    Ok(format!("{} is writable", dir.display()))
+}
+
+fn tempfile_in(dir: &std::path::Path) -> std::io::Result<PathBuf> {
+    let path = dir.join(format!(".jarvis-doctor-{}", std::process::id()));
+    std::fs::write(&path, b"probe")?;
+    std::fs::remove_file(&path)?;
+    Ok(path)
+}
+
+fn check_config(paths: &AppPaths) -> Result<String, String> {
+    if !paths.config_file.exists() {
+        return Ok("none yet (written on first launch)".to_owned());
+    }
+    let text = std::fs::read(&paths.config_file)
+        .with_context(|| format!("could not read {}", paths.config_file.display()))
+        .map_err(|e| format!("{e:#}"))?;
+    let config: AppConfig = serde_json::from_slice(&text).map_err(|e| {
+        format!(
+            "{} is not valid: {e}\nhint: fix it, or move it aside and Jarvis writes a fresh one",
+            paths.config_file.display()
+        )
+    })?;
+    if config.schema_version > jarvis_migrations::CURRENT_SCHEMA_VERSION {
+        return Err(format!(
+            "data schema {} is newer than this Jarvis understands ({})\nhint: update Jarvis",
+            config.schema_version,
+            jarvis_migrations::CURRENT_SCHEMA_VERSION
+        ));
+    }
+    Ok(format!("schema {}", config.schema_version))
+}

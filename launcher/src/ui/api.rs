@@ -1,0 +1,374 @@
+//! `/launcher/...`: what only the launcher can do, for the UI (the core's
+//! own API is forwarded under `/v1/...`). Every route here is behind the
+//! guard: a signed-in session, this origin only.
+//!
+//! - `GET  /launcher/session`                       signed in?
+//! - `POST /launcher/signout`
+//! - `POST /launcher/signin-codes`                  a sign-in URL (API token)
+//! - `GET  /launcher/status`                        versions, folders, health
+//! - `GET  /launcher/doctor`                        `jarvis doctor`'s checks
+//! - `GET  /launcher/models`                        catalog, installed, downloads
+//! - `POST /launcher/models/{name}/download|pause|cancel`
+//! - `POST /launcher/models/{name}/activate`        `{"version": "..."}`
+//! - `POST /launcher/models/{name}/rollback`
+//! - `POST /launcher/models/verify`, `POST /launcher/models/gc`
+//! - `POST /launcher/models/import`                 `{"path", "name"?, "version"?}`
+//! - `GET  /launcher/updates`, `POST /launcher/updates/dismiss`
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jarvis_download::NoProgress;
+use jarvis_model_registry::install::ExplicitModel;
+use jarvis_model_registry::store::CheckOutcome;
+use jarvis_model_registry::{ModelName, ModelVersion};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq as _;
+
+use super::guard;
+use super::state::{SIGNIN_CODES_PATH, UiState, signin_url};
+use crate::hint::hints;
+use crate::updater::UpdateState;
+
+pub fn router() -> Router<Arc<UiState>> {
+    Router::new()
+        .route("/launcher/session", get(session))
+        .route("/launcher/signout", post(signout))
+        .route(SIGNIN_CODES_PATH, post(signin_code))
+        .route("/launcher/status", get(status))
+        .route("/launcher/doctor", get(doctor))
+        .route("/launcher/models", get(models))
+        .route("/launcher/models/verify", post(verify))
+        .route("/launcher/models/gc", post(gc))
+        .route("/launcher/models/import", post(import))
+        .route("/launcher/models/{name}/download", post(download))
+        .route("/launcher/models/{name}/pause", post(pause))
+        .route("/launcher/models/{name}/cancel", post(cancel))
+        .route("/launcher/models/{name}/activate", post(activate))
+        .route("/launcher/models/{name}/rollback", post(rollback))
+        .route("/launcher/updates", get(updates))
+        .route("/launcher/updates/dismiss", post(dismiss_update_notice))
+}
+
+/// An error as the UI shows it: what went wrong, and how to fix it.
+#[derive(Debug)]
+pub struct UiError {
+    status: StatusCode,
+    code: &'static str,
+    error: anyhow::Error,
+}
+
+impl UiError {
+    fn new(status: StatusCode, code: &'static str, error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            status,
+            code,
+            error: error.into(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for UiError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", error)
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let hints = hints(&self.error);
+        (
+            self.status,
+            Json(json!({"error": {
+                "code": self.code,
+                "message": format!("{:#}", self.error),
+                "hint": (!hints.is_empty()).then(|| hints.join(" ")),
+            }})),
+        )
+            .into_response()
+    }
+}
+
+type Result<T> = std::result::Result<T, UiError>;
+
+fn bad_request(message: impl Into<String>) -> UiError {
+    UiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        anyhow::anyhow!(message.into()),
+    )
+}
+
+fn parse_name(name: &str) -> Result<ModelName> {
+    ModelName::parse(name).map_err(|e| bad_request(format!("{e}")))
+}
+
+async fn session() -> Json<Value> {
+    Json(json!({"signed_in": true}))
+}
+
+async fn signout(State(ui): State<Arc<UiState>>, headers: HeaderMap) -> Response {
+    if let Some(session) = guard::session_cookie(&headers, &ui.cookie_name) {
+        ui.auth.end_session(session);
+    }
+    let mut response = Json(json!({"signed_in": false})).into_response();
+    let expired = format!(
+        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+        ui.cookie_name
+    );
+    if let Ok(value) = expired.parse() {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `POST /launcher/signin-codes` with `Authorization: Bearer <API token>`:
+/// a fresh sign-in URL, for `jarvis open` and a second launch.
+async fn signin_code(State(ui): State<Arc<UiState>>, headers: HeaderMap) -> Result<Json<Value>> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !bool::from(presented.as_bytes().ct_eq(ui.core_token.as_bytes())) {
+        return Err(UiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            anyhow::anyhow!("a valid API token is required"),
+        ));
+    }
+    Ok(Json(json!({"url": signin_url(&ui)})))
+}
+
+async fn status(State(ui): State<Arc<UiState>>) -> Json<Value> {
+    // The core's own readiness (Redis, models), as it reports it.
+    let core = match ui
+        .http
+        .get(format!("{}/readyz", ui.core_url))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+    {
+        Ok(reply) => reply
+            .json::<Value>()
+            .await
+            .unwrap_or_else(|e| json!({"ready": false, "error": e.to_string()})),
+        Err(e) => json!({"ready": false, "error": format!("the core is not reachable: {e}")}),
+    };
+    let instance = crate::instance::read(&ui.paths).ok().flatten();
+    Json(json!({
+        "launcher_version": crate::VERSION,
+        "app_version": ui.app_version.map(|v| v.to_string()),
+        "core": core,
+        "instance": instance,
+        "paths": {
+            "data": ui.paths.data_dir,
+            "models": ui.paths.models_dir,
+            "logs": ui.paths.logs_dir,
+        },
+    }))
+}
+
+async fn doctor(State(ui): State<Arc<UiState>>) -> Json<Value> {
+    Json(json!({"checks": crate::doctor::run(&ui.paths).await}))
+}
+
+#[derive(Debug, Serialize)]
+struct CatalogModel {
+    name: String,
+    version: String,
+    role: jarvis_model_registry::ModelRole,
+    required: bool,
+    description: String,
+    size: u64,
+    installed: bool,
+    /// Bytes of it already in staging (a paused or interrupted download).
+    staged_bytes: u64,
+}
+
+async fn models(State(ui): State<Arc<UiState>>) -> Result<Json<Value>> {
+    let (catalog, catalog_error) = match crate::models::load_catalog().await {
+        Ok(c) => (Some(c), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    let installed = ui.store.installed().map_err(anyhow::Error::from)?;
+    let catalog_models: Vec<CatalogModel> = catalog
+        .as_ref()
+        .map(|c| {
+            c.latest_of_each()
+                .into_iter()
+                .map(|m| CatalogModel {
+                    name: m.name.to_string(),
+                    version: m.version.to_string(),
+                    role: m.role,
+                    required: m.required,
+                    description: m.description.clone(),
+                    size: m.total_size(),
+                    installed: ui.store.is_installed(&m.name, &m.version),
+                    staged_bytes: ui.store.staged_bytes(m),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let missing_required: Vec<&str> = catalog_models
+        .iter()
+        .filter(|m| m.required)
+        .filter(|m| {
+            !installed
+                .iter()
+                .any(|i| i.name.as_str() == m.name && i.active.is_some())
+        })
+        .map(|m| m.name.as_str())
+        .collect();
+    Ok(Json(json!({
+        "catalog": catalog_models,
+        "catalog_error": catalog_error,
+        "installed": installed,
+        "missing_required": missing_required,
+        "downloads": ui.downloads.views(),
+    })))
+}
+
+async fn download(State(ui): State<Arc<UiState>>, Path(name): Path<String>) -> Result<Json<Value>> {
+    let name = parse_name(&name)?;
+    let catalog = crate::models::load_catalog().await?;
+    let entry = catalog.latest(&name).cloned().ok_or_else(|| {
+        UiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            anyhow::anyhow!("{name} is not in the model catalog"),
+        )
+    })?;
+    ui.downloads.start(entry);
+    Ok(Json(json!({"downloads": ui.downloads.views()})))
+}
+
+async fn pause(State(ui): State<Arc<UiState>>, Path(name): Path<String>) -> Result<Json<Value>> {
+    if !ui.downloads.pause(&name) {
+        return Err(bad_request(format!("{name} is not downloading")));
+    }
+    Ok(Json(json!({"downloads": ui.downloads.views()})))
+}
+
+async fn cancel(State(ui): State<Arc<UiState>>, Path(name): Path<String>) -> Result<Json<Value>> {
+    if !ui.downloads.cancel(&name).await? {
+        return Err(bad_request(format!("there is no download of {name}")));
+    }
+    Ok(Json(json!({"downloads": ui.downloads.views()})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateBody {
+    version: String,
+}
+
+async fn activate(
+    State(ui): State<Arc<UiState>>,
+    Path(name): Path<String>,
+    body: std::result::Result<Json<ActivateBody>, JsonRejection>,
+) -> Result<Json<Value>> {
+    let name = parse_name(&name)?;
+    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    let version = ModelVersion::parse(&body.version).map_err(|e| bad_request(format!("{e}")))?;
+    ui.store
+        .activate(&name, &version)
+        .map_err(|e| UiError::new(StatusCode::CONFLICT, "not_installed", e))?;
+    Ok(Json(json!({"name": name, "active": version})))
+}
+
+async fn rollback(State(ui): State<Arc<UiState>>, Path(name): Path<String>) -> Result<Json<Value>> {
+    let name = parse_name(&name)?;
+    let version = ui
+        .store
+        .rollback(&name)
+        .map_err(|e| UiError::new(StatusCode::CONFLICT, "no_previous", e))?;
+    Ok(Json(json!({"name": name, "active": version})))
+}
+
+async fn verify(State(ui): State<Arc<UiState>>) -> Result<Json<Value>> {
+    let store = ui.store.clone();
+    // Hashing gigabytes takes a while: off the launcher's only thread.
+    let checks = tokio::task::spawn_blocking(move || store.verify(None))
+        .await
+        .map_err(anyhow::Error::from)?
+        .map_err(anyhow::Error::from)?;
+    let damaged = checks
+        .iter()
+        .filter(|c| c.outcome != CheckOutcome::Ok)
+        .count();
+    Ok(Json(json!({"checks": checks, "damaged": damaged})))
+}
+
+async fn gc(State(ui): State<Arc<UiState>>) -> Result<Json<Value>> {
+    let removed = ui.store.gc(false).map_err(anyhow::Error::from)?;
+    Ok(Json(json!({"removed": removed})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportBody {
+    path: PathBuf,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+}
+
+async fn import(
+    State(ui): State<Arc<UiState>>,
+    body: std::result::Result<Json<ImportBody>, JsonRejection>,
+) -> Result<Json<Value>> {
+    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    if !body.path.is_absolute() {
+        return Err(bad_request(
+            "give the full path of a model file, folder or pack",
+        ));
+    }
+    let explicit = match (body.name.as_deref(), body.version.as_deref()) {
+        (Some(name), Some(version)) if !name.is_empty() && !version.is_empty() => {
+            Some(ExplicitModel {
+                name: parse_name(name)?,
+                version: ModelVersion::parse(version).map_err(|e| bad_request(format!("{e}")))?,
+                role: None,
+            })
+        }
+        (None | Some(""), None | Some("")) => None,
+        _ => return Err(bad_request("give both a name and a version, or neither")),
+    };
+    let catalog = match crate::models::load_catalog().await {
+        Ok(c) => c,
+        Err(_) => jarvis_model_registry::Catalog::builtin().map_err(anyhow::Error::from)?,
+    };
+    let (reports, activated) =
+        crate::models::import(&ui.store, &catalog, &body.path, explicit, &NoProgress)
+            .await
+            .map_err(|e| UiError::new(StatusCode::UNPROCESSABLE_ENTITY, "import_failed", e))?;
+    Ok(Json(json!({"imported": reports, "activated": activated})))
+}
+
+async fn updates(State(ui): State<Arc<UiState>>) -> Result<Json<Value>> {
+    let state = UpdateState::load(&ui.paths)?;
+    Ok(Json(json!({
+        "current": ui.app_version.map(|v| v.to_string()),
+        "staged": state.staged.map(|v| v.to_string()),
+        "notice": state.notice,
+        "last_error": state.last_error,
+    })))
+}
+
+async fn dismiss_update_notice(State(ui): State<Arc<UiState>>) -> Result<Json<Value>> {
+    let mut state = UpdateState::load(&ui.paths)?;
+    if state.notice.take().is_some() {
+        state.save(&ui.paths)?;
+    }
+    Ok(Json(json!({"notice": null})))
+}

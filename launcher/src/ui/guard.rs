@@ -1,0 +1,167 @@
+//! The UI origin's front door: every request passes [`guard`].
+//!
+//! The UI listens on a loopback port that any local web page can try, and
+//! cookies ignore ports (a page on another `http://127.0.0.1:*` port is
+//! "same-site"), so the cookie alone proves nothing. The rules:
+//! - `Host` must name this listener (no DNS rebinding);
+//! - every state-changing request and every WebSocket upgrade carries an
+//!   `Origin` that is exactly this origin;
+//! - API requests (`/v1/...`, `/launcher/...`) need a live session and,
+//!   where the browser says where a request comes from (`Sec-Fetch-Site`),
+//!   the same origin, so no other page can embed or read them;
+//! - no CORS header is ever sent; every response carries the security
+//!   headers ([`security_headers`]).
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::state::UiState;
+
+/// The Content-Security-Policy of every response: only this origin's own
+/// scripts, styles, images and connections; never framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; font-src 'self'; \
+     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
+/// Where the session cookie of the UI on `port` is kept. The port is part
+/// of the name because cookies ignore ports: two Jarvis instances (two data
+/// folders) never overwrite each other's session.
+pub fn cookie_name(port: u16) -> String {
+    format!("jarvis_session_{port}")
+}
+
+pub async fn guard(State(ui): State<Arc<UiState>>, request: Request, next: Next) -> Response {
+    match check(&ui, &request) {
+        Ok(()) => {
+            let mut response = next.run(request).await;
+            security_headers(response.headers_mut());
+            response
+        }
+        Err((status, code, message)) => {
+            let mut response = (
+                status,
+                axum::Json(serde_json::json!({"error": {"code": code, "message": message}})),
+            )
+                .into_response();
+            security_headers(response.headers_mut());
+            response
+        }
+    }
+}
+
+type Refusal = (StatusCode, &'static str, &'static str);
+
+fn check(ui: &UiState, request: &Request) -> Result<(), Refusal> {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if !ui.allowed_hosts.iter().any(|allowed| allowed == host) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "host_not_allowed",
+            "this address is not Jarvis",
+        ));
+    }
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    let own_origin = format!("http://{host}");
+    let is_upgrade = headers
+        .get(header::UPGRADE)
+        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let path = request.uri().path();
+    // `jarvis open` asks for a sign-in code with the API token; it is no
+    // browser and sends no `Origin` (every browser sends one on a POST).
+    let token_client = path == super::state::SIGNIN_CODES_PATH && origin.is_none();
+    if (changes_state || is_upgrade) && !token_client && origin != Some(own_origin.as_str()) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "requests that change anything must come from the Jarvis UI itself",
+        ));
+    }
+    let is_api = path.starts_with("/v1/") || path.starts_with("/launcher/");
+    if !is_api {
+        return Ok(());
+    }
+    // Chromium, Firefox and Safari say where a request comes from; a
+    // cross-site `<script src>` or `<img src>` carrying our cookie is
+    // refused here (and by `Cross-Origin-Resource-Policy` below).
+    if let Some(site) = headers.get("sec-fetch-site")
+        && site.as_bytes() != b"same-origin"
+    {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "the Jarvis API answers only the Jarvis UI",
+        ));
+    }
+    if path == super::state::SIGNIN_CODES_PATH {
+        return Ok(()); // authenticated by the API token instead
+    }
+    let session = session_cookie(headers, &ui.cookie_name);
+    if !session.is_some_and(|s| ui.auth.check_session(s)) {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "not_signed_in",
+            "open Jarvis from its icon (or run `jarvis open`) to sign in",
+        ));
+    }
+    Ok(())
+}
+
+/// The value of the cookie `name`, if the request carries it.
+pub fn session_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The headers every UI response carries.
+pub fn security_headers(headers: &mut HeaderMap) {
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &'static str| {
+        headers.insert(name, HeaderValue::from_static(value));
+    };
+    set(headers, "content-security-policy", CONTENT_SECURITY_POLICY);
+    set(headers, "referrer-policy", "no-referrer");
+    set(headers, "x-content-type-options", "nosniff");
+    set(headers, "x-frame-options", "DENY");
+    set(headers, "cross-origin-resource-policy", "same-origin");
+    set(headers, "cross-origin-opener-policy", "same-origin");
+    set(
+        headers,
+        "permissions-policy",
+        "microphone=(self), camera=(), geolocation=()",
+    );
+    // No Access-Control-* header, ever: a response never names another
+    // origin, so the browser never lets another page read it.
+    headers.remove(header::ACCESS_CONTROL_ALLOW_ORIGIN);
+    headers.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_named_cookie_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; jarvis_session_80=abc; b=2"),
+        );
+        assert_eq!(session_cookie(&headers, "jarvis_session_80"), Some("abc"));
+        assert_eq!(session_cookie(&headers, "jarvis_session_81"), None);
+    }
+}

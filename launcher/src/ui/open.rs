@@ -1,0 +1,81 @@
+//! Opening the UI: a fresh sign-in URL from the running launcher (for
+//! `jarvis open` and a second launch) and the OS's default browser.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jarvis_protocol::instance::TOKEN_FILE_NAME;
+
+use super::state::SIGNIN_CODES_PATH;
+use crate::hint::hinted;
+use crate::instance;
+use crate::paths::AppPaths;
+
+/// Asks the running Jarvis for a one-time sign-in URL, proving with the
+/// API token (owner-only, in `<data>/run/`) that we are its user.
+pub async fn request_signin_url(paths: &AppPaths) -> anyhow::Result<String> {
+    let record = instance::read(paths)?.ok_or_else(|| {
+        hinted(
+            "Jarvis is not running",
+            "start it with `jarvis` (or `jarvis up`)",
+        )
+    })?;
+    let Some(ui_url) = record.ui_url else {
+        return Err(hinted(
+            format!(
+                "the running Jarvis {} has no UI (it predates it)",
+                record.version
+            ),
+            "restart Jarvis: `jarvis stop`, then `jarvis`",
+        ));
+    };
+    let token_file = paths.run_dir.join(TOKEN_FILE_NAME);
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("could not read the API token in {}", token_file.display()))?;
+    let reply = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()?
+        .post(format!("{ui_url}{SIGNIN_CODES_PATH}"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .with_context(|| format!("could not reach the Jarvis UI at {ui_url}"))?
+        .error_for_status()
+        .context("the running Jarvis refused to make a sign-in link")?;
+    let body: serde_json::Value = reply.json().await?;
+    body["url"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the running Jarvis answered without a sign-in link")
+}
+
+/// Opens `url` in the default browser. Failing to is not fatal: the URL is
+/// printed too.
+pub fn open_in_browser(url: &str) {
+    let mut command = if cfg!(target_os = "macos") {
+        std::process::Command::new("open")
+    } else if cfg!(windows) {
+        // `start` would need a shell, which reads `&` and `^` in URLs.
+        let mut c = std::process::Command::new("rundll32");
+        c.arg("url.dll,FileProtocolHandler");
+        c
+    } else {
+        std::process::Command::new("xdg-open")
+    };
+    command
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    match command.spawn() {
+        // Reap it in the background so it never lingers as a zombie.
+        Ok(mut child) => {
+            std::thread::spawn(move || child.wait());
+        }
+        Err(e) => {
+            tracing::info!("could not open a browser: {e}");
+            eprintln!("Could not open a browser ({e}); open the address above yourself.");
+        }
+    }
+}

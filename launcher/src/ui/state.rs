@@ -1,0 +1,42 @@
+//! What every UI request can reach: the leaf the UI's modules share.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use jarvis_dist::manifest::AppVersion;
+use jarvis_model_registry::ModelStore;
+
+use super::auth::Auth;
+use super::downloads::Downloads;
+use crate::paths::AppPaths;
+
+/// Where `jarvis open` asks the running launcher for a sign-in code (with
+/// the API token).
+pub const SIGNIN_CODES_PATH: &str = "/launcher/signin-codes";
+
+/// What every UI request can reach.
+#[derive(Debug)]
+pub struct UiState {
+    pub auth: Auth,
+    /// `127.0.0.1:<port>` and `localhost:<port>`.
+    pub allowed_hosts: Vec<String>,
+    pub cookie_name: String,
+    /// `http://127.0.0.1:<port>`.
+    pub origin: String,
+    pub assets_dir: PathBuf,
+    /// `http://127.0.0.1:<core port>`.
+    pub core_url: String,
+    pub core_token: String,
+    /// For forwarding to the core: no overall timeout (answers stream).
+    pub http: reqwest::Client,
+    pub paths: AppPaths,
+    pub store: ModelStore,
+    pub downloads: Arc<Downloads>,
+    /// The installed app version that runs (`None` in a checkout).
+    pub app_version: Option<AppVersion>,
+}
+
+/// A fresh one-time sign-in URL.
+pub fn signin_url(state: &UiState) -> String {
+    format!("{}/signin?code={}", state.origin, state.auth.new_code())
+}
