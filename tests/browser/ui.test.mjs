@@ -1,0 +1,237 @@
+// The UI a person uses every day, in Debian's chromium against the real
+// `jarvis up` with the real test models: chat streaming and Stop,
+// regenerate, conversations (rename, search, delete with undo, export),
+// settings across a reload, push-to-talk with a fake microphone, update
+// banners, keyboard-only use, the accessibility scan, and screenshots.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  freshHome, importModels, startJarvis, launchBrowser, signedInPage, screenshot, axeViolations, espeakWav, writeJson,
+} from "./harness.mjs";
+
+let jarvis;
+let browser;
+const SPOKEN = "Please remind me to water the plants tomorrow.";
+
+before(async () => {
+  const home = freshHome("ui");
+  importModels(home, { llm: true, whisper: true });
+  // An update the background check staged, and the last switch's outcome:
+  // what the updater writes into update-state.json.
+  writeJson(join(home, "update-state.json"), {
+    highest_accepted: "0.2.0",
+    staged: "0.3.0",
+    notice: { kind: "rolled_back", version: "0.2.1", previous: "0.2.0", reason: "the core exited during start-up (code 1)" },
+    rejected: ["0.2.1"],
+  });
+  jarvis = await startJarvis(home);
+  browser = await launchBrowser({ fakeAudio: espeakWav(SPOKEN, join(home, "speech.wav")) });
+});
+
+after(async () => {
+  await browser?.close();
+  await jarvis?.stop();
+});
+
+async function waitForAnswer(page) {
+  await page.waitForSelector("#streaming-answer .body:not(.streaming)", { timeout: 120_000 }).catch(() => {});
+  await page.waitForFunction(() => !window.jarvis.chat.turn, null, { timeout: 120_000 });
+}
+
+test("chat streams a Markdown answer, shows its speed, and regenerates", async () => {
+  const page = await signedInPage(browser, jarvis);
+  await screenshot(page, "chat-empty-light");
+  const composer = page.locator("#composer");
+  await composer.fill("Write a haiku about the sea.");
+  await composer.press("Enter");
+  await page.waitForSelector("#streaming-answer .body.streaming");
+  await page.waitForFunction(() => window.jarvis.chat.turn?.text.length > 0, null, { timeout: 120_000 });
+  await waitForAnswer(page);
+  const answer = await page.textContent(".message.assistant:last-of-type .body");
+  assert.ok(answer.trim().length > 0, "an answer was painted");
+  assert.match(await page.textContent("#speed"), /tok\/s/);
+  await screenshot(page, "chat-answer-light");
+  // The answer is in memory, under a title made from the question.
+  const stored = await page.evaluate(async () => {
+    const list = await (await fetch("/v1/conversations")).json();
+    return (await fetch(`/v1/conversations/${list.conversations[0].id}`)).json();
+  });
+  assert.equal(stored.messages.length, 2);
+  assert.equal(stored.title, "Write a haiku about the sea.");
+  // Regenerate replaces the last answer.
+  await page.click(".message.assistant:last-of-type button:has-text('Regenerate')");
+  await page.waitForFunction(() => window.jarvis.chat.turn === null || window.jarvis.chat.turn, null);
+  await waitForAnswer(page);
+  const again = await page.evaluate(async (id) => (await fetch(`/v1/conversations/${id}`)).json(), stored.id);
+  assert.equal(again.messages.length, 2, "the answer was replaced, not added");
+  assert.equal(again.messages[1].role, "assistant");
+  assert.deepEqual(page.jarvisErrors, []);
+  await page.context().close();
+});
+
+test("Stop (Esc) cancels the turn and keeps what was said", async () => {
+  const page = await signedInPage(browser, jarvis);
+  await page.click("#new-chat");
+  await page.fill("#composer", "Count from one to one hundred in words, one per line.");
+  await page.press("#composer", "Enter");
+  await page.waitForFunction(() => window.jarvis.chat.turn?.text.length > 10, null, { timeout: 120_000 });
+  await page.keyboard.press("Escape");
+  await page.waitForFunction(() => !window.jarvis.chat.turn, null, { timeout: 30_000 });
+  assert.equal(await page.textContent("#speed"), "Stopped");
+  const stored = await page.evaluate(async () => {
+    const list = await (await fetch("/v1/conversations")).json();
+    return (await fetch(`/v1/conversations/${list.conversations[0].id}`)).json();
+  });
+  assert.equal(stored.messages.at(-1).role, "assistant", "the partial answer is kept");
+  assert.ok(stored.messages.at(-1).content.length > 0);
+  await page.context().close();
+});
+
+test("conversations: rename, search titles and content, delete with undo, export", async () => {
+  const page = await signedInPage(browser, jarvis);
+  // Two conversations made through the API the UI uses.
+  const ids = await page.evaluate(async () => {
+    const make = async (text) => {
+      const { id } = await (await fetch("/v1/conversations", { method: "POST" })).json();
+      await fetch(`/v1/conversations/${id}/messages`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ role: "user", content: text }) });
+      return id;
+    };
+    return [await make("Plan a trip to Lisbon"), await make("Recipe with aubergines and miso")];
+  });
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]");
+  // Rename.
+  await page.click(`.conversation-item[data-id="${ids[0]}"] .menu`);
+  await page.click("dialog button[value=rename]");
+  await page.fill("#prompt-input", "Lisbon holiday");
+  await page.press("#prompt-input", "Enter");
+  await page.waitForSelector(`.conversation-item[data-id="${ids[0]}"] .open:has-text("Lisbon holiday")`);
+  // Search by title and by content.
+  await page.fill("#search", "holiday");
+  await page.waitForFunction(() => document.querySelectorAll(".conversation-item").length === 1);
+  await page.fill("#search", "MISO");
+  await page.waitForSelector(`.conversation-item[data-id="${ids[1]}"]`);
+  assert.equal(await page.locator(".conversation-item").count(), 1);
+  await page.fill("#search", "");
+  await page.waitForSelector(`.conversation-item[data-id="${ids[0]}"]`);
+  // Export one as Markdown and JSON.
+  await page.click(`.conversation-item[data-id="${ids[1]}"] .menu`);
+  const [markdown] = await Promise.all([page.waitForEvent("download"), page.click("dialog button[value=export-md]")]);
+  const md = readFileSync(await markdown.path(), "utf8");
+  assert.match(md, /^# Recipe with aubergines and miso/m);
+  assert.match(md, /## You\n\nRecipe with aubergines and miso/);
+  await page.click(`.conversation-item[data-id="${ids[1]}"] .menu`);
+  const [json] = await Promise.all([page.waitForEvent("download"), page.click("dialog button[value=export-json]")]);
+  assert.equal(JSON.parse(readFileSync(await json.path(), "utf8")).id, ids[1]);
+  // Export all.
+  await page.click("#export-all");
+  const [all] = await Promise.all([page.waitForEvent("download"), page.click("dialog button[value=ok]")]);
+  assert.match(readFileSync(await all.path(), "utf8"), /Lisbon holiday/);
+  await page.click("dialog button[value=cancel]");
+  // Delete, undo, delete for good.
+  await page.click(`.conversation-item[data-id="${ids[0]}"] .menu`);
+  await page.click("dialog button[value=delete]");
+  await page.waitForSelector(`.conversation-item[data-id="${ids[0]}"]`, { state: "detached" });
+  await page.click(".toast button:has-text('Undo')");
+  await page.waitForSelector(`.conversation-item[data-id="${ids[0]}"]`);
+  await page.click(`.conversation-item[data-id="${ids[0]}"] .menu`);
+  await page.click("dialog button[value=delete]");
+  await page.waitForFunction(async (id) => (await fetch(`/v1/conversations/${id}`)).status === 404, ids[0], { timeout: 15_000, polling: 500 });
+  await page.context().close();
+});
+
+test("conversation settings persist across a reload", async () => {
+  const page = await signedInPage(browser, jarvis);
+  const id = await page.evaluate(async () => (await (await fetch("/v1/conversations", { method: "POST" })).json()).id);
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]");
+  await page.click(`.conversation-item[data-id="${id}"] .open`);
+  await page.click("button[aria-label='Conversation settings']");
+  await page.fill("#setting-system", "You are a pirate.");
+  await page.fill("#setting-temperature", "0.3");
+  await page.fill("#setting-max-tokens", "64");
+  await screenshot(page, "settings-dialog-light");
+  await page.click("#save-settings");
+  await page.waitForSelector(".toast:has-text('Settings saved')");
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]");
+  await page.click(`.conversation-item[data-id="${id}"] .open`);
+  await page.click("button[aria-label='Conversation settings']");
+  assert.equal(await page.inputValue("#setting-system"), "You are a pirate.");
+  assert.equal(await page.inputValue("#setting-temperature"), "0.3");
+  assert.equal(await page.inputValue("#setting-max-tokens"), "64");
+  await page.context().close();
+});
+
+test("push-to-talk puts the transcript into the composer for editing", async () => {
+  const page = await signedInPage(browser, jarvis);
+  await page.keyboard.press("Control+Shift+Space");
+  await page.waitForSelector("#talk[aria-pressed=true]");
+  await page.waitForTimeout(4500); // the fake microphone plays the WAV
+  await page.keyboard.press("Control+Shift+Space");
+  await page.waitForFunction(() => document.querySelector("#composer").value.length > 0, null, { timeout: 60_000 });
+  const text = (await page.inputValue("#composer")).toLowerCase();
+  assert.match(text, /water/);
+  assert.match(text, /plants/);
+  const sent = await page.evaluate(() => window.jarvis.chat.turn);
+  assert.equal(sent, null, "nothing is sent before the person does");
+  await page.context().close();
+});
+
+test("update banners: a staged update and the last rollback", async () => {
+  const page = await signedInPage(browser, jarvis);
+  assert.match(await page.textContent("#update-ready"), /update is ready \(Jarvis 0\.3\.0\).*restart/);
+  assert.match(await page.textContent("#update-notice"), /0\.2\.1 failed to start and was rolled back to 0\.2\.0: the core exited/);
+  await screenshot(page, "update-banners-light");
+  await page.click("#update-notice button:has-text('Dismiss')");
+  await page.waitForSelector("#update-notice", { state: "detached" });
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]");
+  assert.equal(await page.$("#update-notice"), null, "a dismissed notice stays dismissed");
+  await page.context().close();
+});
+
+test("keyboard only: shortcuts help, new conversation, send, dialogs", async () => {
+  const page = await signedInPage(browser, jarvis);
+  await page.keyboard.press("Control+/");
+  await page.waitForSelector("dialog[open] h2:has-text('Keyboard shortcuts')");
+  await page.keyboard.press("Escape");
+  await page.waitForSelector("dialog", { state: "detached" });
+  await page.keyboard.press("Control+k");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "search");
+  await page.keyboard.press("Control+Shift+O");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "composer");
+  await page.keyboard.type("Say hello.");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => window.jarvis.chat.turn, null);
+  await waitForAnswer(page);
+  // Tab reaches the conversation menu, Enter opens it, Esc closes it and
+  // focus comes back.
+  await page.focus(".conversation-item .menu");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("dialog[open]");
+  assert.equal(await page.evaluate(() => document.activeElement.value), "rename");
+  await page.keyboard.press("Escape");
+  await page.waitForSelector("dialog", { state: "detached" });
+  assert.match(await page.evaluate(() => document.activeElement.getAttribute("aria-label")), /^Actions for/);
+  await page.context().close();
+});
+
+test("every screen passes the accessibility scan and is captured light and dark", async () => {
+  for (const colorScheme of ["light", "dark"]) {
+    const page = await signedInPage(browser, jarvis, { signin: jarvis.openUrl(), colorScheme });
+    await page.click(".conversation-item .open");
+    await page.waitForSelector(".message");
+    for (const view of ["chat", "models", "status"]) {
+      if (view !== "chat") await page.click(`#nav-${view}`);
+      if (view === "status") await page.waitForSelector("#doctor");
+      if (view === "models") await page.waitForSelector("#installed .model-row");
+      const violations = await axeViolations(page);
+      assert.deepEqual(violations, [], `${view} (${colorScheme}) has serious accessibility violations`);
+      await screenshot(page, `${view}-${colorScheme}`);
+    }
+    await page.context().close();
+  }
+});
