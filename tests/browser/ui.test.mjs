@@ -27,6 +27,7 @@ before(async () => {
     rejected: ["0.2.1"],
   });
   jarvis = await startJarvis(home);
+  await waitForEngines(jarvis, ["llm", "stt"]);
   browser = await launchBrowser({ fakeAudio: espeakWav(SPOKEN, join(home, "speech.wav")) });
 });
 
@@ -34,6 +35,19 @@ after(async () => {
   await browser?.close();
   await jarvis?.stop();
 });
+
+// Models load in the background after start-up; the UI says so, and the
+// tests wait for both to be ready.
+async function waitForEngines(instance, roles) {
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    const ready = await fetch(`${instance.core}/readyz`).then((r) => r.json()).catch(() => ({}));
+    const engines = ready.models?.engines || [];
+    if (roles.every((role) => engines.some((e) => e.role === role && e.state === "ready"))) return;
+    if (Date.now() > deadline) throw new Error(`engines not ready: ${JSON.stringify(engines)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
 
 async function waitForAnswer(page) {
   await page.waitForSelector("#streaming-answer .body:not(.streaming)", { timeout: 120_000 }).catch(() => {});
@@ -173,8 +187,8 @@ test("push-to-talk puts the transcript into the composer for editing", async () 
   await page.keyboard.press("Control+Shift+Space");
   await page.waitForFunction(() => document.querySelector("#composer").value.length > 0, null, { timeout: 60_000 });
   const text = (await page.inputValue("#composer")).toLowerCase();
-  assert.match(text, /water/);
-  assert.match(text, /plants/);
+  // whisper tiny.en hears "plants" as "planet" now and then.
+  assert.match(text, /remind me to water the/);
   const sent = await page.evaluate(() => window.jarvis.chat.turn);
   assert.equal(sent, null, "nothing is sent before the person does");
   await page.context().close();
@@ -222,7 +236,17 @@ test("keyboard only: shortcuts help, new conversation, send, dialogs", async () 
 test("every screen passes the accessibility scan and is captured light and dark", async () => {
   for (const colorScheme of ["light", "dark"]) {
     const page = await signedInPage(browser, jarvis, { signin: jarvis.openUrl(), colorScheme });
-    await page.click(".conversation-item .open");
+    // A conversation with the kinds of Markdown answers have.
+    const id = await page.evaluate(async () => {
+      const { id } = await (await fetch("/v1/conversations", { method: "POST" })).json();
+      const add = (role, content) => fetch(`/v1/conversations/${id}/messages`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ role, content }) });
+      await add("user", "How do I read a file line by line in Python?");
+      await add("assistant", "Open it with a `with` block and loop over it:\n\n```python\nwith open(\"notes.txt\") as f:\n    for line in f:\n        print(line.rstrip())\n```\n\n- The file is **closed** for you.\n- Each `line` keeps its newline.");
+      return id;
+    });
+    await page.reload();
+    await page.waitForSelector("body[data-ready=true]");
+    await page.click(`.conversation-item[data-id="${id}"] .open`);
     await page.waitForSelector(".message");
     for (const view of ["chat", "models", "status"]) {
       if (view !== "chat") await page.click(`#nav-${view}`);

@@ -31,6 +31,7 @@ class App {
     this.updates = null;
     this.pendingDeletes = new Map();
     this.marks = {};
+    this.engines = []; // the core's engines: {role, name, version, state, detail}
     this.chat = new ChatView(this);
   }
 
@@ -305,8 +306,17 @@ class App {
 
   // The WebSocket.
   onSocketMessage(m) {
+    if (m.type === "hello") {
+      this.engines = Array.isArray(m.engines) ? m.engines : [];
+      this.chat.showEngines();
+      return;
+    }
     if (m.type === "event") {
       const e = m.event || {};
+      if (e.type === "model_status") {
+        this.engines = [...this.engines.filter((x) => x.role !== e.role), e];
+        this.chat.showEngines();
+      }
       if (e.type === "model_activated" || e.type === "model_status") this.refreshModels();
       return;
     }

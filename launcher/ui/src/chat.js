@@ -41,6 +41,7 @@ export class ChatView {
     }, icon("mic"));
     this.speed = h("span", { class: "speed", id: "speed" });
     this.voiceStatus = h("span", { id: "voice-status", "aria-live": "polite" });
+    this.engineStatus = h("span", { id: "engine-status", "aria-live": "polite" });
     const header = h("header", { class: "view-header" },
       h("h1", { id: "conversation-title" }, title),
       conversation && iconButton("download", "Export this conversation", () => this.exportDialog()),
@@ -51,10 +52,26 @@ export class ChatView {
       h("div", { class: "composer-wrap" },
         h("div", { class: "composer" }, this.micButton, this.input, this.stopButton, this.sendButton),
         h("div", { class: "composer-hint" },
-          h("span", {}, this.voiceStatus, " Enter sends · Shift+Enter new line · Esc stops"),
+          h("span", {}, this.engineStatus, this.voiceStatus, " Enter sends · Shift+Enter new line · Esc stops"),
           this.speed)));
     this.renderMessages();
+    this.showEngines();
     return this.el;
+  }
+
+  // The chat model's state, as the core reports it (loading after an
+  // install or a switch, failed with a reason).
+  showEngines() {
+    if (!this.engineStatus) return;
+    const llm = this.app.engines.find((e) => e.role === "llm");
+    // `hello` nests the model; `model_status` events carry it flat.
+    const name = llm?.name || llm?.model?.name || "the chat model";
+    const text = !llm ? ""
+      : llm.state === "loading" ? `Loading ${name}… `
+        : llm.state === "failed" ? `${name} could not be loaded${llm.detail ? `: ${llm.detail}` : ""}. `
+          : "";
+    this.engineStatus.textContent = text;
+    this.engineStatus.className = llm?.state === "failed" ? "error-text" : "";
   }
 
   renderMessages() {

@@ -9,6 +9,12 @@ export function openDialog({ title, body, actions, onClose, label }) {
     h("form", { method: "dialog" },
       h("div", { class: "dialog-body" }, h("h2", { id: titleId }, title), body),
       h("div", { class: "dialog-actions" }, actions)));
+  // Cancel buttons never submit: Enter in a field submits with the first
+  // *submit* button, which must be the dialog's main action.
+  for (const button of dialog.querySelectorAll("button[value=cancel]")) {
+    button.type = "button";
+    button.addEventListener("click", () => dialog.close("cancel"));
+  }
   document.body.append(dialog);
   dialog.addEventListener("close", () => {
     dialog.remove();

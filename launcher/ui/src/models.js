@@ -16,7 +16,7 @@ export function renderModels(app) {
   }
   return h("section", { class: "view", "aria-label": "Models" },
     h("header", { class: "view-header" }, h("h1", {}, "Models")),
-    h("div", { class: "page" }, page));
+    h("div", { class: "page", tabindex: 0 }, page));
 }
 
 function firstRunCard(app, data) {

@@ -8,7 +8,7 @@ export function renderStatus(app) {
   const section = h("section", { class: "view", "aria-label": "Status" },
     h("header", { class: "view-header" }, h("h1", {}, "Status"),
       h("button", { type: "button", class: "btn", onclick: () => app.show("status") }, "Check again")),
-    h("div", { class: "page" }, page));
+    h("div", { class: "page", tabindex: 0 }, page));
   page.append(h("p", { class: "muted" }, "Checking…"));
   load(page);
   return section;
