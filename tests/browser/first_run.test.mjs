@@ -149,6 +149,9 @@ test("the first run downloads the required model with progress, cancel, pause, r
   await page.click("#nav-status");
   await page.waitForSelector("#health");
   await page.click("button:has-text('Chat')");
+  // The core loads the new model in the background and says when it is
+  // ready (the composer shows "Loading ..." until then).
+  await page.waitForFunction(() => window.jarvis.engines.some((e) => e.role === "llm" && e.state === "ready"), null, { timeout: 180_000, polling: 500 });
   await page.fill("#composer", "Hello!");
   await page.press("#composer", "Enter");
   await page.waitForFunction(() => window.jarvis.chat.turn?.text.length > 0, null, { timeout: 120_000 });

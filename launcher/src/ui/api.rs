@@ -348,10 +348,22 @@ async fn import(
         Ok(c) => c,
         Err(_) => jarvis_model_registry::Catalog::builtin().map_err(anyhow::Error::from)?,
     };
-    let (reports, activated) =
-        crate::models::import(&ui.store, &catalog, &body.path, explicit, &NoProgress)
-            .await
-            .map_err(|e| UiError::new(StatusCode::UNPROCESSABLE_ENTITY, "import_failed", e))?;
+    // Hashing and converting are CPU work: off the launcher's only
+    // runtime thread, so the supervisor and the UI keep going.
+    let store = ui.store.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let (reports, activated) = tokio::task::spawn_blocking(move || {
+        runtime.block_on(crate::models::import(
+            &store,
+            &catalog,
+            &body.path,
+            explicit,
+            &NoProgress,
+        ))
+    })
+    .await
+    .map_err(anyhow::Error::from)?
+    .map_err(|e| UiError::new(StatusCode::UNPROCESSABLE_ENTITY, "import_failed", e))?;
     Ok(Json(json!({"imported": reports, "activated": activated})))
 }
 

@@ -65,7 +65,9 @@ struct Job {
     eta_seconds: Option<f64>,
     last_change: Instant,
     error: Option<String>,
-    task: Option<tokio::task::AbortHandle>,
+    /// Stops the running download (dropping its future keeps the partial
+    /// file and its checkpoint).
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// All UI downloads of this launcher.
@@ -134,21 +136,29 @@ impl Downloads {
                     eta_seconds: None,
                     last_change: Instant::now(),
                     error: None,
-                    task: None,
+                    stop: None,
                 },
             );
         }
-        let this = Arc::clone(self);
-        let key = name.clone();
-        let task = tokio::spawn(async move {
-            let outcome = this.pull(&entry).await;
-            this.finish(&name, outcome);
-        });
-        // Aborting a task that already finished does nothing, so setting
-        // the handle after a (very) quick finish is harmless.
-        if let Some(job) = self.lock().get_mut(&key) {
-            job.task = Some(task.abort_handle());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        if let Some(job) = self.lock().get_mut(&name) {
+            job.stop = Some(stop_tx);
         }
+        // Hashing and re-quantising are CPU work: on a thread of their own,
+        // so the launcher (supervisor, UI) stays responsive meanwhile.
+        let this = Arc::clone(self);
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let outcome = runtime.block_on(async {
+                tokio::select! {
+                    outcome = this.pull(&entry) => Some(outcome),
+                    _ = stop_rx => None,
+                }
+            });
+            if let Some(outcome) = outcome {
+                this.finish(&name, outcome);
+            }
+        });
         self.save_intent();
     }
 
@@ -171,7 +181,7 @@ impl Downloads {
         {
             let mut jobs = self.lock();
             if let Some(job) = jobs.get_mut(name) {
-                job.task = None;
+                job.stop = None;
                 match outcome {
                     Ok(()) => {
                         job.status = JobStatus::Done;
@@ -196,8 +206,8 @@ impl Downloads {
             let mut jobs = self.lock();
             match jobs.get_mut(name) {
                 Some(job) if job.status == JobStatus::Running => {
-                    if let Some(task) = job.task.take() {
-                        task.abort();
+                    if let Some(stop) = job.stop.take() {
+                        let _ = stop.send(());
                     }
                     job.status = JobStatus::Paused;
                     job.phase = "paused".into();
@@ -219,15 +229,16 @@ impl Downloads {
             let Some(mut job) = jobs.remove(name) else {
                 return Ok(false);
             };
-            if let Some(task) = job.task.take() {
-                task.abort();
+            if let Some(stop) = job.stop.take() {
+                let _ = stop.send(());
             }
             job.entry
         };
         self.save_intent();
-        // The aborted task drops its staging lock when it unwinds; wait for
-        // it rather than deleting files it may still hold open.
-        for _ in 0..100 {
+        // The stopped download drops its staging lock once it reaches its
+        // next await (hashing a large file can take a while); wait for it
+        // rather than deleting files it may still hold open.
+        for _ in 0..600 {
             match self.store.lock_staging(&entry.name, &entry.version) {
                 Ok((dir, _lock)) => {
                     remove_dir_if_exists(&dir)?;

@@ -40,8 +40,8 @@ use serde::Deserialize;
 use crate::paths::AppPaths;
 use auth::Auth;
 use downloads::Downloads;
-use state::signin_url;
 pub use state::UiState;
+use state::signin_url;
 
 /// What `jarvis up` needs to start the UI.
 #[derive(Debug)]

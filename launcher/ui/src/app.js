@@ -259,11 +259,12 @@ class App {
     try { this.models = await get("/launcher/models"); } catch { return; }
     if (this.view !== "models") { this.renderBanners(); return; }
     const active = document.activeElement;
-    if (active && active.closest("#import")) return; // do not disturb typing
     const focusedText = active?.textContent;
     this.main.replaceChildren(this.banners, renderModels(this));
     this.renderBanners();
-    if (focusedText) {
+    if (active && this.importCard?.contains(active)) {
+      active.focus(); // the import form is the same element, moved
+    } else if (focusedText) {
       const again = [...this.main.querySelectorAll("button")].find((b) => b.textContent === focusedText);
       again?.focus();
     }

@@ -12,7 +12,10 @@ export function renderModels(app) {
     page.append(h("p", { class: "muted" }, "Loading models…"));
   } else {
     if (data.missing_required.length) page.append(firstRunCard(app, data));
-    page.append(catalogCard(app, data), installedCard(app, data), importCard(app));
+    // The import form is kept across refreshes: what the person typed and
+    // an import in flight survive the live progress updates.
+    app.importCard ||= importCard(app);
+    page.append(catalogCard(app, data), installedCard(app, data), app.importCard);
   }
   return h("section", { class: "view", "aria-label": "Models" },
     h("header", { class: "view-header" }, h("h1", {}, "Models")),
