@@ -32,6 +32,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use axum::serve::ListenerExt as _;
 use jarvis_dist::manifest::AppVersion;
 use jarvis_model_registry::ModelStore;
 use jarvis_protocol::env;
@@ -99,6 +100,12 @@ impl Ui {
             app_version: config.app_version,
         });
         let app = router(Arc::clone(&state));
+        // Streamed tokens are small writes: send each at once (no Nagle).
+        let listener = listener.tap_io(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!("could not set TCP_NODELAY on a UI connection: {e}");
+            }
+        });
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!("the UI server stopped: {e}");

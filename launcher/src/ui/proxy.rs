@@ -130,7 +130,8 @@ async fn relay(ui: &UiState, mut browser: WebSocket) -> Result<(), String> {
     let bearer = HeaderValue::from_str(&format!("Bearer {}", ui.core_token))
         .map_err(|e| format!("bad token: {e}"))?;
     request.headers_mut().insert(header::AUTHORIZATION, bearer);
-    let core = match tokio_tungstenite::connect_async(request).await {
+    // No Nagle delay: tokens are small messages that must go at once.
+    let core = match tokio_tungstenite::connect_async_with_config(request, None, true).await {
         Ok((core, _)) => core,
         Err(e) => {
             let _ = browser
