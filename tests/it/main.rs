@@ -17,4 +17,5 @@ mod packs;
 mod persistence;
 mod security;
 mod supervision;
+mod ui;
 mod updates;
