@@ -49,14 +49,23 @@ async function waitForEngines(instance, roles) {
   }
 }
 
+// Waits until the turn in progress (started before this is called) ends.
 async function waitForAnswer(page) {
-  await page.waitForSelector("#streaming-answer .body:not(.streaming)", { timeout: 120_000 }).catch(() => {});
   await page.waitForFunction(() => !window.jarvis.chat.turn, null, { timeout: 120_000 });
 }
 
 test("chat streams a Markdown answer, shows its speed, and regenerates", async () => {
   const page = await signedInPage(browser, jarvis);
   await screenshot(page, "chat-empty-light");
+  // A short answer budget keeps the test quick on a 2-core machine.
+  const id = await page.evaluate(async () => {
+    const { id } = await (await fetch("/v1/conversations", { method: "POST" })).json();
+    await fetch(`/v1/conversations/${id}/settings`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ max_tokens: 40 }) });
+    return id;
+  });
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]");
+  await page.click(`.conversation-item[data-id="${id}"] .open`);
   const composer = page.locator("#composer");
   await composer.fill("Write a haiku about the sea.");
   await composer.press("Enter");
@@ -68,19 +77,16 @@ test("chat streams a Markdown answer, shows its speed, and regenerates", async (
   assert.match(await page.textContent("#speed"), /tok\/s/);
   await screenshot(page, "chat-answer-light");
   // The answer is in memory, under a title made from the question.
-  const stored = await page.evaluate(async () => {
-    const list = await (await fetch("/v1/conversations")).json();
-    return (await fetch(`/v1/conversations/${list.conversations[0].id}`)).json();
-  });
+  const stored = await page.evaluate(async (id) => (await fetch(`/v1/conversations/${id}`)).json(), id);
   assert.equal(stored.messages.length, 2);
   assert.equal(stored.title, "Write a haiku about the sea.");
   // Regenerate replaces the last answer.
   await page.click(".message.assistant:last-of-type button:has-text('Regenerate')");
-  await page.waitForFunction(() => window.jarvis.chat.turn === null || window.jarvis.chat.turn, null);
   await waitForAnswer(page);
   const again = await page.evaluate(async (id) => (await fetch(`/v1/conversations/${id}`)).json(), stored.id);
   assert.equal(again.messages.length, 2, "the answer was replaced, not added");
   assert.equal(again.messages[1].role, "assistant");
+  assert.notEqual(again.messages[1].created_at, stored.messages[1].created_at, "a new answer was written");
   assert.deepEqual(page.jarvisErrors, []);
   await page.context().close();
 });
@@ -219,8 +225,9 @@ test("keyboard only: shortcuts help, new conversation, send, dialogs", async () 
   assert.equal(await page.evaluate(() => document.activeElement.id), "composer");
   await page.keyboard.type("Say hello.");
   await page.keyboard.press("Enter");
-  await page.waitForFunction(() => window.jarvis.chat.turn, null);
-  await waitForAnswer(page);
+  await page.waitForFunction(() => window.jarvis.chat.turn?.text.length > 0, null, { timeout: 120_000 });
+  await page.keyboard.press("Escape");
+  await page.waitForFunction(() => !window.jarvis.chat.turn, null, { timeout: 30_000 });
   // Tab reaches the conversation menu, Enter opens it, Esc closes it and
   // focus comes back.
   await page.focus(".conversation-item .menu");

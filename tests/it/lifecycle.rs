@@ -55,8 +55,17 @@ fn first_launch_creates_the_tree_and_reaches_ready() {
     assert!(logs.contains(&"core.log".to_owned()), "{logs:?}");
     assert!(logs.contains(&"redis.log".to_owned()), "{logs:?}");
 
-    // Exactly one line on stdout.
-    assert!(launcher.stdout_lines().is_empty());
+    // Two lines on stdout: `ready:` (read above), then the UI's one-time
+    // sign-in URL.
+    let lines = jarvis_tests::wait_for(Duration::from_secs(10), "the ui line", || {
+        let lines = launcher.stdout_lines();
+        (!lines.is_empty()).then_some(lines)
+    });
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("ui: http://127.0.0.1:") && lines[0].contains("/signin?code="),
+        "{lines:?}"
+    );
 
     // A second launch is refused politely and says where the first one is.
     let second = home.run(&["up", "--no-browser"]);
