@@ -69,22 +69,23 @@ impl Workshop {
         std::fs::create_dir_all(&work).unwrap();
         let core_path = work.join("jarvis-core");
         std::fs::write(&core_path, core).unwrap();
-        let ui = work.join("index.html");
-        std::fs::write(&ui, format!("<h1>Jarvis {version}</h1>")).unwrap();
+        // The built UI is a folder (`--ui`); each version brings its own.
+        let ui = work.join("ui");
+        std::fs::create_dir_all(&ui).unwrap();
+        std::fs::write(ui.join("index.html"), format!("<h1>Jarvis {version}</h1>")).unwrap();
         // A file every version ships unchanged.
         let notice = work.join("NOTICE.txt");
         std::fs::write(&notice, "Jarvis tools: the same in every release.\n").unwrap();
         let notice_arg = format!("tools/NOTICE.txt={}", notice.display());
         let out_dir = self.path(&format!("bundles/{version}"));
-        let ui_arg = format!("ui/index.html={}", ui.display());
         let mut args = vec![
             "bundle",
             "--version",
             version,
             "--core",
             core_path.to_str().unwrap(),
-            "--file",
-            &ui_arg,
+            "--ui",
+            ui.to_str().unwrap(),
             "--file",
             &notice_arg,
             "--out",
@@ -275,6 +276,15 @@ fn a_core_that_binds_its_own_address_still_starts_and_restarts() {
         api.ready().then_some(())
     });
     assert_eq!(api.messages(&id).unwrap(), vec!["old core"]);
+
+    // The UI comes from the installed version's `ui/` folder.
+    let ui = home.instance().unwrap().ui_url.unwrap();
+    let page = reqwest::blocking::Client::new()
+        .get(format!("{ui}/"))
+        .send()
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.text().unwrap(), "<h1>Jarvis 1.0.0</h1>");
 }
 
 /// Publishes a 2.0.0 whose core cannot start and applies it over 1.0.0.
