@@ -42,7 +42,6 @@ class App {
       if (e instanceof ApiError && e.status === 401) return this.signedOut();
       throw e;
     }
-    applyTheme(localStorage.getItem("jarvis-theme") || "system");
     this.socket = new ChatSocket((m) => this.onSocketMessage(m), (s) => this.onSocketState(s));
     this.layout();
     await Promise.all([this.refreshConversations(), this.refreshModels(), this.refreshUpdates()]);
@@ -360,10 +359,15 @@ function banner(kind, text, id, onDismiss) {
   return el;
 }
 
+const SYSTEM_DARK = window.matchMedia("(prefers-color-scheme: dark)");
+
+// "system" follows the OS, now and when it changes; "light"/"dark" stick.
 function applyTheme(theme) {
-  if (theme === "light" || theme === "dark") document.documentElement.dataset.theme = theme;
-  else delete document.documentElement.dataset.theme;
+  const resolved = theme === "light" || theme === "dark" ? theme : SYSTEM_DARK.matches ? "dark" : "light";
+  document.documentElement.dataset.theme = resolved;
 }
+SYSTEM_DARK.addEventListener("change", () => applyTheme(localStorage.getItem("jarvis-theme") || "system"));
+applyTheme(localStorage.getItem("jarvis-theme") || "system");
 
 const app = new App(document.getElementById("app"));
 window.jarvis = app; // for the browser tests' timing marks
