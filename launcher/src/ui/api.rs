@@ -28,7 +28,7 @@ use axum::{Json, Router};
 use jarvis_download::NoProgress;
 use jarvis_model_registry::install::ExplicitModel;
 use jarvis_model_registry::store::CheckOutcome;
-use jarvis_model_registry::{ModelName, ModelVersion};
+use jarvis_model_registry::{Catalog, ModelName, ModelVersion};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
@@ -195,15 +195,11 @@ struct CatalogModel {
 }
 
 async fn models(State(ui): State<Arc<UiState>>) -> Result<Json<Value>> {
-    let (catalog, catalog_error) = match crate::models::load_catalog().await {
-        Ok(c) => (Some(c), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
     let installed = ui.store.installed().map_err(anyhow::Error::from)?;
-    let catalog_models: Vec<CatalogModel> = catalog
-        .as_ref()
-        .map(|c| {
-            c.latest_of_each()
+    let (catalog_models, missing_required, catalog_error) = match &ui.catalog {
+        Ok(catalog) => {
+            let models: Vec<CatalogModel> = catalog
+                .latest_of_each()
                 .into_iter()
                 .map(|m| CatalogModel {
                     name: m.name.to_string(),
@@ -215,19 +211,15 @@ async fn models(State(ui): State<Arc<UiState>>) -> Result<Json<Value>> {
                     installed: ui.store.is_installed(&m.name, &m.version),
                     staged_bytes: ui.store.staged_bytes(m),
                 })
-                .collect()
-        })
-        .unwrap_or_default();
-    let missing_required: Vec<&str> = catalog_models
-        .iter()
-        .filter(|m| m.required)
-        .filter(|m| {
-            !installed
-                .iter()
-                .any(|i| i.name.as_str() == m.name && i.active.is_some())
-        })
-        .map(|m| m.name.as_str())
-        .collect();
+                .collect();
+            let missing: Vec<String> = crate::models::missing_required(catalog, &ui.store)?
+                .into_iter()
+                .map(|m| m.name.to_string())
+                .collect();
+            (models, missing, None)
+        }
+        Err(e) => (Vec::new(), Vec::new(), Some(e.clone())),
+    };
     Ok(Json(json!({
         "catalog": catalog_models,
         "catalog_error": catalog_error,
@@ -239,7 +231,13 @@ async fn models(State(ui): State<Arc<UiState>>) -> Result<Json<Value>> {
 
 async fn download(State(ui): State<Arc<UiState>>, Path(name): Path<String>) -> Result<Json<Value>> {
     let name = parse_name(&name)?;
-    let catalog = crate::models::load_catalog().await?;
+    let catalog = ui.catalog.as_ref().map_err(|e| {
+        UiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_catalog",
+            anyhow::anyhow!("{e}"),
+        )
+    })?;
     let entry = catalog.latest(&name).cloned().ok_or_else(|| {
         UiError::new(
             StatusCode::NOT_FOUND,
@@ -344,9 +342,11 @@ async fn import(
         (None | Some(""), None | Some("")) => None,
         _ => return Err(bad_request("give both a name and a version, or neither")),
     };
-    let catalog = match crate::models::load_catalog().await {
-        Ok(c) => c,
-        Err(_) => jarvis_model_registry::Catalog::builtin().map_err(anyhow::Error::from)?,
+    // Without the configured catalog, files are still recognised by the
+    // built-in one.
+    let catalog = match &ui.catalog {
+        Ok(c) => Catalog::clone(c),
+        Err(_) => Catalog::builtin().map_err(anyhow::Error::from)?,
     };
     // Hashing and converting are CPU work: off the launcher's only
     // runtime thread, so the supervisor and the UI keep going.

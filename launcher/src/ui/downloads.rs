@@ -97,11 +97,9 @@ impl Downloads {
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
         for name in names {
-            let entry = catalog
-                .models
-                .iter()
-                .rev()
-                .find(|m| m.name.as_str() == name);
+            let entry = jarvis_model_registry::ModelName::parse(&name)
+                .ok()
+                .and_then(|name| catalog.latest(&name));
             if let Some(entry) = entry
                 && !self.store.is_installed(&entry.name, &entry.version)
             {

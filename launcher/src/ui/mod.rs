@@ -83,6 +83,10 @@ impl Ui {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("could not create the UI's HTTP client")?;
+        let catalog = crate::models::load_catalog()
+            .await
+            .map(Arc::new)
+            .map_err(|e| format!("{e:#}"));
         let store = ModelStore::new(config.paths.models_dir.clone());
         let downloads = Downloads::new(store.clone(), &config.paths.data_dir);
         let state = Arc::new(UiState {
@@ -96,6 +100,7 @@ impl Ui {
             http,
             paths: config.paths,
             store,
+            catalog,
             downloads,
             app_version: config.app_version,
         });
@@ -111,8 +116,8 @@ impl Ui {
                 tracing::error!("the UI server stopped: {e}");
             }
         });
-        if let Ok(catalog) = crate::models::load_catalog().await {
-            state.downloads.resume_interrupted(&catalog);
+        if let Ok(catalog) = &state.catalog {
+            state.downloads.resume_interrupted(catalog);
         }
         Ok(Self { state })
     }

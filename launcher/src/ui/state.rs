@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use jarvis_dist::manifest::AppVersion;
-use jarvis_model_registry::ModelStore;
+use jarvis_model_registry::{Catalog, ModelStore};
 
 use super::auth::Auth;
 use super::downloads::Downloads;
@@ -31,6 +31,10 @@ pub struct UiState {
     pub http: reqwest::Client,
     pub paths: AppPaths,
     pub store: ModelStore,
+    /// The model catalog, read once at start (as the supervisor does), or
+    /// why it could not be: the models screen polls twice a second while a
+    /// download runs, and `JARVIS_CATALOG` may be a URL.
+    pub catalog: Result<Arc<Catalog>, String>,
     pub downloads: Arc<Downloads>,
     /// The installed app version that runs (`None` in a checkout).
     pub app_version: Option<AppVersion>,
