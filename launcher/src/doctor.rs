@@ -9,7 +9,7 @@ use jarvis_protocol::env;
 use serde::Serialize;
 
 use crate::config::AppConfig;
-use crate::hint::hints;
+use crate::hint::{hinted, hints};
 use crate::paths::AppPaths;
 
 /// One check's verdict.
@@ -24,7 +24,9 @@ pub struct Check {
 }
 
 impl Check {
-    fn from_result(name: &'static str, result: Result<String, String>) -> Self {
+    /// A verdict from a check's result; a failure's hints come from the
+    /// error chain, as `report` finds them for a failed command.
+    fn from_result(name: &'static str, result: anyhow::Result<String>) -> Self {
         match result {
             Ok(detail) => Self {
                 name,
@@ -32,28 +34,12 @@ impl Check {
                 detail,
                 hints: Vec::new(),
             },
-            Err(text) => {
-                let mut lines = text.lines();
-                let detail = lines.next().unwrap_or_default().to_owned();
-                let mut rest: Vec<String> = Vec::new();
-                let mut hints = Vec::new();
-                for line in lines {
-                    match line.strip_prefix("hint: ") {
-                        Some(hint) => hints.push(hint.to_owned()),
-                        None => rest.push(line.to_owned()),
-                    }
-                }
-                let detail = std::iter::once(detail)
-                    .chain(rest)
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                Self {
-                    name,
-                    ok: false,
-                    detail,
-                    hints,
-                }
-            }
+            Err(error) => Self {
+                name,
+                ok: false,
+                detail: format!("{error:#}"),
+                hints: hints(&error),
+            },
         }
     }
 }
@@ -66,8 +52,7 @@ pub async fn run(paths: &AppPaths) -> Vec<Check> {
             "jarvis-core",
             paths
                 .require_core_binary()
-                .map(|p| format!("found at {}", p.display()))
-                .map_err(|e| with_hints(&e)),
+                .map(|p| format!("found at {}", p.display())),
         ),
         Check::from_result("data folder", check_data_dir(paths)),
         Check::from_result("config file", check_config(paths)),
@@ -76,33 +61,22 @@ pub async fn run(paths: &AppPaths) -> Vec<Check> {
             std::net::TcpListener::bind(("127.0.0.1", 0))
                 .map(|_| "can listen on 127.0.0.1".to_owned())
                 .map_err(|e| {
-                    format!(
-                        "cannot listen on 127.0.0.1: {e}\nhint: check firewall or sandbox settings"
+                    hinted(
+                        format!("cannot listen on 127.0.0.1: {e}"),
+                        "check firewall or sandbox settings",
                     )
                 }),
         ),
     ]
 }
 
-/// A failed check's text: the error's chain, then its hints (as `report`
-/// prints them for a failed command).
-fn with_hints(error: &anyhow::Error) -> String {
-    let mut text = format!("{error:#}");
-    for hint in hints(error) {
-        text.push_str(&format!("\nhint: {hint}"));
-    }
-    text
-}
-
-async fn check_redis(paths: &AppPaths) -> Result<String, String> {
-    let binary = paths
-        .locate_redis(&paths.bundle_dir)
-        .map_err(|e| with_hints(&e.into()))?;
+async fn check_redis(paths: &AppPaths) -> anyhow::Result<String> {
+    let binary = paths.locate_redis(&paths.bundle_dir)?;
     let output = tokio::process::Command::new(&binary)
         .arg("--version")
         .output()
         .await
-        .map_err(|e| format!("'{}' does not run: {e}", binary.display()))?;
+        .with_context(|| format!("'{}' does not run", binary.display()))?;
     let text = String::from_utf8_lossy(&output.stdout);
     let version = text
         .split_whitespace()
@@ -111,17 +85,19 @@ async fn check_redis(paths: &AppPaths) -> Result<String, String> {
     Ok(format!("{} ({version})", binary.display()))
 }
 
-fn check_data_dir(paths: &AppPaths) -> Result<String, String> {
+fn check_data_dir(paths: &AppPaths) -> anyhow::Result<String> {
     let dir = &paths.data_dir;
     let existing = dir.ancestors().find(|p| p.exists()).map(PathBuf::from);
     let Some(existing) = existing else {
-        return Err(format!("no existing parent folder of {}", dir.display()));
+        anyhow::bail!("no existing parent folder of {}", dir.display());
     };
     let probe = tempfile_in(&existing).map_err(|e| {
-        format!(
-            "{} is not writable: {e}\nhint: fix its permissions or set {} to a writable folder",
-            existing.display(),
-            env::HOME
+        hinted(
+            format!("{} is not writable: {e}", existing.display()),
+            format!(
+                "fix its permissions or set {} to a writable folder",
+                env::HOME
+            ),
         )
     })?;
     drop(probe);
@@ -135,24 +111,26 @@ fn tempfile_in(dir: &std::path::Path) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
-fn check_config(paths: &AppPaths) -> Result<String, String> {
+fn check_config(paths: &AppPaths) -> anyhow::Result<String> {
     if !paths.config_file.exists() {
         return Ok("none yet (written on first launch)".to_owned());
     }
     let text = std::fs::read(&paths.config_file)
-        .with_context(|| format!("could not read {}", paths.config_file.display()))
-        .map_err(|e| format!("{e:#}"))?;
+        .with_context(|| format!("could not read {}", paths.config_file.display()))?;
     let config: AppConfig = serde_json::from_slice(&text).map_err(|e| {
-        format!(
-            "{} is not valid: {e}\nhint: fix it, or move it aside and Jarvis writes a fresh one",
-            paths.config_file.display()
+        hinted(
+            format!("{} is not valid: {e}", paths.config_file.display()),
+            "fix it, or move it aside and Jarvis writes a fresh one",
         )
     })?;
     if config.schema_version > jarvis_migrations::CURRENT_SCHEMA_VERSION {
-        return Err(format!(
-            "data schema {} is newer than this Jarvis understands ({})\nhint: update Jarvis",
-            config.schema_version,
-            jarvis_migrations::CURRENT_SCHEMA_VERSION
+        return Err(hinted(
+            format!(
+                "data schema {} is newer than this Jarvis understands ({})",
+                config.schema_version,
+                jarvis_migrations::CURRENT_SCHEMA_VERSION
+            ),
+            "update Jarvis",
         ));
     }
     Ok(format!("schema {}", config.schema_version))
