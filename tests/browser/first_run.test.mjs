@@ -127,11 +127,7 @@ test("the first run downloads the required model with progress, cancel, pause, r
   await page.click('[data-model="smollm2-135m-instruct"] button:has-text("Resume")');
   await page.waitForFunction((before) => (window.jarvis.models.downloads[0]?.bytes_done || 0) > before + 1_000_000, paused.done, { timeout: 60_000, polling: 250 });
   await page.context().close();
-  const keep = jarvis.stop;
-  jarvis.stop = async () => {}; // the home stays for the restart
-  jarvis.child.kill("SIGTERM");
-  await new Promise((r) => jarvis.child.on("exit", r));
-  jarvis.stop = keep;
+  await jarvis.terminate(); // the home stays for the restart
   rate = 40_000_000;
   const requestsBefore = stats.ranges.length;
   jarvis = await startJarvis(home, env());

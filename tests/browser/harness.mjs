@@ -72,12 +72,17 @@ export async function startJarvis(home, env = {}) {
     output: () => ({ stdout, stderr }),
     // A fresh one-time sign-in URL, the way `jarvis open` gets one.
     openUrl: () => jarvis(home, ["open", "--no-browser"]).match(/^ui: (\S+)$/m)[1],
-    async stop() {
+    // Stops Jarvis (SIGTERM, as the OS would) and keeps its home.
+    async terminate() {
       if (child.exitCode !== null) return;
       const exited = new Promise((r) => child.on("exit", r));
       child.kill("SIGTERM");
       await Promise.race([exited, new Promise((r) => setTimeout(r, 30_000))]);
       if (child.exitCode === null) child.kill("SIGKILL");
+    },
+    // Stops Jarvis and removes its home.
+    async stop() {
+      await this.terminate();
       rmSync(home, { recursive: true, force: true });
     },
   };
