@@ -232,35 +232,32 @@ class App {
   }
 
   // Models (the first-run state lives here, polled while downloads run).
-  async refreshModels() {
+  // `quiet` polls say nothing when a fetch fails (the next one retries).
+  async refreshModels({ quiet = false } = {}) {
     try {
       this.models = await get("/launcher/models");
     } catch (e) {
-      errorToast(e);
+      if (!quiet) errorToast(e);
       return;
     }
-    if (this.view === "models") this.show("models");
+    if (this.view === "models") this.rerenderModels();
     this.renderBanners();
+    this.pollModels();
   }
 
+  // Polls while the models view is open or a download runs.
   pollModels() {
     clearTimeout(this.modelsTimer);
     const running = this.models?.downloads.some((d) => d.status === "running");
     if (this.view !== "models" && !running) return;
-    this.modelsTimer = setTimeout(async () => {
-      await this.refreshModelsQuietly();
-      this.pollModels();
-    }, running ? 500 : 3000);
+    this.modelsTimer = setTimeout(() => this.refreshModels({ quiet: true }), running ? 500 : 3000);
   }
 
   // Re-renders the models view in place, keeping focus and typed text.
-  async refreshModelsQuietly() {
-    try { this.models = await get("/launcher/models"); } catch { return; }
-    if (this.view !== "models") { this.renderBanners(); return; }
+  rerenderModels() {
     const active = document.activeElement;
     const focusedText = active?.textContent;
     this.main.replaceChildren(this.banners, renderModels(this));
-    this.renderBanners();
     if (active && this.importCard?.contains(active)) {
       active.focus(); // the import form is the same element, moved
     } else if (focusedText) {
