@@ -1,8 +1,8 @@
 // First run in a real browser: no model installed; the UI offers the
 // catalog's required model and downloads it from a local catalog server
-// (throttled, with a connection that drops once), with live progress,
-// cancel with confirmation, pause and resume, a launcher restart in the
-// middle, and the answer at the end. Then the offline import form.
+// (throttled, with a connection that drops once and a silence that shows
+// as a stall), with live progress, cancel with confirmation, pause and
+// resume, a launcher restart in the middle, and the answer at the end. Then the offline import form.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createReadStream, readFileSync, statSync } from "node:fs";
@@ -18,6 +18,7 @@ let jarvis;
 const stats = { requests: 0, ranges: [], dropped: 0 };
 let rate = 3_000_000; // bytes per second; raised once pausing is tested
 let dropNext = true;
+let hangOnce = 0; // ms: the next chunk waits this long once (a stall)
 
 before(async () => {
   const size = statSync(LLM_FILE).size;
@@ -45,7 +46,9 @@ before(async () => {
         stream.destroy();
         return;
       }
-      res.write(chunk, () => setTimeout(() => stream.resume(), (1000 * chunk.length) / rate));
+      const wait = hangOnce || (1000 * chunk.length) / rate;
+      hangOnce = 0;
+      res.write(chunk, () => setTimeout(() => stream.resume(), wait));
     });
     stream.on("end", () => res.end());
     res.on("close", () => stream.destroy());
@@ -66,7 +69,7 @@ after(async () => {
 });
 
 function env() {
-  return { JARVIS_CATALOG: join(home, "catalog.json"), JARVIS_DOWNLOAD_STALL_TIMEOUT: "5" };
+  return { JARVIS_CATALOG: join(home, "catalog.json"), JARVIS_DOWNLOAD_STALL_TIMEOUT: "30" };
 }
 
 async function progress(page) {
@@ -110,6 +113,15 @@ test("the first run downloads the required model with progress, cancel, pause, r
   assert.match(text, /MB of 98\.4 MB/);
   assert.match(text, /\/s/);
   await screenshot(page, "first-run-downloading-light");
+
+  // The server goes quiet for a while (shorter than the downloader's stall
+  // timeout): the UI says so, and the message goes once data flows again.
+  hangOnce = 9_000;
+  await page.waitForSelector('[data-model="smollm2-135m-instruct"] .progress.stalled', { timeout: 30_000 });
+  assert.match(await page.textContent('[data-model="smollm2-135m-instruct"] .progress-text'), /No data is arriving/);
+  await screenshot(page, "first-run-stalled-light");
+  await page.waitForSelector('[data-model="smollm2-135m-instruct"] .progress:not(.stalled)', { timeout: 30_000 });
+  assert.equal((await progress(page)).status, "running");
 
   // Pause keeps what arrived; progress survives a reload.
   await page.click('[data-model="smollm2-135m-instruct"] button:has-text("Pause")');

@@ -197,6 +197,30 @@ test("push-to-talk puts the transcript into the composer for editing", async () 
   assert.match(text, /remind me to water the/);
   const sent = await page.evaluate(() => window.jarvis.chat.turn);
   assert.equal(sent, null, "nothing is sent before the person does");
+
+  // Holding the microphone button records; letting go transcribes, and the
+  // new words are added after what the composer already holds.
+  // A quick tap (letting go before the microphone even opened) records
+  // nothing and says how to use the button.
+  await page.click("#talk");
+  await page.waitForFunction(() => /Hold the microphone button/.test(document.querySelector("#voice-status").textContent));
+  assert.equal(await page.getAttribute("#talk", "aria-pressed"), "false");
+  assert.deepEqual(page.jarvisErrors, []);
+
+  await page.fill("#composer", "Draft:");
+  const talk = page.locator("#talk");
+  await talk.hover();
+  await page.mouse.down();
+  await page.waitForSelector("#talk[aria-pressed=true]");
+  assert.match(await page.textContent("#voice-status"), /Listening/);
+  await page.waitForTimeout(4500);
+  await page.mouse.up();
+  await page.waitForSelector("#talk[aria-pressed=false]");
+  await page.waitForFunction(() => document.querySelector("#composer").value.length > "Draft:".length, null, { timeout: 60_000 });
+  const held = (await page.inputValue("#composer")).toLowerCase();
+  assert.match(held, /^draft:/, `the draft is kept: ${held}`);
+  assert.match(held, /water the/);
+  assert.equal(await page.evaluate(() => window.jarvis.chat.turn), null, "still nothing is sent");
   await page.context().close();
 });
 
@@ -265,4 +289,31 @@ test("every screen passes the accessibility scan and is captured light and dark"
     }
     await page.context().close();
   }
+});
+
+test("code blocks are highlighted and their Copy button copies exactly the code", async () => {
+  const page = await signedInPage(browser, jarvis);
+  const code = 'fn main() {\n    let greeting = "<b>hi</b> & bye";\n    println!("{greeting}");\n}';
+  const id = await page.evaluate(async (code) => {
+    const { id } = await (await fetch("/v1/conversations", { method: "POST" })).json();
+    const add = (role, content) => fetch(`/v1/conversations/${id}/messages`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ role, content }) });
+    await add("user", "Hello world in Rust?");
+    await add("assistant", `Here:\n\n\`\`\`rust\n${code}\n\`\`\`\n\nAnd a second block:\n\n\`\`\`\nplain text\n\`\`\``);
+    return id;
+  }, code);
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]");
+  await page.click(`.conversation-item[data-id="${id}"] .open`);
+  await page.waitForSelector(".message.assistant pre code.hljs");
+  assert.ok(await page.$(".message.assistant pre code.language-rust .hljs-keyword"), "Rust keywords are highlighted");
+  const buttons = page.locator(".message.assistant .copy-code");
+  assert.equal(await buttons.count(), 2, "one Copy button per code block");
+  await buttons.first().click();
+  await page.waitForFunction(() => document.querySelector(".message.assistant .copy-code").textContent === "Copied");
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  assert.equal(copied.replace(/\n$/, ""), code, "the clipboard holds the code, not its markup or the button");
+  await buttons.nth(1).click();
+  assert.equal((await page.evaluate(() => navigator.clipboard.readText())).trim(), "plain text");
+  await screenshot(page, "chat-code-copied-light");
+  await page.context().close();
 });

@@ -231,14 +231,18 @@ export class ChatView {
   // Push-to-talk.
   async startTalking() {
     if (this.recorder) return;
+    const recorder = new Recorder();
+    this.recorder = recorder;
+    this.micButton.classList.add("recording");
+    this.micButton.setAttribute("aria-pressed", "true");
+    this.voiceStatus.textContent = "Listening…";
     try {
-      this.recorder = new Recorder();
-      await this.recorder.start();
-      this.micButton.classList.add("recording");
-      this.micButton.setAttribute("aria-pressed", "true");
-      this.voiceStatus.textContent = "Listening…";
+      await recorder.start();
     } catch (e) {
-      this.recorder = null;
+      if (this.recorder === recorder) this.recorder = null;
+      this.micButton.classList.remove("recording");
+      this.micButton.setAttribute("aria-pressed", "false");
+      this.voiceStatus.textContent = "";
       errorToast({ message: `The microphone could not be used: ${e.message}`, hint: "Allow microphone access for this page." });
     }
   }
@@ -249,6 +253,17 @@ export class ChatView {
     this.recorder = null;
     this.micButton.classList.remove("recording");
     this.micButton.setAttribute("aria-pressed", "false");
+    try {
+      // A quick tap can let go before the microphone opened.
+      await recorder.ready;
+    } catch {
+      return; // startTalking said why
+    }
+    if (recorder.seconds() < 0.3) {
+      await recorder.stop();
+      this.voiceStatus.textContent = "Hold the microphone button while you speak.";
+      return;
+    }
     this.voiceStatus.textContent = "Transcribing…";
     try {
       const wav = await recorder.stop();

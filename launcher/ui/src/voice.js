@@ -2,7 +2,14 @@
 // wraps it in a WAV (the core's transcription takes WAV), and sends it to
 // /v1/audio/transcriptions.
 export class Recorder {
-  async start() {
+  // Resolves once the microphone records; `ready` lets a stop that comes
+  // first (a quick tap) wait for it.
+  start() {
+    this.ready = this.open();
+    return this.ready;
+  }
+
+  async open() {
     this.stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
     this.context = new AudioContext();
     const source = this.context.createMediaStreamSource(this.stream);
@@ -15,6 +22,11 @@ export class Recorder {
     source.connect(this.processor);
     this.processor.connect(this.context.destination);
     this.startedAt = performance.now();
+  }
+
+  // Seconds recorded so far.
+  seconds() {
+    return this.chunks.reduce((n, c) => n + c.length, 0) / this.context.sampleRate;
   }
 
   // Stops and returns the recording as a WAV Blob.
