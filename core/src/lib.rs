@@ -22,10 +22,11 @@
 //! - Models are read from `JARVIS_MODELS_DIR` only, fully offline.
 //!
 //! Layers run one way: [`http`] (routes over its leaf modules
-//! `http::state` and `http::error`) above the domain ([`chat`], [`prompt`],
+//! `http::state` and `http::error`) above the domain ([`chat`], [`actions`], [`prompt`],
 //! [`engines`], [`models`], [`memory`]), which never imports the HTTP
 //! layer; [`config`] and [`listen`] set the process up.
 
+pub mod actions;
 pub mod chat;
 pub mod config;
 pub mod engines;

@@ -14,6 +14,9 @@
 //! - `jarvis:v2:conversation:<id>:settings`: hash of per-conversation
 //!   settings (`system_prompt`, `temperature`, `max_tokens`).
 //! - `jarvis:v2:tool:<tool>`: hash of one tool's state (for the executor).
+//! - `jarvis:actions:queue` and `jarvis:action:<id>`: action requests for
+//!   the launcher and what it says about them (`jarvis_actions::record`;
+//!   outside the schema namespace: they are a channel, not memory).
 //! - Pub/sub channel [`EVENTS_CHANNEL`]: model and engine events.
 //!
 //! History is never deleted here: prompts are fitted to a model's context
@@ -25,6 +28,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use jarvis_actions::record::{QUEUE_KEY, RECORD_TTL_SECONDS, record_key};
+use jarvis_actions::{ActionRequest, ActionState};
 use jarvis_protocol::events::{EVENTS_CHANNEL, Event};
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -293,6 +298,43 @@ impl Memory {
         conn.hset::<_, _, _, ()>(tool_key(tool), field, value)
             .await?;
         Ok(())
+    }
+
+    /// Hands an action request to the launcher: its record, then its id on
+    /// the queue, in one transaction.
+    pub async fn submit_action(&self, request: &ActionRequest) -> Result<(), MemoryError> {
+        let mut conn = self.connection()?;
+        let key = record_key(&request.id);
+        redis::pipe()
+            .atomic()
+            .hset(&key, "request", serde_json::to_string(request)?)
+            .ignore()
+            .expire(&key, RECORD_TTL_SECONDS as i64)
+            .ignore()
+            .rpush(QUEUE_KEY, &request.id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// An action request and what the launcher last said about it; `None`
+    /// when there is no such request.
+    pub async fn action(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ActionRequest, Option<ActionState>)>, MemoryError> {
+        let mut conn = self.connection()?;
+        let fields: HashMap<String, String> = conn.hgetall(record_key(id)).await?;
+        let Some(request) = fields.get("request") else {
+            return Ok(None);
+        };
+        let request: ActionRequest = serde_json::from_str(request)?;
+        let state = match fields.get("state") {
+            Some(state) => Some(serde_json::from_str(state)?),
+            None => None,
+        };
+        Ok(Some((request, state)))
     }
 
     /// True once a connection was made and Redis answers `PING` now.

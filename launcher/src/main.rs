@@ -20,6 +20,7 @@ mod cli;
 mod config;
 mod core_process;
 mod doctor;
+mod gate;
 mod hint;
 mod install;
 mod instance;
@@ -112,6 +113,16 @@ enum Command {
         #[command(subcommand)]
         command: cli::models::ModelsCommand,
     },
+    /// Actions Jarvis asked for: list them, approve or deny them.
+    Approvals {
+        #[command(subcommand)]
+        command: cli::approvals::ApprovalsCommand,
+    },
+    /// Standing permissions and allowed folders of the gatekeeper.
+    Permissions {
+        #[command(subcommand)]
+        command: cli::approvals::PermissionsCommand,
+    },
     /// Chat with the running Jarvis in the terminal (answers stream).
     Chat(cli::client::ChatArgs),
     /// Transcribe a WAV file with the running Jarvis.
@@ -173,6 +184,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Open { no_browser }) => cli::info::open(&paths, no_browser).await,
         Some(Command::Paths { json }) => cli::info::paths(&paths, json),
         Some(Command::Doctor) => cli::info::doctor(&paths).await,
+        Some(Command::Approvals { command }) => cli::approvals::approvals(&paths, command).await,
+        Some(Command::Permissions { command }) => cli::approvals::permissions(&paths, command),
         Some(Command::Chat(args)) => cli::client::chat(&paths, args).await,
         Some(Command::Transcribe(args)) => cli::client::transcribe(&paths, args).await,
     }

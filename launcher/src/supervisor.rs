@@ -91,6 +91,7 @@ pub async fn start_children(
             crate::models::load_catalog().await.ok(),
         ),
         ui_url: None,
+        approvals_url: None,
     })
 }
 
@@ -107,6 +108,8 @@ pub struct Supervisor {
     models: ModelWatch,
     /// The UI's origin, published in `instance.json`.
     ui_url: Option<String>,
+    /// The approval surface's origin, published in `instance.json`.
+    approvals_url: Option<String>,
 }
 
 /// Which child needs attention.
@@ -228,9 +231,20 @@ impl Supervisor {
         self.core.base_url()
     }
 
+    /// How the launcher itself reaches Redis (its own Redis user); the
+    /// same address across Redis restarts.
+    pub fn redis_launcher_url(&self) -> String {
+        self.redis.config().launcher_url()
+    }
+
     /// Where the UI listens; published with the instance.
     pub fn set_ui_url(&mut self, url: String) {
         self.ui_url = Some(url);
+    }
+
+    /// Where the approval surface listens; published with the instance.
+    pub fn set_approvals_url(&mut self, url: String) {
+        self.approvals_url = Some(url);
     }
 
     /// Writes `run/instance.json` with the current children.
@@ -241,6 +255,7 @@ impl Supervisor {
             base_url: base_url(self.core.spec().listener.port()),
             data_dir: self.paths.data_dir.display().to_string(),
             ui_url: self.ui_url.clone(),
+            approvals_url: self.approvals_url.clone(),
             launcher: ProcessRecord {
                 pid: me,
                 start_time: process::identity(me).and_then(|i| i.start_time),

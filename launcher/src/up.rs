@@ -9,6 +9,7 @@
 //! after the core stopped writing.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -17,6 +18,7 @@ use jarvis_protocol::instance::Instance;
 
 use crate::config::AppConfig;
 use crate::core_process::{CoreListener, CoreSpec};
+use crate::gate::{self, Gate};
 use crate::install::Install;
 use crate::instance::{self, LockAttempt};
 use crate::maintenance::redis_config;
@@ -137,15 +139,23 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
 
     // 5. The UI on its own loopback port; publish the instance; ready;
     //    open the UI; look for the next version quietly.
+    //    The gatekeeper takes the core's action requests from Redis; its
+    //    approval surface gets a loopback origin of its own.
+    let gate = Gate::start(&paths.data_dir, &supervisor.redis_launcher_url())
+        .await
+        .context("could not start the gatekeeper")?;
     let ui = Ui::start(UiConfig {
         paths: paths.clone(),
         app_dir: app.dir.clone(),
         app_version: app.version,
         core_url: supervisor.base_url(),
         core_token: core_spec.token.clone(),
+        gate: Arc::clone(&gate),
     })
     .await?;
+    let approvals = gate::surface::start(gate, &paths, ui.assets_dir().to_owned()).await?;
     supervisor.set_ui_url(ui.origin().to_owned());
+    supervisor.set_approvals_url(approvals.origin);
     supervisor.publish()?;
     tracing::info!(elapsed = ?start.elapsed(), url = %supervisor.base_url(), ui = %ui.origin(), "ready");
     println!("ready: {}", supervisor.base_url());

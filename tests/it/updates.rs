@@ -422,6 +422,10 @@ fn updates_download_silently_in_the_background_and_apply_at_the_next_launch() {
             serde_json::from_slice(&std::fs::read(home.path("update-state.json")).ok()?).ok()?;
         (state["staged"] == "2.0.0").then_some(())
     });
+    // What the UI's banner reads: "an update is ready, restart to apply".
+    let updates = home.ui_session().get_json("/launcher/updates");
+    assert_eq!(updates["current"], "1.0.0", "{updates}");
+    assert_eq!(updates["staged"], "2.0.0", "{updates}");
     launcher.terminate();
 
     let launcher = home.up();
@@ -437,6 +441,20 @@ fn updates_download_silently_in_the_background_and_apply_at_the_next_launch() {
     );
     assert_eq!(running_version(&home), "2.0.0");
     assert_data_intact(&home, &id, &models);
+    // ... and after the switch, "updated to 2.0.0" until dismissed.
+    let ui = home.ui_session();
+    let updates = ui.get_json("/launcher/updates");
+    assert_eq!(updates["current"], "2.0.0", "{updates}");
+    assert_eq!(updates["staged"], Value::Null, "{updates}");
+    assert_eq!(updates["notice"]["kind"], "updated", "{updates}");
+    assert_eq!(updates["notice"]["version"], "2.0.0", "{updates}");
+    let dismissed = ui
+        .request(reqwest::Method::POST, "/launcher/updates/dismiss")
+        .send()
+        .unwrap();
+    assert_eq!(dismissed.status(), 200);
+    assert_eq!(ui.get_json("/launcher/updates")["notice"], Value::Null);
+    drop(launcher);
 }
 
 #[test]
@@ -451,6 +469,19 @@ fn a_v2_whose_core_does_not_start_is_rolled_back_to_v1_with_all_data() {
     assert!(stderr.contains("Switched back to Jarvis 1.0.0"), "{stderr}");
     assert_eq!(running_version(&home), "1.0.0");
     assert_data_intact(&home, &id, &models);
+    // The UI's banner: "2.0.0 failed to start and was rolled back", why.
+    let updates = home.ui_session().get_json("/launcher/updates");
+    assert_eq!(updates["current"], "1.0.0", "{updates}");
+    assert_eq!(updates["notice"]["kind"], "rolled_back", "{updates}");
+    assert_eq!(updates["notice"]["version"], "2.0.0", "{updates}");
+    assert_eq!(updates["notice"]["previous"], "1.0.0", "{updates}");
+    assert!(
+        !updates["notice"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "{updates}"
+    );
     let status = json(&home.run(&["update", "status", "--json"]));
     assert_eq!(status["current"], "1.0.0");
     assert_eq!(status["rejected"], serde_json::json!(["2.0.0"]));

@@ -221,6 +221,21 @@ impl TestHome {
             .to_owned()
     }
 
+    /// A signed-in session on the running launcher's UI origin, the way the
+    /// browser gets one: `jarvis open` prints a one-time URL, which is
+    /// traded for the session cookie.
+    pub fn ui_session(&self) -> UiSession {
+        let opened = self.run(&["open", "--no-browser"]);
+        assert!(opened.status.success(), "{}", opened.stderr);
+        let url = opened
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("ui: "))
+            .unwrap_or_else(|| panic!("no ui line in {}", opened.stdout))
+            .to_owned();
+        UiSession::sign_in(&url)
+    }
+
     /// An API client for the running instance.
     pub fn api(&self) -> Api {
         let instance = self
@@ -400,6 +415,68 @@ pub fn processes_in(dir: &Path, name: &str) -> Vec<u32> {
         }
     }
     found
+}
+
+/// A browser-like client of the launcher's UI origin: the session cookie,
+/// `Sec-Fetch-Site: same-origin` and (for state changes) our Origin.
+#[derive(Debug)]
+pub struct UiSession {
+    pub origin: String,
+    cookie: String,
+    http: reqwest::blocking::Client,
+}
+
+impl UiSession {
+    /// Trades the one-time sign-in URL for the session cookie.
+    pub fn sign_in(url: &str) -> Self {
+        let origin = url.split("/signin").next().unwrap().to_owned();
+        let http = http_client_builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let reply = http.get(url).send().unwrap();
+        assert_eq!(reply.status(), 303, "{:?}", reply.text());
+        let cookie = reply
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .expect("a session cookie")
+            .to_owned();
+        Self {
+            origin,
+            cookie,
+            http,
+        }
+    }
+
+    /// A same-origin request with the session cookie (and our Origin, which
+    /// the guard needs for anything but GET).
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        let request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.origin))
+            .header(reqwest::header::COOKIE, &self.cookie)
+            .header("sec-fetch-site", "same-origin");
+        if method == reqwest::Method::GET {
+            request
+        } else {
+            request.header(reqwest::header::ORIGIN, &self.origin)
+        }
+    }
+
+    /// GET `path` as JSON; panics unless it is a 200.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let reply = self.request(reqwest::Method::GET, path).send().unwrap();
+        assert_eq!(reply.status(), 200, "GET {path}");
+        reply.json().unwrap()
+    }
 }
 
 /// A blocking client for the core's API.

@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jarvis_protocol::api::{ErrorBody, ErrorDetail};
 
+use crate::actions::ActionError;
 use crate::chat::ChatError;
 use crate::engines::Unavailable;
 use crate::memory::{ConversationId, MemoryError};
@@ -178,6 +179,17 @@ impl From<Unavailable> for ApiError {
                 version: model.version,
                 reason,
             },
+        }
+    }
+}
+
+impl From<ActionError> for ApiError {
+    fn from(error: ActionError) -> Self {
+        match error {
+            ActionError::Invalid(e) => Self::BadRequest(e.to_string()),
+            ActionError::Slash(e) => Self::BadRequest(e.to_string()),
+            ActionError::ConversationNotFound(id) => conversation_not_found(&id),
+            ActionError::Memory(e) => e.into(),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The HTTP API. Layers run one way: [`state`] and [`error`] are leaves
 //! every route module imports; each route module ([`health`],
-//! [`conversations`], [`ws`], [`openai`]) exports its own `router()`, and
+//! [`conversations`], [`actions`], [`ws`], [`openai`]) exports its own `router()`, and
 //! [`app`] merges them behind the [`guard`] in this one place. Domain
 //! logic (chat turns, memory, engines) lives outside and never imports
 //! this module.
 
+pub mod actions;
 pub mod conversations;
 pub mod error;
 pub mod guard;
@@ -27,6 +28,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(health::router())
         .merge(conversations::router())
+        .merge(actions::router())
         .merge(ws::router())
         .merge(openai::router())
         .fallback(not_found)

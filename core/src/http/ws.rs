@@ -8,6 +8,13 @@
 //!   the last answer if there is one.
 //! - `cancel`: `turn_id`.
 //!
+//! A `chat` whose content is a slash command (`/note ...`, `/remind 5m
+//! ...`, `/open ...`, `/read ...`, `/sysinfo`) asks the launcher for an
+//! action instead: `started`, `action` (`status: pending`, the tool, its
+//! tier and arguments), then, once the launcher says how it ended,
+//! `action` again, the outcome as one `token`, and `done` (`finish_reason:
+//! action`).
+//!
 //! Server messages: `hello` (engine states), `started`, `token` (`text`),
 //! `done` (`message_index`, `finish_reason`, `usage`), `cancelled`,
 //! `error` (`error.code`, `error.message`, and `turn_id` when it concerns
@@ -34,10 +41,13 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::error::ApiError;
+use jarvis_actions::{Source, Status, slash};
+
+use super::error::{ApiError, conversation_not_found};
 use super::state::AppState;
+use crate::actions::{self, ActionError};
 use crate::chat::{self, TurnInput, TurnRequest};
-use crate::memory::ConversationId;
+use crate::memory::{ConversationId, Role};
 
 /// Turns one socket may run at once.
 pub const MAX_TURNS_PER_SOCKET: usize = 8;
@@ -192,6 +202,29 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
             continue;
         };
         let (cancel_tx, cancel_rx) = oneshot::channel();
+        // A slash command asks the launcher for an action instead of the
+        // model for an answer.
+        if let TurnInput::Message(content) = &input
+            && let Some(command) = slash::parse(content, jiff::Timestamp::now())
+        {
+            turns.insert(turn_id.clone(), cancel_tx);
+            let content = content.clone();
+            let (state, out, finished) = (Arc::clone(&state), out.clone(), finished_tx.clone());
+            tokio::spawn(async move {
+                run_action_turn(
+                    &state,
+                    &turn_id,
+                    &conversation,
+                    content,
+                    command,
+                    &out,
+                    cancel_rx,
+                )
+                .await;
+                let _ = finished.send(turn_id);
+            });
+            continue;
+        }
         turns.insert(turn_id.clone(), cancel_tx);
         let request = TurnRequest {
             conversation,
@@ -300,6 +333,137 @@ async fn run_turn(
     let _ = out
         .send(json!({"type": "cancelled", "turn_id": turn_id, "message_index": index}))
         .await;
+}
+
+/// A slash command: the user's message is stored, the request goes to the
+/// launcher (`action` with `status: pending` tells the client to show
+/// "waiting for your approval"), and the outcome becomes the answer, so
+/// the result is part of the conversation (and of later prompts).
+async fn run_action_turn(
+    state: &AppState,
+    turn_id: &str,
+    conversation: &ConversationId,
+    content: String,
+    command: Result<(jarvis_actions::Tool, serde_json::Value), slash::SlashError>,
+    out: &mpsc::Sender<serde_json::Value>,
+    mut cancel: oneshot::Receiver<()>,
+) {
+    let fail = |e: ApiError| error_json(Some(turn_id), &e);
+    let (tool, arguments) = match command {
+        Ok(command) => command,
+        Err(e) => {
+            let _ = out.send(fail(ApiError::from(ActionError::from(e)))).await;
+            return;
+        }
+    };
+    // Checked before anything is stored: a refused command leaves no trace.
+    if let Err(e) = jarvis_actions::validate(tool, &arguments, jiff::Timestamp::now()) {
+        let _ = out.send(fail(ApiError::from(ActionError::from(e)))).await;
+        return;
+    }
+    let user_index = match state
+        .memory
+        .append_message(conversation, Role::User, content, None)
+        .await
+    {
+        Ok(Some((index, _))) => index,
+        Ok(None) => {
+            let _ = out.send(fail(conversation_not_found(conversation))).await;
+            return;
+        }
+        Err(e) => {
+            let _ = out.send(fail(e.into())).await;
+            return;
+        }
+    };
+    let request = match actions::submit(
+        &state.memory,
+        tool.name(),
+        arguments,
+        Some(conversation),
+        Source::Slash,
+    )
+    .await
+    {
+        Ok(request) => request,
+        Err(e) => {
+            let _ = out.send(fail(e.into())).await;
+            return;
+        }
+    };
+    let _ = out
+        .send(json!({
+            "type": "started",
+            "turn_id": turn_id,
+            "conversation_id": conversation.as_str(),
+            "user_index": user_index,
+            "model": null,
+            "left_out": 0,
+        }))
+        .await;
+    let _ = out
+        .send(json!({
+            "type": "action",
+            "turn_id": turn_id,
+            "action": {
+                "id": request.id,
+                "tool": request.tool,
+                "tier": tool.tier(),
+                "description": tool.description(),
+                "arguments": request.arguments,
+                "status": Status::Pending,
+            },
+        }))
+        .await;
+    let outcome = tokio::select! {
+        outcome = actions::wait_final(&state.memory, &request.id, actions::approval_wait()) => outcome,
+        _ = &mut cancel => {
+            // The request stays with the launcher (it is denied there if
+            // nobody decides); this turn just stops waiting for it.
+            let _ = out
+                .send(json!({"type": "cancelled", "turn_id": turn_id, "message_index": null}))
+                .await;
+            return;
+        }
+    };
+    let final_state = match outcome {
+        Ok(final_state) => final_state,
+        Err(e) => {
+            let _ = out.send(fail(e.into())).await;
+            return;
+        }
+    };
+    let _ = out
+        .send(json!({
+            "type": "action",
+            "turn_id": turn_id,
+            "action": {
+                "id": request.id,
+                "tool": request.tool,
+                "status": final_state.as_ref().map_or(Status::Expired, |s| s.status),
+                "reason": final_state.as_ref().and_then(|s| s.reason.clone()),
+            },
+        }))
+        .await;
+    let answer = actions::describe(&request, final_state.as_ref());
+    let _ = out
+        .send(json!({"type": "token", "turn_id": turn_id, "text": answer}))
+        .await;
+    match chat::store_answer(&state.memory, conversation, answer, None).await {
+        Ok(index) => {
+            let _ = out
+                .send(json!({
+                    "type": "done",
+                    "turn_id": turn_id,
+                    "message_index": index,
+                    "finish_reason": "action",
+                }))
+                .await;
+        }
+        Err(e) => {
+            let _ = out.send(fail(e.into())).await;
+        }
+    }
 }
 
 fn error_json(turn_id: Option<&str>, error: &ApiError) -> serde_json::Value {

@@ -91,3 +91,19 @@ pub const UI_DIR: &str = "JARVIS_UI_DIR";
 
 /// The loopback port of the UI (default: a free one, chosen per launch).
 pub const UI_PORT: &str = "JARVIS_UI_PORT";
+
+/// Seconds an action request waits for the person's decision before the
+/// launcher denies it (default 120): the gate fails closed.
+pub const APPROVAL_TIMEOUT_S: &str = "JARVIS_APPROVAL_TIMEOUT_S";
+
+/// The approval surface's loopback port (default: a free one).
+pub const APPROVALS_PORT: &str = "JARVIS_APPROVALS_PORT";
+
+/// A program that opens URLs and files instead of the OS handler
+/// (`xdg-open`, `open`, `rundll32`); it gets the URL or path as its one
+/// argument. For tests and unusual desktops.
+pub const OPEN_COMMAND: &str = "JARVIS_OPEN_COMMAND";
+
+/// A program that shows a desktop notification instead of the OS's
+/// (`notify-send`, `osascript`); it gets a title and a body.
+pub const NOTIFY_COMMAND: &str = "JARVIS_NOTIFY_COMMAND";

@@ -25,6 +25,10 @@ pub struct Instance {
     /// `jarvis open`). Absent for launchers from before the UI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ui_url: Option<String>,
+    /// The approval surface's origin, `http://127.0.0.1:<port>` (sign in
+    /// through `jarvis approvals open`). Absent for launchers before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_url: Option<String>,
     pub launcher: ProcessRecord,
     pub redis: ChildRecord,
     pub core: ChildRecord,

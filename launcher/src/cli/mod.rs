@@ -2,6 +2,7 @@
 //! and (`--json`) for scripts. It calls the operations below it and is
 //! imported by nothing but `main`.
 
+pub mod approvals;
 pub mod client;
 pub mod data;
 pub mod info;

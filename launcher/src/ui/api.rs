@@ -14,6 +14,10 @@
 //! - `POST /launcher/models/verify`, `POST /launcher/models/gc`
 //! - `POST /launcher/models/import`                 `{"path", "name"?, "version"?}`
 //! - `GET  /launcher/updates`, `POST /launcher/updates/dismiss`
+//! - `GET  /launcher/approvals`                     how many requests wait
+//! - `POST /launcher/approvals/open`                opens the approval
+//!   surface in the browser (its sign-in link never reaches this page)
+//! - `GET  /launcher/reminders`                     fired and upcoming
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +60,45 @@ pub fn router() -> Router<Arc<UiState>> {
         .route("/launcher/models/{name}/rollback", post(rollback))
         .route("/launcher/updates", get(updates))
         .route("/launcher/updates/dismiss", post(dismiss_update_notice))
+        .route("/launcher/approvals", get(approvals))
+        .route("/launcher/approvals/open", post(open_approvals))
+        .route("/launcher/reminders", get(reminders))
+}
+
+/// Only the count and ids: the details are for the approval surface.
+async fn approvals(State(ui): State<Arc<UiState>>) -> Json<Value> {
+    let pending = ui.gate.pending();
+    let ids: Vec<&str> = pending.iter().map(|p| p.id.as_str()).collect();
+    Json(json!({"pending": pending.len(), "ids": ids}))
+}
+
+/// Opens the approval surface in the person's browser. The sign-in link
+/// goes from the launcher to the browser directly; a script in this page
+/// (which renders model output) never sees it.
+async fn open_approvals(State(ui): State<Arc<UiState>>) -> Result<Json<Value>> {
+    let url = ui.gate.surface_signin_url().ok_or_else(|| {
+        UiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            anyhow::anyhow!("the approval page is still starting"),
+        )
+    })?;
+    super::open::open_in_browser(&url);
+    Ok(Json(json!({"opened": true})))
+}
+
+/// Reminders, for the UI's toasts: the ones that fired and those to come.
+async fn reminders(State(ui): State<Arc<UiState>>) -> Result<Json<Value>> {
+    let reminders = ui.gate.reminders();
+    let upcoming = reminders
+        .upcoming()
+        .await
+        .map_err(|e| UiError::new(StatusCode::SERVICE_UNAVAILABLE, "memory_unavailable", e))?;
+    let fired = reminders
+        .fired()
+        .await
+        .map_err(|e| UiError::new(StatusCode::SERVICE_UNAVAILABLE, "memory_unavailable", e))?;
+    Ok(Json(json!({"upcoming": upcoming, "fired": fired})))
 }
 
 /// An error as the UI shows it: what went wrong, and how to fix it.

@@ -38,6 +38,7 @@ use jarvis_model_registry::ModelStore;
 use jarvis_protocol::env;
 use serde::Deserialize;
 
+use crate::gate::Gate;
 use crate::paths::AppPaths;
 use auth::Auth;
 use downloads::Downloads;
@@ -52,6 +53,8 @@ pub struct UiConfig {
     pub app_version: Option<AppVersion>,
     pub core_url: String,
     pub core_token: String,
+    /// For the chat UI's "open the approvals" button.
+    pub gate: Arc<Gate>,
 }
 
 /// A running UI server.
@@ -103,6 +106,7 @@ impl Ui {
             catalog,
             downloads,
             app_version: config.app_version,
+            gate: config.gate,
         });
         let app = router(Arc::clone(&state));
         // Streamed tokens are small writes: send each at once (no Nagle).
@@ -125,6 +129,11 @@ impl Ui {
     /// `http://127.0.0.1:<port>`.
     pub fn origin(&self) -> &str {
         &self.state.origin
+    }
+
+    /// The folder the UI's files are served from.
+    pub fn assets_dir(&self) -> &std::path::Path {
+        &self.state.assets_dir
     }
 
     /// A fresh one-time sign-in URL.

@@ -53,7 +53,11 @@ pub async fn request_signin_url(paths: &AppPaths) -> anyhow::Result<String> {
 /// Opens `url` in the default browser. Failing to is not fatal: the URL is
 /// printed too.
 pub fn open_in_browser(url: &str) {
-    let mut command = if cfg!(target_os = "macos") {
+    let mut command = if let Some(program) =
+        std::env::var_os(jarvis_protocol::env::OPEN_COMMAND).filter(|v| !v.is_empty())
+    {
+        std::process::Command::new(program)
+    } else if cfg!(target_os = "macos") {
         std::process::Command::new("open")
     } else if cfg!(windows) {
         // `start` would need a shell, which reads `&` and `^` in URLs.

@@ -8,6 +8,7 @@ use jarvis_model_registry::{Catalog, ModelStore};
 
 use super::auth::Auth;
 use super::downloads::Downloads;
+use crate::gate::Gate;
 use crate::paths::AppPaths;
 
 /// Where `jarvis open` asks the running launcher for a sign-in code (with
@@ -38,6 +39,8 @@ pub struct UiState {
     pub downloads: Arc<Downloads>,
     /// The installed app version that runs (`None` in a checkout).
     pub app_version: Option<AppVersion>,
+    /// The gatekeeper: the UI opens its approval surface (never decides).
+    pub gate: Arc<Gate>,
 }
 
 /// A fresh one-time sign-in URL.

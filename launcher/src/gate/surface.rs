@@ -1,0 +1,441 @@
+//! The approval surface: where the person sees and decides what the core
+//! asked for. Its own loopback origin (own port, own one-time sign-in,
+//! own cookie), apart from the chat UI's, so no script in the page that
+//! renders model output can reach it: the browser keeps origins apart, the
+//! chat UI's cookie is not this one, every state change needs this exact
+//! `Origin`, and the page can never be framed.
+//!
+//! - `GET /signin?code=...`: a one-time code for the session cookie.
+//! - `GET /` and a few files: the page (`approvals.html`, `approvals.js`,
+//!   `app.css`, `icon.svg` from the UI folder).
+//! - `GET /gate/pending`, `POST /gate/decide` (`{id, arguments_hash,
+//!   choice}`), `GET /gate/permissions`, `POST /gate/permissions/revoke`
+//!   (`{tool, conversation_id?}`), `GET /gate/audit`, `GET /gate/reminders`.
+//! - `POST /gate/signin-codes`: a fresh sign-in URL.
+//!
+//! The terminal (`jarvis approvals`) uses the same `/gate/...` routes with
+//! `Authorization: Bearer <control token>` and no `Origin`: the control
+//! token lives in `<data>/run/control-token`, is made by this launcher
+//! and is never given to the core (whose API token decides nothing here).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jarvis_actions::{DecidedBy, Tool};
+use jarvis_durable::{Visibility, write_atomic};
+use jarvis_protocol::env;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq as _;
+
+use super::permissions::Permissions;
+use super::{Choice, DecideError, Gate, audit};
+use crate::paths::AppPaths;
+use crate::secrets::random_hex;
+use crate::ui::guard::{security_headers, session_cookie};
+
+/// The control token's file under `<data>/run/` (owner-only).
+pub const CONTROL_TOKEN_FILE: &str = "control-token";
+
+/// How many audit entries `GET /gate/audit` returns at most.
+const AUDIT_LIMIT: usize = 500;
+
+struct Surface {
+    gate: Arc<Gate>,
+    allowed_hosts: Vec<String>,
+    cookie_name: String,
+    control_token: String,
+    assets_dir: PathBuf,
+}
+
+/// Where the approval surface listens.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// `http://127.0.0.1:<port>`.
+    pub origin: String,
+}
+
+/// Makes the control token, binds the surface's port
+/// (`JARVIS_APPROVALS_PORT`, else a free one) and serves it.
+pub async fn start(
+    gate: Arc<Gate>,
+    paths: &AppPaths,
+    assets_dir: PathBuf,
+) -> anyhow::Result<Started> {
+    let port = match std::env::var(env::APPROVALS_PORT) {
+        Ok(p) if !p.is_empty() => p
+            .parse::<u16>()
+            .with_context(|| format!("{} must be a port number, not '{p}'", env::APPROVALS_PORT))?,
+        _ => 0,
+    };
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .with_context(|| format!("could not listen for approvals on 127.0.0.1:{port}"))?;
+    let port = listener.local_addr()?.port();
+    let control_token = random_hex(32);
+    write_atomic(
+        "control token",
+        &paths.run_dir.join(CONTROL_TOKEN_FILE),
+        format!("{control_token}\n").as_bytes(),
+        Visibility::OwnerOnly,
+    )?;
+    let origin = format!("http://127.0.0.1:{port}");
+    let _ = gate.surface_origin.set(origin.clone());
+    let surface = Arc::new(Surface {
+        gate,
+        allowed_hosts: vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")],
+        cookie_name: format!("jarvis_approvals_{port}"),
+        control_token,
+        assets_dir,
+    });
+    let app = Router::new()
+        .route("/signin", get(signin))
+        .route("/gate/signin-codes", post(signin_code))
+        .route("/gate/pending", get(pending))
+        .route("/gate/decide", post(decide))
+        .route("/gate/permissions", get(permissions))
+        .route("/gate/permissions/revoke", post(revoke))
+        .route("/gate/audit", get(audit_log))
+        .route("/gate/reminders", get(reminders))
+        .fallback(asset)
+        .layer(middleware::from_fn_with_state(Arc::clone(&surface), guard))
+        .with_state(surface);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("the approval surface stopped: {e}");
+        }
+    });
+    Ok(Started { origin })
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// The signed-in approval page.
+    Page,
+    /// `jarvis approvals` with the control token.
+    Terminal,
+    /// Not signed in (only `/signin` and the page's files).
+    Nobody,
+}
+
+type Refusal = (StatusCode, &'static str, &'static str);
+
+async fn guard(State(surface): State<Arc<Surface>>, mut request: Request, next: Next) -> Response {
+    let mut response = match check(&surface, &request) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err((status, code, message)) => (
+            status,
+            Json(json!({"error": {"code": code, "message": message}})),
+        )
+            .into_response(),
+    };
+    security_headers(response.headers_mut());
+    response
+}
+
+fn check(surface: &Surface, request: &Request) -> Result<Caller, Refusal> {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if !surface.allowed_hosts.iter().any(|a| a == host) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "host_not_allowed",
+            "this address is not Jarvis",
+        ));
+    }
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    let own_origin = format!("http://{host}");
+    // The terminal: the control token, and no Origin (browsers always send
+    // one on a POST, so no page can use a token it somehow learnt).
+    if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        let valid = bool::from(token.as_bytes().ct_eq(surface.control_token.as_bytes()));
+        if valid && origin.is_none() && headers.get("sec-fetch-site").is_none() {
+            return Ok(Caller::Terminal);
+        }
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong or misused control token",
+        ));
+    }
+    if *request.method() != Method::GET && origin != Some(own_origin.as_str()) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "decisions must come from the Jarvis approval page itself",
+        ));
+    }
+    let path = request.uri().path();
+    if !path.starts_with("/gate/") {
+        return Ok(Caller::Nobody);
+    }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && site.as_bytes() != b"same-origin"
+    {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "the approvals answer only the Jarvis approval page",
+        ));
+    }
+    let session = session_cookie(headers, &surface.cookie_name);
+    if session.is_some_and(|s| surface.gate.surface_auth.check_session(s)) {
+        Ok(Caller::Page)
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            "not_signed_in",
+            "open the approval page from Jarvis (or run `jarvis approvals open`) to sign in",
+        ))
+    }
+}
+
+fn refuse(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.to_string()}})),
+    )
+        .into_response()
+}
+
+fn terminal_only(caller: Caller) -> Option<Response> {
+    (caller != Caller::Terminal).then(|| {
+        refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the terminal may ask for sign-in links",
+        )
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct SigninQuery {
+    #[serde(default)]
+    code: String,
+}
+
+async fn signin(State(surface): State<Arc<Surface>>, Query(query): Query<SigninQuery>) -> Response {
+    let Some(session) = surface.gate.surface_auth.redeem(&query.code) else {
+        let mut response = (
+            StatusCode::FORBIDDEN,
+            "<!doctype html><html lang=en><meta charset=utf-8><title>Jarvis: link expired</title>\
+             <h1>This approval link has expired or was already used</h1>\
+             <p>Open the approvals again from Jarvis, or run <code>jarvis approvals open</code>.</p>",
+        )
+            .into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        return response;
+    };
+    let cookie = format!(
+        "{}={session}; HttpOnly; SameSite=Strict; Path=/",
+        surface.cookie_name
+    );
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, HeaderValue::from_static("/"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        headers.insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn signin_code(
+    State(surface): State<Arc<Surface>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    if let Some(refused) = terminal_only(caller) {
+        return refused;
+    }
+    match surface.gate.surface_signin_url() {
+        Some(url) => Json(json!({"url": url})).into_response(),
+        None => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the approval surface is starting",
+        ),
+    }
+}
+
+async fn pending(State(surface): State<Arc<Surface>>) -> Json<Value> {
+    Json(json!({
+        "pending": surface.gate.pending(),
+        "timeout_seconds": surface.gate.timeout.as_secs(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    id: String,
+    arguments_hash: String,
+    choice: Choice,
+}
+
+async fn decide(
+    State(surface): State<Arc<Surface>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Result<Json<Decision>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(decision) = match body {
+        Ok(b) => b,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+    };
+    let by = if caller == Caller::Terminal {
+        DecidedBy::Terminal
+    } else {
+        DecidedBy::Ui
+    };
+    match surface
+        .gate
+        .decide(&decision.id, &decision.arguments_hash, decision.choice, by)
+        .await
+    {
+        Ok(state) => Json(json!({"id": decision.id, "state": state})).into_response(),
+        Err(e @ DecideError::NotPending(_)) => refuse(StatusCode::NOT_FOUND, "not_pending", e),
+        Err(e @ DecideError::ArgumentsChanged(_)) => {
+            refuse(StatusCode::CONFLICT, "arguments_changed", e)
+        }
+        Err(e @ (DecideError::AlwaysNotAllowed(_) | DecideError::NoConversation(_))) => {
+            refuse(StatusCode::BAD_REQUEST, "choice_not_allowed", e)
+        }
+        Err(DecideError::Other(e)) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+async fn permissions(State(surface): State<Arc<Surface>>) -> Response {
+    match Permissions::load(surface.gate.data_dir()) {
+        Ok(p) => Json(json!(p)).into_response(),
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Revoke {
+    tool: Tool,
+    conversation_id: Option<String>,
+}
+
+async fn revoke(
+    State(surface): State<Arc<Surface>>,
+    body: Result<Json<Revoke>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+    };
+    let data_dir = surface.gate.data_dir().to_owned();
+    let revoked = Permissions::update(&data_dir, |p| {
+        Ok(p.revoke(body.tool, body.conversation_id.as_deref()))
+    });
+    match revoked {
+        Ok(n) => {
+            let _ = surface.gate.audit.record(json!({
+                "event": "permission_revoked", "tool": body.tool,
+                "conversation_id": body.conversation_id, "count": n,
+            }));
+            Json(json!({"revoked": n})).into_response()
+        }
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+async fn audit_log(State(surface): State<Arc<Surface>>) -> Response {
+    match audit::read(surface.gate.data_dir()) {
+        Ok(mut entries) => {
+            let skip = entries.len().saturating_sub(AUDIT_LIMIT);
+            entries.drain(..skip);
+            entries.reverse();
+            Json(json!({"entries": entries})).into_response()
+        }
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+async fn reminders(State(surface): State<Arc<Surface>>) -> Response {
+    let reminders = surface.gate.reminders();
+    match (reminders.upcoming().await, reminders.fired().await) {
+        (Ok(upcoming), Ok(fired)) => {
+            Json(json!({"upcoming": upcoming, "fired": fired})).into_response()
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "memory_unavailable", e)
+        }
+    }
+}
+
+/// The page and its files: a fixed list, nothing else from the folder.
+async fn asset(State(surface): State<Arc<Surface>>, request: Request) -> Response {
+    let (name, content_type) = match request.uri().path() {
+        "/" | "/approvals.html" => ("approvals.html", "text/html; charset=utf-8"),
+        "/approvals.js" => ("approvals.js", "text/javascript; charset=utf-8"),
+        "/app.css" => ("app.css", "text/css; charset=utf-8"),
+        "/icon.svg" => ("icon.svg", "image/svg+xml"),
+        _ => return refuse(StatusCode::NOT_FOUND, "not_found", "no such page"),
+    };
+    match tokio::fs::read(surface.assets_dir.join(name)).await {
+        Ok(bytes) => {
+            let mut response = bytes.into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response
+        }
+        Err(_) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ui_missing",
+            format!(
+                "the approval page is missing from {}",
+                surface.assets_dir.display()
+            ),
+        ),
+    }
+}
+
+/// Reads the control token of a running Jarvis (for `jarvis approvals`).
+pub fn read_control_token(paths: &AppPaths) -> anyhow::Result<String> {
+    let file = paths.run_dir.join(CONTROL_TOKEN_FILE);
+    Ok(std::fs::read_to_string(&file)
+        .with_context(|| format!("could not read the control token in {}", file.display()))?
+        .trim()
+        .to_owned())
+}
