@@ -10,6 +10,7 @@
 mod brain;
 mod core_alone;
 mod download;
+mod gate;
 mod lifecycle;
 mod migrations;
 mod models;

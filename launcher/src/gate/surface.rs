@@ -6,11 +6,14 @@
 //! `Origin`, and the page can never be framed.
 //!
 //! - `GET /signin?code=...`: a one-time code for the session cookie.
-//! - `GET /` and a few files: the page (`approvals.html`, `approvals.js`,
-//!   `app.css`, `icon.svg` from the UI folder).
+//! - `GET /` and three files: the page (`approvals.html`,
+//!   `assets/approvals.js`, `assets/app.css`, `assets/icon.svg` from the
+//!   UI folder; nothing else from it).
 //! - `GET /gate/pending`, `POST /gate/decide` (`{id, arguments_hash,
 //!   choice}`), `GET /gate/permissions`, `POST /gate/permissions/revoke`
-//!   (`{tool, conversation_id?}`), `GET /gate/audit`, `GET /gate/reminders`.
+//!   (`{tool, conversation_id?}`), `POST /gate/folders` and
+//!   `/gate/folders/remove` (`{path}`), `GET /gate/audit`,
+//!   `GET /gate/reminders`.
 //! - `POST /gate/signin-codes`: a fresh sign-in URL.
 //!
 //! The terminal (`jarvis approvals`) uses the same `/gate/...` routes with
@@ -103,6 +106,8 @@ pub async fn start(
         .route("/gate/decide", post(decide))
         .route("/gate/permissions", get(permissions))
         .route("/gate/permissions/revoke", post(revoke))
+        .route("/gate/folders", post(allow_folder))
+        .route("/gate/folders/remove", post(forget_folder))
         .route("/gate/audit", get(audit_log))
         .route("/gate/reminders", get(reminders))
         .fallback(asset)
@@ -303,14 +308,14 @@ async fn decide(
         Ok(b) => b,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
     };
-    let by = if caller == Caller::Terminal {
-        DecidedBy::Terminal
-    } else {
-        DecidedBy::Ui
-    };
     match surface
         .gate
-        .decide(&decision.id, &decision.arguments_hash, decision.choice, by)
+        .decide(
+            &decision.id,
+            &decision.arguments_hash,
+            decision.choice,
+            by(caller),
+        )
         .await
     {
         Ok(state) => Json(json!({"id": decision.id, "state": state})).into_response(),
@@ -349,6 +354,7 @@ struct Revoke {
 
 async fn revoke(
     State(surface): State<Arc<Surface>>,
+    axum::Extension(caller): axum::Extension<Caller>,
     body: Result<Json<Revoke>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(body) = match body {
@@ -363,7 +369,7 @@ async fn revoke(
         Ok(n) => {
             let _ = surface.gate.audit.record(json!({
                 "event": "permission_revoked", "tool": body.tool,
-                "conversation_id": body.conversation_id, "count": n,
+                "conversation_id": body.conversation_id, "count": n, "by": by(caller),
             }));
             Json(json!({"revoked": n})).into_response()
         }
@@ -372,6 +378,99 @@ async fn revoke(
             "failed",
             format!("{e:#}"),
         ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Folder {
+    path: PathBuf,
+}
+
+async fn allow_folder(
+    State(surface): State<Arc<Surface>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Result<Json<Folder>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+    };
+    let resolved = match body.path.canonicalize() {
+        Ok(p) if p.is_dir() => p,
+        Ok(p) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "not_a_folder",
+                format!("{} is not a folder", p.display()),
+            );
+        }
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "not_found",
+                format!("cannot use {}: {e}", body.path.display()),
+            );
+        }
+    };
+    let data_dir = surface.gate.data_dir().to_owned();
+    let added = Permissions::update(&data_dir, |p| {
+        if p.folders.contains(&resolved) {
+            return Ok(false);
+        }
+        p.folders.push(resolved.clone());
+        Ok(true)
+    });
+    match added {
+        Ok(added) => {
+            let _ = surface.gate.audit.record(json!({
+                "event": "folder_allowed", "path": resolved, "by": by(caller),
+            }));
+            Json(json!({"path": resolved, "added": added})).into_response()
+        }
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+async fn forget_folder(
+    State(surface): State<Arc<Surface>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Result<Json<Folder>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+    };
+    let data_dir = surface.gate.data_dir().to_owned();
+    let removed = Permissions::update(&data_dir, |p| {
+        let before = p.folders.len();
+        p.folders.retain(|f| f != &body.path);
+        Ok(before - p.folders.len())
+    });
+    match removed {
+        Ok(n) => {
+            let _ = surface.gate.audit.record(json!({
+                "event": "folder_forgotten", "path": body.path, "by": by(caller),
+            }));
+            Json(json!({"removed": n})).into_response()
+        }
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+fn by(caller: Caller) -> DecidedBy {
+    if caller == Caller::Terminal {
+        DecidedBy::Terminal
+    } else {
+        DecidedBy::Ui
     }
 }
 
@@ -406,10 +505,10 @@ async fn reminders(State(surface): State<Arc<Surface>>) -> Response {
 /// The page and its files: a fixed list, nothing else from the folder.
 async fn asset(State(surface): State<Arc<Surface>>, request: Request) -> Response {
     let (name, content_type) = match request.uri().path() {
-        "/" | "/approvals.html" => ("approvals.html", "text/html; charset=utf-8"),
-        "/approvals.js" => ("approvals.js", "text/javascript; charset=utf-8"),
-        "/app.css" => ("app.css", "text/css; charset=utf-8"),
-        "/icon.svg" => ("icon.svg", "image/svg+xml"),
+        "/" => ("approvals.html", "text/html; charset=utf-8"),
+        "/assets/approvals.js" => ("assets/approvals.js", "text/javascript; charset=utf-8"),
+        "/assets/app.css" => ("assets/app.css", "text/css; charset=utf-8"),
+        "/assets/icon.svg" => ("assets/icon.svg", "image/svg+xml"),
         _ => return refuse(StatusCode::NOT_FOUND, "not_found", "no such page"),
     };
     match tokio::fs::read(surface.assets_dir.join(name)).await {

@@ -48,6 +48,8 @@ class App {
     this.show("chat");
     this.installShortcuts();
     setInterval(() => this.refreshUpdates(), 60_000);
+    this.refreshGate();
+    setInterval(() => this.refreshGate(), 3_000);
     this.root.removeAttribute("aria-busy");
     document.body.dataset.ready = "true";
   }
@@ -276,6 +278,30 @@ class App {
     this.renderBanners();
   }
 
+  // Approvals waiting and reminders that fired (the details of approvals
+  // are on the approval page, another origin, never here).
+  async refreshGate() {
+    try {
+      const [approvals, reminders] = await Promise.all([get("/launcher/approvals"), get("/launcher/reminders")]);
+      const changed = approvals.pending !== this.approvals?.pending;
+      this.approvals = approvals;
+      if (changed) this.renderBanners();
+      // Each reminder is shown once per browser, from the first visit on.
+      let seen = Number(localStorage.getItem("jarvis.reminders.seen"));
+      if (!seen) {
+        seen = Date.now();
+        localStorage.setItem("jarvis.reminders.seen", String(seen));
+      }
+      const fresh = reminders.fired.filter((r) => Date.parse(r.fired_at) > seen);
+      if (fresh.length) {
+        localStorage.setItem("jarvis.reminders.seen", String(Date.parse(fresh[0].fired_at)));
+        for (const r of fresh.reverse()) toast(`Reminder: ${r.text}`, { timeout: 60_000, action: "Dismiss" });
+      }
+    } catch {
+      // The next poll retries.
+    }
+  }
+
   renderBanners() {
     if (!this.banners) return;
     const banners = [];
@@ -287,6 +313,12 @@ class App {
     }
     if (u?.staged) {
       banners.push(banner("info", `An update is ready (Jarvis ${u.staged}) — restart Jarvis to apply it.`, "update-ready"));
+    }
+    if (this.approvals?.pending) {
+      const n = this.approvals.pending;
+      const b = banner("info", `${n} action${n === 1 ? "" : "s"} wait${n === 1 ? "s" : ""} for your approval.`, "approvals-banner");
+      b.append(h("button", { type: "button", class: "btn primary", onclick: async () => { try { await post("/launcher/approvals/open"); } catch (e) { errorToast(e); } } }, "Review"));
+      banners.push(b);
     }
     if (this.models?.missing_required.length && this.view !== "models") {
       const b = banner("", `Jarvis needs ${this.models.missing_required.join(" and ")} before it can answer.`, "setup-banner");

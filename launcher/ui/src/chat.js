@@ -2,7 +2,7 @@
 // over the WebSocket, Stop, regenerate, push-to-talk, settings, export.
 import { h, icon, iconButton } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
-import { get, put, request } from "./api.js";
+import { get, post, put, request } from "./api.js";
 import { openDialog, toast, errorToast } from "./dialogs.js";
 import { Recorder } from "./voice.js";
 import { exportConversation } from "./export.js";
@@ -94,7 +94,7 @@ export class ChatView {
       missing
         ? h("p", {}, "Jarvis needs a chat model before it can answer. ",
           h("button", { type: "button", class: "btn primary", onclick: () => this.app.show("models") }, "Set up models"))
-        : h("p", {}, "Everything stays on this computer. Type a message, or hold the microphone to talk."));
+        : h("p", {}, "Everything stays on this computer. Type a message, or hold the microphone to talk. To let Jarvis act, type /note, /remind 5m, /open, /read or /sysinfo: you approve each action first."));
   }
 
   messageElement(message, isLast) {
@@ -198,12 +198,33 @@ export class ChatView {
           this.scrollToEnd();
         });
       }
+    } else if (m.type === "action") {
+      this.showAction(turn, m.action);
     } else if (m.type === "done" || m.type === "cancelled") {
       this.finishTurn(m);
     } else if (m.type === "error") {
       this.finishTurn(m);
       errorToast({ message: m.error?.message || "The answer failed", hint: hintFor(m.error?.code) });
     }
+  }
+
+  // A slash command asked the launcher for an action: say that it waits
+  // for the person, with a button that has the launcher open its approval
+  // page (on its own origin; this page never sees its sign-in link).
+  showAction(turn, action) {
+    turn.action = action;
+    turn.element.querySelector(".action-wait")?.remove();
+    if (action.status !== "pending") return;
+    const box = h("div", { class: "action-wait", role: "status" },
+      h("span", {}, `Waiting for your approval: ${action.description || action.tool}`),
+      h("button", {
+        type: "button", class: "btn small primary", id: "review-approval",
+        onclick: async () => {
+          try { await post("/launcher/approvals/open"); } catch (e) { errorToast(e); }
+        },
+      }, "Review request"));
+    turn.element.append(box);
+    this.scrollToEnd();
   }
 
   finishTurn(m) {
