@@ -899,3 +899,69 @@ fn kill9_during_an_automatic_rollback_still_ends_on_the_previous_version() {
     let status = json(&home.run(&["update", "status", "--json"]));
     assert_eq!(status["rejected"], serde_json::json!(["2.0.0"]));
 }
+
+/// A reminder lives in memory (Redis, under the launcher's keys): an app
+/// update replaces the launcher's and core's programs, and the reminder
+/// still fires from the new version.
+#[test]
+fn a_reminder_set_before_an_update_fires_after_it() {
+    let shop = Workshop::new();
+    let (home, _) = installed_v1(&shop);
+    let notified = home.scratch().join("notified.log");
+    let notifier = home.scratch().join("notify.sh");
+    std::fs::write(
+        &notifier,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n",
+            notified.display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&notifier, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    home.set_env("JARVIS_NOTIFY_COMMAND", notifier.to_str().unwrap());
+
+    let mut launcher = home.up();
+    let due = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(25);
+    let reply: Value = home
+        .api()
+        .request(reqwest::Method::POST, "/v1/actions")
+        .json(&serde_json::json!({"tool": "set_reminder", "arguments": {"text": "Renew the passport", "due_at": due.to_string()}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = reply["id"].as_str().unwrap().to_owned();
+    jarvis_tests::wait_for(Duration::from_secs(30), "the request to wait", || {
+        let out = home.run(&["approvals", "list", "--json"]);
+        out.stdout.contains(&id).then_some(())
+    });
+    let approved = home.run(&["approvals", "approve", &id]);
+    assert!(approved.status.success(), "{}", approved.stderr);
+    launcher.terminate();
+    assert!(
+        !std::fs::read_to_string(&notified)
+            .unwrap_or_default()
+            .contains("Renew the passport"),
+        "not due before the update"
+    );
+
+    let v2 = shop.bundle("2.0.0", false);
+    shop.release(
+        "feed-current",
+        &v2,
+        &[&shop.path("bundles/1.0.0")],
+        &[],
+        &shop.key(),
+    );
+    json(&home.run(&["update", "apply", "--json"]));
+    let _launcher = home.up();
+    assert_eq!(running_version(&home), "2.0.0");
+    jarvis_tests::wait_for(Duration::from_secs(60), "the reminder to fire", || {
+        std::fs::read_to_string(&notified)
+            .ok()
+            .filter(|n| n.contains("Jarvis reminder Renew the passport"))
+    });
+}
