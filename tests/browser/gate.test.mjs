@@ -183,10 +183,11 @@ test("script in the chat origin can neither read nor decide approvals", async ()
 
 test("another loopback page can neither list nor decide approvals, and cannot frame the page", async () => {
   const chat = await signedInPage(browser, jarvis);
+  const before = pendingIds();
   await chat.fill("#composer", "/sysinfo");
   await chat.press("#composer", "Enter");
   await chat.waitForSelector(".action-wait");
-  const id = await waitForNewPending(pendingIds());
+  const id = await waitForNewPending(before);
   // The person is signed in to the approval page in this browser.
   await chat.click("#review-approval");
   const approvalsPage = await chat.context().newPage();
@@ -227,5 +228,48 @@ test("another loopback page can neither list nor decide approvals, and cannot fr
   await approvalsPage.locator(`article.approval[data-id="${id}"] button[data-choice=once]`).click();
   await chat.waitForFunction(() => !window.jarvis.chat.turn, null, { timeout: 30_000 });
   assert.match(await chat.textContent(".message.assistant:last-of-type .body"), /CPU threads/);
+  await chat.context().close();
+});
+
+test("always allow is used without asking, listed, and revoked on the approval page", async () => {
+  const chat = await signedInPage(browser, jarvis);
+  const ask = async (text) => {
+    await chat.fill("#composer", text);
+    await chat.press("#composer", "Enter");
+  };
+  const before = pendingIds();
+  await ask("/sysinfo");
+  await chat.waitForSelector(".action-wait");
+  const id = await waitForNewPending(before);
+  await chat.click("#review-approval");
+  const page = await chat.context().newPage();
+  await page.goto(await openedUrl());
+  const card = page.locator(`article.approval[data-id="${id}"]`);
+  await card.waitFor();
+  await page.waitForTimeout(900);
+  await card.locator("button[data-choice=always]").click();
+  await page.waitForSelector('[data-grant="system_info/always"]');
+  await chat.waitForFunction(() => !window.jarvis.chat.turn, null, { timeout: 30_000 });
+
+  // Asked again: runs at once, nobody is asked.
+  await ask("/sysinfo");
+  await chat.waitForFunction(() => !window.jarvis.chat.turn, null, { timeout: 30_000 });
+  assert.match(await chat.textContent(".message.assistant:last-of-type .body"), /CPU threads/);
+
+  // A folder allowed on the page is listed; revoking asks again.
+  await page.fill("#folder-path", home);
+  await page.click("#folder-form button[type=submit]");
+  await page.waitForSelector(`[data-folder="${home}"]`);
+  await screenshot(page, "gate-permissions-light");
+  await page.click('[data-grant="system_info/always"] button');
+  await page.waitForSelector('[data-grant="system_info/always"]', { state: "detached" });
+  const beforeAgain = pendingIds();
+  await ask("/sysinfo");
+  await chat.waitForSelector(".action-wait");
+  const again = await waitForNewPending(beforeAgain);
+  await page.waitForSelector(`article.approval[data-id="${again}"]`);
+  await page.waitForTimeout(900);
+  await page.click(`article.approval[data-id="${again}"] button[data-choice=deny]`);
+  await chat.waitForFunction(() => !window.jarvis.chat.turn, null, { timeout: 30_000 });
   await chat.context().close();
 });
