@@ -103,6 +103,9 @@ pub fn describe(request: &ActionRequest, state: Option<&ActionState>) -> String 
         Status::Denied if state.decided_by == Some(DecidedBy::Launcher) => {
             format!("Jarvis refused this request: {reason}")
         }
+        Status::Denied if state.decided_by == Some(DecidedBy::Requester) => {
+            "This request was withdrawn, so nothing was done.".into()
+        }
         Status::Denied => "You declined this request, so nothing was done.".into(),
         Status::Expired => "Nobody approved this request in time, so nothing was done.".into(),
         Status::Failed => format!("That did not work: {reason}"),

@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use jarvis_actions::record::{QUEUE_KEY, RECORD_TTL_SECONDS, record_key};
+use jarvis_actions::record::{QUEUE_KEY, RECORD_TTL_SECONDS, WITHDRAWN_KEY, record_key};
 use jarvis_actions::{ActionRequest, ActionState};
 use jarvis_protocol::events::{EVENTS_CHANNEL, Event};
 use redis::AsyncCommands;
@@ -315,6 +315,14 @@ impl Memory {
             .ignore()
             .query_async::<()>(&mut conn)
             .await?;
+        Ok(())
+    }
+
+    /// Takes back a request that may still wait (the launcher only ever
+    /// denies because of this).
+    pub async fn withdraw_action(&self, id: &str) -> Result<(), MemoryError> {
+        let mut conn = self.connection()?;
+        conn.rpush::<_, _, ()>(WITHDRAWN_KEY, id).await?;
         Ok(())
     }
 

@@ -563,6 +563,38 @@ fn slash_commands_in_chat_wait_for_approval_and_answer_with_the_result() {
         "{error}"
     );
     assert_eq!(g.api.messages(&conversation).unwrap().len(), 2);
+
+    // Stopping a turn that waits takes its request back.
+    socket
+        .send(tungstenite::Message::text(
+            json!({"type": "chat", "turn_id": "t3", "conversation_id": conversation, "content": "/open https://example.org/later"}).to_string(),
+        ))
+        .unwrap();
+    let mut waiting = None;
+    loop {
+        let message = socket.read().unwrap();
+        let Ok(text) = message.to_text() else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(text).unwrap();
+        if event["type"] == "action" && event["action"]["status"] == "pending" {
+            waiting = event["action"]["id"].as_str().map(str::to_owned);
+            socket
+                .send(tungstenite::Message::text(
+                    json!({"type": "cancel", "turn_id": "t3"}).to_string(),
+                ))
+                .unwrap();
+        }
+        if event["type"] == "cancelled" {
+            break;
+        }
+    }
+    let id = waiting.unwrap();
+    assert_eq!(
+        wait_status(&g.api, &id, "denied")["decided_by"],
+        "requester"
+    );
+    assert!(!g.opened.exists());
 }
 
 #[test]
@@ -593,4 +625,60 @@ fn reminders_fire_after_a_restart() {
     let fired = g.home.ui_session().get_json("/launcher/reminders");
     assert_eq!(fired["fired"][0]["text"], "Water the plants", "{fired}");
     assert_eq!(fired["upcoming"], json!([]));
+}
+
+#[test]
+fn a_withdrawn_request_is_denied_and_can_no_longer_be_approved() {
+    let g = start(120);
+    let id = request(
+        &g.api,
+        "open_url",
+        json!({"url": "https://example.org/withdrawn"}),
+    );
+    wait_pending(&g.home, &id);
+    let reply = g
+        .api
+        .request(Method::DELETE, &format!("/v1/actions/{id}"))
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 202);
+    let denied = wait_status(&g.api, &id, "denied");
+    assert_eq!(denied["decided_by"], "requester");
+    let late = g.home.run(&["approvals", "approve", &id]);
+    assert!(!late.status.success(), "{}", late.stdout);
+    assert!(!g.opened.exists());
+    // Withdrawing what already ran changes nothing.
+    let note = request(
+        &g.api,
+        "write_note",
+        json!({"title": "Kept", "content": "k"}),
+    );
+    wait_pending(&g.home, &note);
+    assert!(
+        g.home
+            .run(&["approvals", "approve", &note])
+            .status
+            .success()
+    );
+    wait_status(&g.api, &note, "done");
+    g.api
+        .request(Method::DELETE, &format!("/v1/actions/{note}"))
+        .send()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(action(&g.api, &note)["status"], "done");
+    let unknown = g
+        .api
+        .request(
+            Method::DELETE,
+            "/v1/actions/0123456789abcdef0123456789abcdef",
+        )
+        .send()
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert!(
+        audit_of(&g.home, &id)
+            .iter()
+            .any(|e| e["decision"] == "withdrawn")
+    );
 }

@@ -7,6 +7,8 @@
 //! - `GET /v1/actions/{id}`: the request and where it stands (`pending`,
 //!   `denied`, `expired`, `running`, `done`, `failed`, with `result` or
 //!   `reason`).
+//! - `DELETE /v1/actions/{id}`: takes a request back (`202`); the launcher
+//!   denies it if nobody decided yet, and ignores it otherwise.
 //!
 //! There is deliberately no route that decides: only the launcher's
 //! approval surface and its terminal can.
@@ -34,7 +36,7 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/actions", post(request_action))
         .route("/v1/actions/tools", get(tools))
-        .route("/v1/actions/{id}", get(action))
+        .route("/v1/actions/{id}", get(action).delete(withdraw))
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +95,20 @@ async fn request_action(
             "tool": request.tool,
             "arguments": request.arguments,
         })),
+    ))
+}
+
+async fn withdraw(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !is_valid_id(&id) || state.memory.action(&id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no action '{id}'")));
+    }
+    state.memory.withdraw_action(&id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "withdrawn": true})),
     ))
 }
 

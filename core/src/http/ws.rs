@@ -418,8 +418,11 @@ async fn run_action_turn(
     let outcome = tokio::select! {
         outcome = actions::wait_final(&state.memory, &request.id, actions::approval_wait()) => outcome,
         _ = &mut cancel => {
-            // The request stays with the launcher (it is denied there if
-            // nobody decides); this turn just stops waiting for it.
+            // Stopping the turn takes the request back: the launcher drops
+            // it if nobody decided yet.
+            if let Err(e) = state.memory.withdraw_action(&request.id).await {
+                tracing::warn!(id = %request.id, "could not withdraw an action: {e}");
+            }
             let _ = out
                 .send(json!({"type": "cancelled", "turn_id": turn_id, "message_index": null}))
                 .await;

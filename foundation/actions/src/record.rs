@@ -3,7 +3,7 @@
 //!
 //! Keys (under `jarvis:`, the namespace the core's Redis user reaches):
 //! - [`QUEUE_KEY`]: list of request ids the core pushed and the launcher
-//!   takes in order.
+//!   takes in order; [`WITHDRAWN_KEY`]: ids the core takes back.
 //! - [`record_key`]`(id)`: hash with `request` (JSON [`ActionRequest`],
 //!   written once by the core) and `state` (JSON [`ActionState`], written
 //!   by the launcher so the core can tell its client what happened).
@@ -21,6 +21,11 @@ pub const QUEUE_KEY: &str = "jarvis:actions:queue";
 /// Seconds a request waits for the person before it is denied, unless
 /// `JARVIS_APPROVAL_TIMEOUT_S` says otherwise.
 pub const DEFAULT_APPROVAL_TIMEOUT_S: u64 = 120;
+
+/// The list the core pushes ids of requests it withdraws to (a cancelled
+/// chat turn, `DELETE /v1/actions/{id}`). A withdrawal can only deny: the
+/// launcher drops the request if it still waits, and ignores it otherwise.
+pub const WITHDRAWN_KEY: &str = "jarvis:actions:withdrawn";
 
 /// How long a request's record is kept in Redis (the audit log in the data
 /// folder keeps it for good).
@@ -97,6 +102,8 @@ pub enum DecidedBy {
     Timeout,
     /// The launcher refused it before asking (invalid, not allowed).
     Launcher,
+    /// Whoever asked withdrew it before anyone decided.
+    Requester,
 }
 
 /// What the launcher says about a request.

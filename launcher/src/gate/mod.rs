@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use jarvis_actions::record::{
-    DEFAULT_APPROVAL_TIMEOUT_S, QUEUE_KEY, RECORD_TTL_SECONDS, is_valid_id, record_key,
+    DEFAULT_APPROVAL_TIMEOUT_S, QUEUE_KEY, RECORD_TTL_SECONDS, WITHDRAWN_KEY, is_valid_id,
+    record_key,
 };
 use jarvis_actions::{
     ActionRequest, ActionState, Arguments, DecidedBy, Status, Tool, arguments_hash, validate,
@@ -235,6 +236,9 @@ impl Gate {
             if let Err(e) = self.take_requests().await {
                 tracing::warn!("the gatekeeper could not read requests: {e:#}");
             }
+            if let Err(e) = self.take_withdrawals().await {
+                tracing::warn!("the gatekeeper could not read withdrawals: {e:#}");
+            }
             self.expire().await;
             match self.reminders.take_due(Timestamp::now()).await {
                 Ok(fired) => {
@@ -375,6 +379,30 @@ impl Gate {
         )
         .await;
         Ok(())
+    }
+
+    /// Requests the core took back: denied if they still wait (a
+    /// withdrawal can never allow anything), ignored otherwise.
+    async fn take_withdrawals(&self) -> anyhow::Result<()> {
+        let mut conn = self.redis.clone();
+        loop {
+            let id: Option<String> = conn.lpop(WITHDRAWN_KEY, None).await?;
+            let Some(id) = id else { return Ok(()) };
+            let Some(p) = self.lock_pending().remove(&id) else {
+                continue;
+            };
+            let reason = "withdrawn before anyone decided";
+            tracing::info!(%id, "action withdrawn");
+            self.audit.record(json!({
+                "id": id, "event": "decided", "decision": "withdrawn", "by": DecidedBy::Requester,
+                "reason": reason,
+            }))?;
+            self.set_state(
+                &id,
+                final_state(Status::Denied, DecidedBy::Requester, reason, p.hash),
+            )
+            .await;
+        }
     }
 
     /// Denies what waited too long.
