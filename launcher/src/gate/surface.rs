@@ -43,7 +43,7 @@ use super::permissions::Permissions;
 use super::{Choice, DecideError, Gate, audit};
 use crate::paths::AppPaths;
 use crate::secrets::random_hex;
-use crate::ui::guard::{security_headers, session_cookie};
+use crate::ui::guard::{security_headers, session_cookie, signin_response};
 
 /// The control token's file under `<data>/run/` (owner-only).
 pub const CONTROL_TOKEN_FILE: &str = "control-token";
@@ -239,32 +239,14 @@ struct SigninQuery {
 }
 
 async fn signin(State(surface): State<Arc<Surface>>, Query(query): Query<SigninQuery>) -> Response {
-    let Some(session) = surface.gate.surface_auth.redeem(&query.code) else {
-        let mut response = (
-            StatusCode::FORBIDDEN,
-            "<!doctype html><html lang=en><meta charset=utf-8><title>Jarvis: link expired</title>\
-             <h1>This approval link has expired or was already used</h1>\
-             <p>Open the approvals again from Jarvis, or run <code>jarvis approvals open</code>.</p>",
-        )
-            .into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        return response;
-    };
-    let cookie = format!(
-        "{}={session}; HttpOnly; SameSite=Strict; Path=/",
-        surface.cookie_name
-    );
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::LOCATION, HeaderValue::from_static("/"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        headers.insert(header::SET_COOKIE, value);
-    }
-    response
+    signin_response(
+        &surface.gate.surface_auth,
+        &query.code,
+        &surface.cookie_name,
+        "<!doctype html><html lang=en><meta charset=utf-8><title>Jarvis: link expired</title>\
+         <h1>This approval link has expired or was already used</h1>\
+         <p>Open the approvals again from Jarvis, or run <code>jarvis approvals open</code>.</p>",
+    )
 }
 
 async fn signin_code(

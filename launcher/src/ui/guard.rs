@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::auth::Auth;
 use super::state::UiState;
 
 /// The Content-Security-Policy of every response: only this origin's own
@@ -114,6 +115,36 @@ fn check(ui: &UiState, request: &Request) -> Result<(), Refusal> {
         ));
     }
     Ok(())
+}
+
+/// `GET /signin?code=...` for an origin with sign-in codes (the UI and the
+/// approval surface): trades a one-time code for an `HttpOnly;
+/// SameSite=Strict` session cookie named `cookie_name` and sends the
+/// browser to `/`, so the code leaves the address bar; an unknown, used or
+/// expired code gets `expired_page` (HTML) and no cookie.
+pub fn signin_response(
+    auth: &Auth,
+    code: &str,
+    cookie_name: &str,
+    expired_page: &'static str,
+) -> Response {
+    let Some(session) = auth.redeem(code) else {
+        let mut response = (StatusCode::FORBIDDEN, expired_page).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        return response;
+    };
+    let cookie = format!("{cookie_name}={session}; HttpOnly; SameSite=Strict; Path=/");
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, HeaderValue::from_static("/"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        headers.insert(header::SET_COOKIE, value);
+    }
+    response
 }
 
 /// The value of the cookie `name`, if the request carries it.

@@ -28,9 +28,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{any, get};
 use axum::serve::ListenerExt as _;
 use jarvis_dist::manifest::AppVersion;
@@ -164,30 +163,12 @@ struct SigninQuery {
 /// `GET /signin?code=...`: trades a one-time code for a session cookie and
 /// sends the browser to `/`, so the code leaves the address bar.
 async fn signin(State(ui): State<Arc<UiState>>, Query(query): Query<SigninQuery>) -> Response {
-    let Some(session) = ui.auth.redeem(&query.code) else {
-        let mut response = (
-            StatusCode::FORBIDDEN,
-            "<!doctype html><html lang=en><meta charset=utf-8><title>Jarvis: sign-in link expired</title>\
-             <h1>This sign-in link has expired or was already used</h1>\
-             <p>Open Jarvis again from its icon, or run <code>jarvis open</code>, for a fresh one.</p>",
-        )
-            .into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        return response;
-    };
-    let cookie = format!(
-        "{}={session}; HttpOnly; SameSite=Strict; Path=/",
-        ui.cookie_name
-    );
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::LOCATION, HeaderValue::from_static("/"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        headers.insert(header::SET_COOKIE, value);
-    }
-    response
+    guard::signin_response(
+        &ui.auth,
+        &query.code,
+        &ui.cookie_name,
+        "<!doctype html><html lang=en><meta charset=utf-8><title>Jarvis: sign-in link expired</title>\
+         <h1>This sign-in link has expired or was already used</h1>\
+         <p>Open Jarvis again from its icon, or run <code>jarvis open</code>, for a fresh one.</p>",
+    )
 }
