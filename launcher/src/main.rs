@@ -19,6 +19,7 @@
 mod cli;
 mod config;
 mod core_process;
+mod detached;
 mod doctor;
 mod gate;
 mod hint;

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use jarvis_actions::Arguments;
 use jarvis_durable::{Visibility, write_atomic};
-use jarvis_protocol::env;
 use serde_json::{Value, json};
 
 use super::permissions::Permissions;
@@ -187,26 +186,10 @@ fn slug(title: &str) -> String {
 /// Opens a URL or path with the OS's handler (or `JARVIS_OPEN_COMMAND`),
 /// as one argument: no shell reads it.
 pub fn open_with_os(target: &str) -> Result<(), String> {
-    let mut command = match std::env::var_os(env::OPEN_COMMAND).filter(|v| !v.is_empty()) {
-        Some(program) => std::process::Command::new(program),
-        None if cfg!(target_os = "macos") => std::process::Command::new("open"),
-        None if cfg!(windows) => {
-            let mut c = std::process::Command::new("rundll32");
-            c.arg("url.dll,FileProtocolHandler");
-            c
-        }
-        None => std::process::Command::new("xdg-open"),
-    };
-    command
-        .arg(target)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("could not start the program that opens files and links: {e}"))?;
-    std::thread::spawn(move || child.wait());
-    Ok(())
+    let mut command = crate::detached::os_opener();
+    command.arg(target);
+    crate::detached::spawn(command)
+        .map_err(|e| format!("could not start the program that opens files and links: {e}"))
 }
 
 #[cfg(test)]

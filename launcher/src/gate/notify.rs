@@ -7,7 +7,7 @@ use jarvis_protocol::env;
 
 /// Shows `title` / `body`; returns whether a notifier was started.
 pub fn notify(title: &str, body: &str) -> bool {
-    let mut command =
+    let command =
         if let Some(program) = std::env::var_os(env::NOTIFY_COMMAND).filter(|v| !v.is_empty()) {
             let mut c = std::process::Command::new(program);
             c.arg(title).arg(body);
@@ -34,15 +34,8 @@ pub fn notify(title: &str, body: &str) -> bool {
             tracing::info!(title, body, "no desktop notifier on this OS");
             return false;
         };
-    command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    match command.spawn() {
-        Ok(mut child) => {
-            std::thread::spawn(move || child.wait());
-            true
-        }
+    match crate::detached::spawn(command) {
+        Ok(()) => true,
         Err(e) => {
             tracing::debug!("no desktop notification ({e}): {title}: {body}");
             false

@@ -53,33 +53,10 @@ pub async fn request_signin_url(paths: &AppPaths) -> anyhow::Result<String> {
 /// Opens `url` in the default browser. Failing to is not fatal: the URL is
 /// printed too.
 pub fn open_in_browser(url: &str) {
-    let mut command = if let Some(program) =
-        std::env::var_os(jarvis_protocol::env::OPEN_COMMAND).filter(|v| !v.is_empty())
-    {
-        std::process::Command::new(program)
-    } else if cfg!(target_os = "macos") {
-        std::process::Command::new("open")
-    } else if cfg!(windows) {
-        // `start` would need a shell, which reads `&` and `^` in URLs.
-        let mut c = std::process::Command::new("rundll32");
-        c.arg("url.dll,FileProtocolHandler");
-        c
-    } else {
-        std::process::Command::new("xdg-open")
-    };
-    command
-        .arg(url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    match command.spawn() {
-        // Reap it in the background so it never lingers as a zombie.
-        Ok(mut child) => {
-            std::thread::spawn(move || child.wait());
-        }
-        Err(e) => {
-            tracing::info!("could not open a browser: {e}");
-            eprintln!("Could not open a browser ({e}); open the address above yourself.");
-        }
+    let mut command = crate::detached::os_opener();
+    command.arg(url);
+    if let Err(e) = crate::detached::spawn(command) {
+        tracing::info!("could not open a browser: {e}");
+        eprintln!("Could not open a browser ({e}); open the address above yourself.");
     }
 }
