@@ -121,8 +121,19 @@ fn memory() -> (Option<u64>, Option<u64>) {
 fn read_file(path: &Path, data_dir: &Path) -> Result<Value, String> {
     let permissions = Permissions::load(data_dir).map_err(|e| format!("{e:#}"))?;
     let resolved = permissions.resolve_allowed(path)?;
-    let file = std::fs::File::open(&resolved)
+    let file = open_no_follow(&resolved)
         .map_err(|e| format!("cannot open {}: {e}", resolved.display()))?;
+    // The path was checked, then opened: if a folder on the way was
+    // swapped for a symlink in between, the file opened is elsewhere. Ask
+    // the OS which file is open, and check that one.
+    if let Some(opened) = opened_path(&file)
+        && permissions.resolve_allowed(&opened).is_err()
+    {
+        return Err(format!(
+            "{} changed while Jarvis opened it and now leads outside the folders you allowed",
+            path.display()
+        ));
+    }
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot read {}: {e}", resolved.display()))?;
@@ -146,6 +157,30 @@ fn read_file(path: &Path, data_dir: &Path) -> Result<Value, String> {
         .filter(|t| !t.contains('\0'))
         .ok_or_else(|| format!("{} is not a text file", resolved.display()))?;
     Ok(json!({"path": resolved, "bytes": text.len(), "text": text}))
+}
+
+/// Opens for reading without following a symlink in the last step.
+fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    options.open(path)
+}
+
+/// The path of the file `file` is, as the OS says (Linux: `/proc/self/fd`);
+/// `None` where it cannot say.
+fn opened_path(file: &std::fs::File) -> Option<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd as _;
+        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        None
+    }
 }
 
 /// Notes go to `<data>/notes/<slug>.md`, never elsewhere, never over an
