@@ -211,7 +211,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
             let content = content.clone();
             let (state, out, finished) = (Arc::clone(&state), out.clone(), finished_tx.clone());
             tokio::spawn(async move {
-                run_action_turn(
+                let turn = run_action_turn(
                     &state,
                     &turn_id,
                     &conversation,
@@ -219,8 +219,10 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
                     command,
                     &out,
                     cancel_rx,
-                )
-                .await;
+                );
+                if let Err(e) = turn.await {
+                    let _ = out.send(error_json(Some(&turn_id), &e)).await;
+                }
                 let _ = finished.send(turn_id);
             });
             continue;
@@ -338,7 +340,8 @@ async fn run_turn(
 /// A slash command: the user's message is stored, the request goes to the
 /// launcher (`action` with `status: pending` tells the client to show
 /// "waiting for your approval"), and the outcome becomes the answer, so
-/// the result is part of the conversation (and of later prompts).
+/// the result is part of the conversation (and of later prompts). An
+/// error is the caller's to report.
 async fn run_action_turn(
     state: &AppState,
     turn_id: &str,
@@ -347,50 +350,24 @@ async fn run_action_turn(
     command: Result<(jarvis_actions::Tool, serde_json::Value), slash::SlashError>,
     out: &mpsc::Sender<serde_json::Value>,
     mut cancel: oneshot::Receiver<()>,
-) {
-    let fail = |e: ApiError| error_json(Some(turn_id), &e);
-    let (tool, arguments) = match command {
-        Ok(command) => command,
-        Err(e) => {
-            let _ = out.send(fail(ApiError::from(ActionError::from(e)))).await;
-            return;
-        }
-    };
+) -> Result<(), ApiError> {
+    let (tool, arguments) = command.map_err(ActionError::from)?;
     // Checked before anything is stored: a refused command leaves no trace.
-    if let Err(e) = jarvis_actions::validate(tool, &arguments, jiff::Timestamp::now()) {
-        let _ = out.send(fail(ApiError::from(ActionError::from(e)))).await;
-        return;
-    }
-    let user_index = match state
+    jarvis_actions::validate(tool, &arguments, jiff::Timestamp::now())
+        .map_err(ActionError::from)?;
+    let (user_index, _) = state
         .memory
         .append_message(conversation, Role::User, content, None)
-        .await
-    {
-        Ok(Some((index, _))) => index,
-        Ok(None) => {
-            let _ = out.send(fail(conversation_not_found(conversation))).await;
-            return;
-        }
-        Err(e) => {
-            let _ = out.send(fail(e.into())).await;
-            return;
-        }
-    };
-    let request = match actions::submit(
+        .await?
+        .ok_or_else(|| conversation_not_found(conversation))?;
+    let request = actions::submit(
         &state.memory,
         tool.name(),
         arguments,
         Some(conversation),
         Source::Slash,
     )
-    .await
-    {
-        Ok(request) => request,
-        Err(e) => {
-            let _ = out.send(fail(e.into())).await;
-            return;
-        }
-    };
+    .await?;
     let _ = out
         .send(json!({
             "type": "started",
@@ -415,8 +392,8 @@ async fn run_action_turn(
             },
         }))
         .await;
-    let outcome = tokio::select! {
-        outcome = actions::wait_final(&state.memory, &request.id, actions::approval_wait()) => outcome,
+    let final_state = tokio::select! {
+        outcome = actions::wait_final(&state.memory, &request.id, actions::approval_wait()) => outcome?,
         _ = &mut cancel => {
             // Stopping the turn takes the request back: the launcher drops
             // it if nobody decided yet.
@@ -426,14 +403,7 @@ async fn run_action_turn(
             let _ = out
                 .send(json!({"type": "cancelled", "turn_id": turn_id, "message_index": null}))
                 .await;
-            return;
-        }
-    };
-    let final_state = match outcome {
-        Ok(final_state) => final_state,
-        Err(e) => {
-            let _ = out.send(fail(e.into())).await;
-            return;
+            return Ok(());
         }
     };
     let _ = out
@@ -452,21 +422,16 @@ async fn run_action_turn(
     let _ = out
         .send(json!({"type": "token", "turn_id": turn_id, "text": answer}))
         .await;
-    match chat::store_answer(&state.memory, conversation, answer, None).await {
-        Ok(index) => {
-            let _ = out
-                .send(json!({
-                    "type": "done",
-                    "turn_id": turn_id,
-                    "message_index": index,
-                    "finish_reason": "action",
-                }))
-                .await;
-        }
-        Err(e) => {
-            let _ = out.send(fail(e.into())).await;
-        }
-    }
+    let index = chat::store_answer(&state.memory, conversation, answer, None).await?;
+    let _ = out
+        .send(json!({
+            "type": "done",
+            "turn_id": turn_id,
+            "message_index": index,
+            "finish_reason": "action",
+        }))
+        .await;
+    Ok(())
 }
 
 fn error_json(turn_id: Option<&str>, error: &ApiError) -> serde_json::Value {
