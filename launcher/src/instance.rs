@@ -10,6 +10,7 @@ use jarvis_durable::{Visibility, read_optional, remove_if_exists, write_atomic};
 use jarvis_protocol::instance::{ChildRecord, Instance};
 use jarvis_redis_bundle::process;
 
+use crate::hint::hinted;
 use crate::paths::{AppPaths, CORE_BINARY_NAME, CORE_V3_BINARY_NAME};
 
 /// Held for the launcher's whole life; released by the OS when the process
@@ -62,6 +63,17 @@ pub fn read(paths: &AppPaths) -> anyhow::Result<Option<Instance>> {
     serde_json::from_slice(&bytes)
         .map(Some)
         .with_context(|| format!("the instance file '{}' is not valid", path.display()))
+}
+
+/// The running instance's record, or the error that says Jarvis is not
+/// running and how to start it (for commands that talk to it).
+pub fn require_running(paths: &AppPaths) -> anyhow::Result<Instance> {
+    read(paths)?.ok_or_else(|| {
+        hinted(
+            "Jarvis is not running",
+            "start it with `jarvis` (or `jarvis up`)",
+        )
+    })
 }
 
 pub fn write(paths: &AppPaths, instance: &Instance) -> anyhow::Result<()> {

@@ -85,12 +85,7 @@ struct Surface {
 
 impl Surface {
     fn connect(paths: &AppPaths) -> anyhow::Result<Self> {
-        let record = instance::read(paths)?.ok_or_else(|| {
-            hinted(
-                "Jarvis is not running",
-                "start it with `jarvis` (or `jarvis up`)",
-            )
-        })?;
+        let record = instance::require_running(paths)?;
         let Some(origin) = record.approvals_url else {
             return Err(hinted(
                 format!(
@@ -345,18 +340,7 @@ pub fn permissions(paths: &AppPaths, command: PermissionsCommand) -> anyhow::Res
             Ok(ExitCode::SUCCESS)
         }
         PermissionsCommand::AllowFolder { path } => {
-            let resolved = path
-                .canonicalize()
-                .with_context(|| format!("cannot use {}", path.display()))?;
-            if !resolved.is_dir() {
-                bail!("{} is not a folder", resolved.display());
-            }
-            Permissions::update(data_dir, |p| {
-                if !p.folders.contains(&resolved) {
-                    p.folders.push(resolved.clone());
-                }
-                Ok(())
-            })?;
+            let (resolved, _) = Permissions::allow_folder(data_dir, &path)?;
             record(
                 paths,
                 json!({"event": "folder_allowed", "path": resolved, "by": "terminal"}),
@@ -368,12 +352,7 @@ pub fn permissions(paths: &AppPaths, command: PermissionsCommand) -> anyhow::Res
             Ok(ExitCode::SUCCESS)
         }
         PermissionsCommand::ForgetFolder { path } => {
-            let resolved = path.canonicalize().unwrap_or(path);
-            let removed = Permissions::update(data_dir, |p| {
-                let before = p.folders.len();
-                p.folders.retain(|f| f != &resolved);
-                Ok(before - p.folders.len())
-            })?;
+            let (resolved, removed) = Permissions::forget_folder(data_dir, &path)?;
             if removed == 0 {
                 bail!("{} was not an allowed folder", resolved.display());
             }

@@ -36,6 +36,20 @@ pub struct Grant {
     pub granted_by: DecidedBy,
 }
 
+/// Why a folder could not be allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    #[error("cannot use {}: {source}", path.display())]
+    NotFound {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    #[error(transparent)]
+    Store(anyhow::Error),
+}
+
 /// What the person allowed for good.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Permissions {
@@ -87,6 +101,41 @@ impl Permissions {
             Visibility::OwnerOnly,
         )?;
         Ok(value)
+    }
+
+    /// Adds `path` (resolved; it must be a folder) to the allowed folders;
+    /// returns it resolved, and whether it was new.
+    pub fn allow_folder(data_dir: &Path, path: &Path) -> Result<(PathBuf, bool), FolderError> {
+        let resolved = path
+            .canonicalize()
+            .map_err(|source| FolderError::NotFound {
+                path: path.to_owned(),
+                source,
+            })?;
+        if !resolved.is_dir() {
+            return Err(FolderError::NotAFolder(resolved));
+        }
+        let added = Self::update(data_dir, |p| {
+            if p.folders.contains(&resolved) {
+                return Ok(false);
+            }
+            p.folders.push(resolved.clone());
+            Ok(true)
+        })
+        .map_err(FolderError::Store)?;
+        Ok((resolved, added))
+    }
+
+    /// Removes `path` (resolved where it still exists) from the allowed
+    /// folders; returns it and how many entries went.
+    pub fn forget_folder(data_dir: &Path, path: &Path) -> anyhow::Result<(PathBuf, usize)> {
+        let resolved = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+        let removed = Self::update(data_dir, |p| {
+            let before = p.folders.len();
+            p.folders.retain(|f| f != &resolved);
+            Ok(before - p.folders.len())
+        })?;
+        Ok((resolved, removed))
     }
 
     /// The standing permission that covers `tool` in `conversation`, if any.

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -39,11 +40,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
 
-use super::permissions::Permissions;
+use super::permissions::{FolderError, Permissions};
 use super::{Choice, DecideError, Gate, audit};
 use crate::paths::AppPaths;
 use crate::secrets::random_hex;
-use crate::ui::guard::{security_headers, session_cookie, signin_response};
+use crate::ui::guard::{
+    Refusal, check_fetch_site, check_host, refusal_response, security_headers, session_cookie,
+    signin_response,
+};
 
 /// The control token's file under `<data>/run/` (owner-only).
 pub const CONTROL_TOKEN_FILE: &str = "control-token";
@@ -132,19 +136,13 @@ enum Caller {
     Nobody,
 }
 
-type Refusal = (StatusCode, &'static str, &'static str);
-
 async fn guard(State(surface): State<Arc<Surface>>, mut request: Request, next: Next) -> Response {
     let mut response = match check(&surface, &request) {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err((status, code, message)) => (
-            status,
-            Json(json!({"error": {"code": code, "message": message}})),
-        )
-            .into_response(),
+        Err(refusal) => refusal_response(refusal),
     };
     security_headers(response.headers_mut());
     response
@@ -152,17 +150,7 @@ async fn guard(State(surface): State<Arc<Surface>>, mut request: Request, next: 
 
 fn check(surface: &Surface, request: &Request) -> Result<Caller, Refusal> {
     let headers = request.headers();
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    if !surface.allowed_hosts.iter().any(|a| a == host) {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "host_not_allowed",
-            "this address is not Jarvis",
-        ));
-    }
+    let host = check_host(headers, &surface.allowed_hosts)?;
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
     let own_origin = format!("http://{host}");
     // The terminal: the control token, and no Origin (browsers always send
@@ -189,19 +177,13 @@ fn check(surface: &Surface, request: &Request) -> Result<Caller, Refusal> {
             "decisions must come from the Jarvis approval page itself",
         ));
     }
-    let path = request.uri().path();
-    if !path.starts_with("/gate/") {
+    if !request.uri().path().starts_with("/gate/") {
         return Ok(Caller::Nobody);
     }
-    if let Some(site) = headers.get("sec-fetch-site")
-        && site.as_bytes() != b"same-origin"
-    {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "origin_not_allowed",
-            "the approvals answer only the Jarvis approval page",
-        ));
-    }
+    check_fetch_site(
+        headers,
+        "the approvals answer only the Jarvis approval page",
+    )?;
     let session = session_cookie(headers, &surface.cookie_name);
     if session.is_some_and(|s| surface.gate.surface_auth.check_session(s)) {
         Ok(Caller::Page)
@@ -214,23 +196,80 @@ fn check(surface: &Surface, request: &Request) -> Result<Caller, Refusal> {
     }
 }
 
-fn refuse(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message.to_string()}})),
-    )
-        .into_response()
+/// Why a `/gate/...` request failed: status, stable code, message, as the
+/// same JSON error body the guard answers with.
+#[derive(Debug)]
+struct Refused {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
 }
 
-fn terminal_only(caller: Caller) -> Option<Response> {
-    (caller != Caller::Terminal).then(|| {
-        refuse(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only the terminal may ask for sign-in links",
-        )
-    })
+impl Refused {
+    fn new(status: StatusCode, code: &'static str, message: impl std::fmt::Display) -> Self {
+        Self {
+            status,
+            code,
+            message: message.to_string(),
+        }
+    }
 }
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<JsonRejection> for Refused {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            rejection.body_text(),
+        )
+    }
+}
+
+impl From<anyhow::Error> for Refused {
+    fn from(error: anyhow::Error) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            format!("{error:#}"),
+        )
+    }
+}
+
+impl From<DecideError> for Refused {
+    fn from(error: DecideError) -> Self {
+        let (status, code) = match error {
+            DecideError::Other(e) => return e.into(),
+            DecideError::NotPending(_) => (StatusCode::NOT_FOUND, "not_pending"),
+            DecideError::ArgumentsChanged(_) => (StatusCode::CONFLICT, "arguments_changed"),
+            DecideError::AlwaysNotAllowed(_) | DecideError::NoConversation(_) => {
+                (StatusCode::BAD_REQUEST, "choice_not_allowed")
+            }
+        };
+        Self::new(status, code, error)
+    }
+}
+
+impl From<FolderError> for Refused {
+    fn from(error: FolderError) -> Self {
+        match error {
+            FolderError::NotFound { .. } => Self::new(StatusCode::BAD_REQUEST, "not_found", error),
+            FolderError::NotAFolder(_) => Self::new(StatusCode::BAD_REQUEST, "not_a_folder", error),
+            FolderError::Store(e) => e.into(),
+        }
+    }
+}
+
+type Answer = Result<Json<Value>, Refused>;
 
 #[derive(Debug, Deserialize)]
 struct SigninQuery {
@@ -252,18 +291,22 @@ async fn signin(State(surface): State<Arc<Surface>>, Query(query): Query<SigninQ
 async fn signin_code(
     State(surface): State<Arc<Surface>>,
     axum::Extension(caller): axum::Extension<Caller>,
-) -> Response {
-    if let Some(refused) = terminal_only(caller) {
-        return refused;
+) -> Answer {
+    if caller != Caller::Terminal {
+        return Err(Refused::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the terminal may ask for sign-in links",
+        ));
     }
-    match surface.gate.surface_signin_url() {
-        Some(url) => Json(json!({"url": url})).into_response(),
-        None => refuse(
+    let url = surface.gate.surface_signin_url().ok_or_else(|| {
+        Refused::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             "the approval surface is starting",
-        ),
-    }
+        )
+    })?;
+    Ok(Json(json!({"url": url})))
 }
 
 async fn pending(State(surface): State<Arc<Surface>>) -> Json<Value> {
@@ -284,13 +327,10 @@ struct Decision {
 async fn decide(
     State(surface): State<Arc<Surface>>,
     axum::Extension(caller): axum::Extension<Caller>,
-    body: Result<Json<Decision>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(decision) = match body {
-        Ok(b) => b,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
-    };
-    match surface
+    body: Result<Json<Decision>, JsonRejection>,
+) -> Answer {
+    let Json(decision) = body?;
+    let state = surface
         .gate
         .decide(
             &decision.id,
@@ -298,33 +338,12 @@ async fn decide(
             decision.choice,
             by(caller),
         )
-        .await
-    {
-        Ok(state) => Json(json!({"id": decision.id, "state": state})).into_response(),
-        Err(e @ DecideError::NotPending(_)) => refuse(StatusCode::NOT_FOUND, "not_pending", e),
-        Err(e @ DecideError::ArgumentsChanged(_)) => {
-            refuse(StatusCode::CONFLICT, "arguments_changed", e)
-        }
-        Err(e @ (DecideError::AlwaysNotAllowed(_) | DecideError::NoConversation(_))) => {
-            refuse(StatusCode::BAD_REQUEST, "choice_not_allowed", e)
-        }
-        Err(DecideError::Other(e)) => refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "failed",
-            format!("{e:#}"),
-        ),
-    }
+        .await?;
+    Ok(Json(json!({"id": decision.id, "state": state})))
 }
 
-async fn permissions(State(surface): State<Arc<Surface>>) -> Response {
-    match Permissions::load(surface.gate.data_dir()) {
-        Ok(p) => Json(json!(p)).into_response(),
-        Err(e) => refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "failed",
-            format!("{e:#}"),
-        ),
-    }
+async fn permissions(State(surface): State<Arc<Surface>>) -> Answer {
+    Ok(Json(json!(Permissions::load(surface.gate.data_dir())?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -337,30 +356,17 @@ struct Revoke {
 async fn revoke(
     State(surface): State<Arc<Surface>>,
     axum::Extension(caller): axum::Extension<Caller>,
-    body: Result<Json<Revoke>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
-    };
-    let data_dir = surface.gate.data_dir().to_owned();
-    let revoked = Permissions::update(&data_dir, |p| {
+    body: Result<Json<Revoke>, JsonRejection>,
+) -> Answer {
+    let Json(body) = body?;
+    let revoked = Permissions::update(surface.gate.data_dir(), |p| {
         Ok(p.revoke(body.tool, body.conversation_id.as_deref()))
-    });
-    match revoked {
-        Ok(n) => {
-            let _ = surface.gate.audit.record(json!({
-                "event": "permission_revoked", "tool": body.tool,
-                "conversation_id": body.conversation_id, "count": n, "by": by(caller),
-            }));
-            Json(json!({"revoked": n})).into_response()
-        }
-        Err(e) => refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "failed",
-            format!("{e:#}"),
-        ),
-    }
+    })?;
+    let _ = surface.gate.audit.record(json!({
+        "event": "permission_revoked", "tool": body.tool,
+        "conversation_id": body.conversation_id, "count": revoked, "by": by(caller),
+    }));
+    Ok(Json(json!({"revoked": revoked})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -372,80 +378,27 @@ struct Folder {
 async fn allow_folder(
     State(surface): State<Arc<Surface>>,
     axum::Extension(caller): axum::Extension<Caller>,
-    body: Result<Json<Folder>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
-    };
-    let resolved = match body.path.canonicalize() {
-        Ok(p) if p.is_dir() => p,
-        Ok(p) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "not_a_folder",
-                format!("{} is not a folder", p.display()),
-            );
-        }
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "not_found",
-                format!("cannot use {}: {e}", body.path.display()),
-            );
-        }
-    };
-    let data_dir = surface.gate.data_dir().to_owned();
-    let added = Permissions::update(&data_dir, |p| {
-        if p.folders.contains(&resolved) {
-            return Ok(false);
-        }
-        p.folders.push(resolved.clone());
-        Ok(true)
-    });
-    match added {
-        Ok(added) => {
-            let _ = surface.gate.audit.record(json!({
-                "event": "folder_allowed", "path": resolved, "by": by(caller),
-            }));
-            Json(json!({"path": resolved, "added": added})).into_response()
-        }
-        Err(e) => refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "failed",
-            format!("{e:#}"),
-        ),
-    }
+    body: Result<Json<Folder>, JsonRejection>,
+) -> Answer {
+    let Json(body) = body?;
+    let (resolved, added) = Permissions::allow_folder(surface.gate.data_dir(), &body.path)?;
+    let _ = surface.gate.audit.record(json!({
+        "event": "folder_allowed", "path": resolved, "by": by(caller),
+    }));
+    Ok(Json(json!({"path": resolved, "added": added})))
 }
 
 async fn forget_folder(
     State(surface): State<Arc<Surface>>,
     axum::Extension(caller): axum::Extension<Caller>,
-    body: Result<Json<Folder>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
-    };
-    let data_dir = surface.gate.data_dir().to_owned();
-    let removed = Permissions::update(&data_dir, |p| {
-        let before = p.folders.len();
-        p.folders.retain(|f| f != &body.path);
-        Ok(before - p.folders.len())
-    });
-    match removed {
-        Ok(n) => {
-            let _ = surface.gate.audit.record(json!({
-                "event": "folder_forgotten", "path": body.path, "by": by(caller),
-            }));
-            Json(json!({"removed": n})).into_response()
-        }
-        Err(e) => refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "failed",
-            format!("{e:#}"),
-        ),
-    }
+    body: Result<Json<Folder>, JsonRejection>,
+) -> Answer {
+    let Json(body) = body?;
+    let (resolved, removed) = Permissions::forget_folder(surface.gate.data_dir(), &body.path)?;
+    let _ = surface.gate.audit.record(json!({
+        "event": "folder_forgotten", "path": resolved, "by": by(caller),
+    }));
+    Ok(Json(json!({"removed": removed})))
 }
 
 fn by(caller: Caller) -> DecidedBy {
@@ -456,60 +409,56 @@ fn by(caller: Caller) -> DecidedBy {
     }
 }
 
-async fn audit_log(State(surface): State<Arc<Surface>>) -> Response {
-    match audit::read(surface.gate.data_dir()) {
-        Ok(mut entries) => {
-            let skip = entries.len().saturating_sub(AUDIT_LIMIT);
-            entries.drain(..skip);
-            entries.reverse();
-            Json(json!({"entries": entries})).into_response()
-        }
-        Err(e) => refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "failed",
-            format!("{e:#}"),
-        ),
-    }
+async fn audit_log(State(surface): State<Arc<Surface>>) -> Answer {
+    let mut entries = audit::read(surface.gate.data_dir())?;
+    let skip = entries.len().saturating_sub(AUDIT_LIMIT);
+    entries.drain(..skip);
+    entries.reverse();
+    Ok(Json(json!({"entries": entries})))
 }
 
-async fn reminders(State(surface): State<Arc<Surface>>) -> Response {
+async fn reminders(State(surface): State<Arc<Surface>>) -> Answer {
+    let unavailable = |e: redis::RedisError| {
+        Refused::new(StatusCode::SERVICE_UNAVAILABLE, "memory_unavailable", e)
+    };
     let reminders = surface.gate.reminders();
-    match (reminders.upcoming().await, reminders.fired().await) {
-        (Ok(upcoming), Ok(fired)) => {
-            Json(json!({"upcoming": upcoming, "fired": fired})).into_response()
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "memory_unavailable", e)
-        }
-    }
+    let upcoming = reminders.upcoming().await.map_err(unavailable)?;
+    let fired = reminders.fired().await.map_err(unavailable)?;
+    Ok(Json(json!({"upcoming": upcoming, "fired": fired})))
 }
 
 /// The page and its files: a fixed list, nothing else from the folder.
-async fn asset(State(surface): State<Arc<Surface>>, request: Request) -> Response {
+async fn asset(State(surface): State<Arc<Surface>>, request: Request) -> Result<Response, Refused> {
     let (name, content_type) = match request.uri().path() {
         "/" => ("approvals.html", "text/html; charset=utf-8"),
         "/assets/approvals.js" => ("assets/approvals.js", "text/javascript; charset=utf-8"),
         "/assets/app.css" => ("assets/app.css", "text/css; charset=utf-8"),
         "/assets/icon.svg" => ("assets/icon.svg", "image/svg+xml"),
-        _ => return refuse(StatusCode::NOT_FOUND, "not_found", "no such page"),
-    };
-    match tokio::fs::read(surface.assets_dir.join(name)).await {
-        Ok(bytes) => {
-            let mut response = bytes.into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            response
+        _ => {
+            return Err(Refused::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such page",
+            ));
         }
-        Err(_) => refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ui_missing",
-            format!(
-                "the approval page is missing from {}",
-                surface.assets_dir.display()
-            ),
-        ),
-    }
+    };
+    let bytes = tokio::fs::read(surface.assets_dir.join(name))
+        .await
+        .map_err(|_| {
+            Refused::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ui_missing",
+                format!(
+                    "the approval page is missing from {}",
+                    surface.assets_dir.display()
+                ),
+            )
+        })?;
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
 }
 
 /// Reads the control token of a running Jarvis (for `jarvis approvals`).

@@ -37,39 +37,57 @@ pub fn cookie_name(port: u16) -> String {
 }
 
 pub async fn guard(State(ui): State<Arc<UiState>>, request: Request, next: Next) -> Response {
-    match check(&ui, &request) {
-        Ok(()) => {
-            let mut response = next.run(request).await;
-            security_headers(response.headers_mut());
-            response
-        }
-        Err((status, code, message)) => {
-            let mut response = (
-                status,
-                axum::Json(serde_json::json!({"error": {"code": code, "message": message}})),
-            )
-                .into_response();
-            security_headers(response.headers_mut());
-            response
-        }
-    }
+    let mut response = match check(&ui, &request) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal_response(refusal),
+    };
+    security_headers(response.headers_mut());
+    response
 }
 
-type Refusal = (StatusCode, &'static str, &'static str);
+/// Why a guard turned a request away: status, stable code, message.
+pub type Refusal = (StatusCode, &'static str, &'static str);
 
-fn check(ui: &UiState, request: &Request) -> Result<(), Refusal> {
-    let headers = request.headers();
+/// A refusal as the JSON error body every origin of ours answers with.
+pub fn refusal_response((status, code, message): Refusal) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+/// The request's `Host`, if it is one of `allowed` (no DNS rebinding).
+pub fn check_host<'a>(headers: &'a HeaderMap, allowed: &[String]) -> Result<&'a str, Refusal> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
-    if !ui.allowed_hosts.iter().any(|allowed| allowed == host) {
-        return Err((
+    if allowed.iter().any(|a| a == host) {
+        Ok(host)
+    } else {
+        Err((
             StatusCode::FORBIDDEN,
             "host_not_allowed",
             "this address is not Jarvis",
-        ));
+        ))
     }
+}
+
+/// Refuses (with `message`) a request the browser says comes from another
+/// site or origin (`Sec-Fetch-Site`); clients that send none pass.
+pub fn check_fetch_site(headers: &HeaderMap, message: &'static str) -> Result<(), Refusal> {
+    match headers.get("sec-fetch-site") {
+        Some(site) if site.as_bytes() != b"same-origin" => {
+            Err((StatusCode::FORBIDDEN, "origin_not_allowed", message))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check(ui: &UiState, request: &Request) -> Result<(), Refusal> {
+    let headers = request.headers();
+    let host = check_host(headers, &ui.allowed_hosts)?;
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
     let own_origin = format!("http://{host}");
     let is_upgrade = headers
@@ -94,15 +112,7 @@ fn check(ui: &UiState, request: &Request) -> Result<(), Refusal> {
     // Chromium, Firefox and Safari say where a request comes from; a
     // cross-site `<script src>` or `<img src>` carrying our cookie is
     // refused here (and by `Cross-Origin-Resource-Policy` below).
-    if let Some(site) = headers.get("sec-fetch-site")
-        && site.as_bytes() != b"same-origin"
-    {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "origin_not_allowed",
-            "the Jarvis API answers only the Jarvis UI",
-        ));
-    }
+    check_fetch_site(headers, "the Jarvis API answers only the Jarvis UI")?;
     if path == super::state::SIGNIN_CODES_PATH {
         return Ok(()); // authenticated by the API token instead
     }

@@ -14,12 +14,7 @@ use crate::paths::AppPaths;
 /// Asks the running Jarvis for a one-time sign-in URL, proving with the
 /// API token (owner-only, in `<data>/run/`) that we are its user.
 pub async fn request_signin_url(paths: &AppPaths) -> anyhow::Result<String> {
-    let record = instance::read(paths)?.ok_or_else(|| {
-        hinted(
-            "Jarvis is not running",
-            "start it with `jarvis` (or `jarvis up`)",
-        )
-    })?;
+    let record = instance::require_running(paths)?;
     let Some(ui_url) = record.ui_url else {
         return Err(hinted(
             format!(
