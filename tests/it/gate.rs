@@ -10,24 +10,6 @@ use jarvis_tests::{Api, TestHome, wait_for};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-/// A program that appends its arguments to `log` (standing in for the OS
-/// handler and the desktop notifier).
-fn recorder(home: &TestHome, name: &str) -> (PathBuf, PathBuf) {
-    let script = home.scratch().join(name);
-    let log = home.scratch().join(format!("{name}.log"));
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n", log.display()),
-    )
-    .unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    (script, log)
-}
-
 struct Gated {
     home: TestHome,
     launcher: jarvis_tests::Launcher,
@@ -38,8 +20,8 @@ struct Gated {
 
 fn start(timeout_s: u32) -> Gated {
     let home = TestHome::new();
-    let (open, opened) = recorder(&home, "open");
-    let (notify, notified) = recorder(&home, "notify");
+    let (open, opened) = home.recorder("open");
+    let (notify, notified) = home.recorder("notify");
     home.set_env("JARVIS_OPEN_COMMAND", open.to_str().unwrap());
     home.set_env("JARVIS_NOTIFY_COMMAND", notify.to_str().unwrap());
     home.set_env("JARVIS_APPROVAL_TIMEOUT_S", &timeout_s.to_string());

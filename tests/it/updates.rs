@@ -907,20 +907,7 @@ fn kill9_during_an_automatic_rollback_still_ends_on_the_previous_version() {
 fn a_reminder_set_before_an_update_fires_after_it() {
     let shop = Workshop::new();
     let (home, _) = installed_v1(&shop);
-    let notified = home.scratch().join("notified.log");
-    let notifier = home.scratch().join("notify.sh");
-    std::fs::write(
-        &notifier,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n",
-            notified.display()
-        ),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&notifier, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let (notifier, notified) = home.recorder("notify");
     home.set_env("JARVIS_NOTIFY_COMMAND", notifier.to_str().unwrap());
 
     let mut launcher = home.up();

@@ -133,6 +133,25 @@ impl TestHome {
         dir
     }
 
+    /// A program in the scratch folder that appends its arguments (one line
+    /// per run) to a log: a stand-in for the OS handler or the desktop
+    /// notifier. Returns (program, log).
+    pub fn recorder(&self, name: &str) -> (PathBuf, PathBuf) {
+        let script = self.scratch().join(name);
+        let log = self.scratch().join(format!("{name}.log"));
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n", log.display()),
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        (script, log)
+    }
+
     /// Writes `catalog` and points `JARVIS_CATALOG` at it.
     pub fn use_catalog(&self, catalog: &serde_json::Value) {
         let path = self.scratch().join("catalog.json");
