@@ -52,7 +52,7 @@ function requestCard(p) {
     } catch (e) {
       toast(e.message, "error");
     }
-    await refresh();
+    await refresh(true);
     button?.blur();
   };
   const buttons = [
@@ -83,7 +83,7 @@ function permissionsCard(permissions) {
         type: "button", class: "btn", "aria-label": `Revoke ${g.tool} ${g.scope}`,
         onclick: async () => {
           try { await post("/gate/permissions/revoke", { tool: g.tool, conversation_id: g.conversation_id ?? null }); toast(`Revoked: ${g.tool} asks again`); } catch (e) { toast(e.message, "error"); }
-          refresh();
+          refresh(true);
         },
       }, "Revoke"))));
   }
@@ -94,7 +94,7 @@ function permissionsCard(permissions) {
     card.append(h("div", { class: "model-row", dataset: { folder } }, h("code", {}, folder),
       h("div", { class: "row-actions" }, h("button", {
         type: "button", class: "btn", "aria-label": `Stop allowing ${folder}`,
-        onclick: async () => { try { await post("/gate/folders/remove", { path: folder }); } catch (e) { toast(e.message, "error"); } refresh(); },
+        onclick: async () => { try { await post("/gate/folders/remove", { path: folder }); } catch (e) { toast(e.message, "error"); } refresh(true); },
       }, "Remove"))));
   }
   card.append(h("form", {
@@ -102,7 +102,7 @@ function permissionsCard(permissions) {
     onsubmit: async (e) => {
       e.preventDefault();
       try { await post("/gate/folders", { path: input.value.trim() }); input.value = ""; } catch (err) { toast(err.message, "error"); }
-      refresh();
+      refresh(true);
     },
   }, input, h("button", { type: "submit", class: "btn" }, "Allow folder")));
   return card;
@@ -127,13 +127,24 @@ function remindersCard(reminders) {
   return card;
 }
 
+// Pending requests are polled every second; the rest (permissions, the
+// audit log, reminders) when the pending set changes, after an action
+// here, and every 10 seconds: the audit log is read from disk each time.
+const SLOW_REFRESH_MS = 10_000;
 let rendered = "";
-async function refresh() {
+let slow = null; // { permissions, audit, reminders, at, ids }
+async function refresh(force = false) {
   try {
-    const [pending, permissions, audit, reminders] = await Promise.all([
-      get("/gate/pending"), get("/gate/permissions"), get("/gate/audit"), get("/gate/reminders").catch(() => ({ upcoming: [], fired: [] })),
-    ]);
-    const key = JSON.stringify([pending.pending.map((p) => p.id), permissions, audit.entries[0]?.at, reminders]);
+    const pending = await get("/gate/pending");
+    const ids = pending.pending.map((p) => p.id).join(",");
+    if (force || !slow || slow.ids !== ids || performance.now() - slow.at > SLOW_REFRESH_MS) {
+      const [permissions, audit, reminders] = await Promise.all([
+        get("/gate/permissions"), get("/gate/audit"), get("/gate/reminders").catch(() => ({ upcoming: [], fired: [] })),
+      ]);
+      slow = { permissions, audit, reminders, at: performance.now(), ids };
+    }
+    const { permissions, audit, reminders } = slow;
+    const key = JSON.stringify([ids, permissions, audit.entries[0]?.at, reminders]);
     state.pending = pending.pending;
     if (key === rendered && root.childElementCount) return;
     rendered = key;
@@ -157,5 +168,5 @@ async function refresh() {
   }
 }
 
-refresh();
-setInterval(refresh, 1000);
+refresh(true);
+setInterval(() => refresh(), 1000);
