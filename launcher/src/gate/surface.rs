@@ -21,7 +21,6 @@
 //! token lives in `<data>/run/control-token`, is made by this launcher
 //! and is never given to the core (whose API token decides nothing here).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -44,6 +43,7 @@ use super::permissions::{FolderError, Permissions};
 use super::{Choice, DecideError, Gate, audit};
 use crate::paths::AppPaths;
 use crate::secrets::random_hex;
+use crate::ui::bind_loopback;
 use crate::ui::guard::{
     Refusal, check_fetch_site, check_host, refusal_response, security_headers, session_cookie,
     signin_response,
@@ -77,16 +77,7 @@ pub async fn start(
     paths: &AppPaths,
     assets_dir: PathBuf,
 ) -> anyhow::Result<Started> {
-    let port = match std::env::var(env::APPROVALS_PORT) {
-        Ok(p) if !p.is_empty() => p
-            .parse::<u16>()
-            .with_context(|| format!("{} must be a port number, not '{p}'", env::APPROVALS_PORT))?,
-        _ => 0,
-    };
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .with_context(|| format!("could not listen for approvals on 127.0.0.1:{port}"))?;
-    let port = listener.local_addr()?.port();
+    let (listener, port) = bind_loopback(env::APPROVALS_PORT, "approvals").await?;
     let control_token = random_hex(32);
     write_atomic(
         "control token",

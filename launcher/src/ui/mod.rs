@@ -66,16 +66,7 @@ impl Ui {
     /// Binds the UI's loopback port (`JARVIS_UI_PORT`, else a free one)
     /// and serves it in the background.
     pub async fn start(config: UiConfig) -> anyhow::Result<Self> {
-        let port = match std::env::var(env::UI_PORT) {
-            Ok(p) if !p.is_empty() => p
-                .parse::<u16>()
-                .with_context(|| format!("{} must be a port number, not '{p}'", env::UI_PORT))?,
-            _ => 0,
-        };
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
-            .await
-            .with_context(|| format!("could not listen for the UI on 127.0.0.1:{port}"))?;
-        let port = listener.local_addr()?.port();
+        let (listener, port) = bind_loopback(env::UI_PORT, "the UI").await?;
         let assets_dir = std::env::var_os(env::UI_DIR)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
@@ -139,6 +130,25 @@ impl Ui {
     pub fn signin_url(&self) -> String {
         signin_url(&self.state)
     }
+}
+
+/// A listener on 127.0.0.1 at the port the environment variable `var`
+/// names, else a free one; `what` names it in errors.
+pub async fn bind_loopback(
+    var: &str,
+    what: &str,
+) -> anyhow::Result<(tokio::net::TcpListener, u16)> {
+    let port = match std::env::var(var) {
+        Ok(p) if !p.is_empty() => p
+            .parse::<u16>()
+            .with_context(|| format!("{var} must be a port number, not '{p}'"))?,
+        _ => 0,
+    };
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .with_context(|| format!("could not listen for {what} on 127.0.0.1:{port}"))?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
 }
 
 fn router(state: Arc<UiState>) -> Router {
