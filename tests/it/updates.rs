@@ -289,7 +289,13 @@ fn a_core_that_binds_its_own_address_still_starts_and_restarts() {
 
 /// Publishes a 2.0.0 whose core cannot start and applies it over 1.0.0.
 fn apply_broken_v2(shop: &Workshop, home: &TestHome) {
-    let v2 = shop.bundle("2.0.0", true);
+    apply_v2(shop, home, true);
+}
+
+/// Publishes a 2.0.0 (`broken`: its core cannot start) and applies it
+/// over 1.0.0.
+fn apply_v2(shop: &Workshop, home: &TestHome, broken: bool) {
+    let v2 = shop.bundle("2.0.0", broken);
     shop.release(
         "feed-current",
         &v2,
@@ -935,15 +941,7 @@ fn a_reminder_set_before_an_update_fires_after_it() {
         "not due before the update"
     );
 
-    let v2 = shop.bundle("2.0.0", false);
-    shop.release(
-        "feed-current",
-        &v2,
-        &[&shop.path("bundles/1.0.0")],
-        &[],
-        &shop.key(),
-    );
-    json(&home.run(&["update", "apply", "--json"]));
+    apply_v2(&shop, &home, false);
     let _launcher = home.up();
     assert_eq!(running_version(&home), "2.0.0");
     jarvis_tests::wait_for(Duration::from_secs(60), "the reminder to fire", || {
