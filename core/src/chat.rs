@@ -5,11 +5,13 @@
 //! Domain logic: it takes the memory and the engines it needs and knows
 //! nothing of HTTP (the WebSocket route maps [`ChatError`] to its answer).
 
-use jarvis_llm::Request;
+use std::sync::Arc;
+
+use jarvis_llm::{ChatModel, Request};
 use tokio::sync::mpsc;
 
 use crate::engines::{Engines, ModelRef, Unavailable};
-use crate::memory::{ConversationId, Memory, MemoryError, RemoveAnswer, Role};
+use crate::memory::{ConversationId, Memory, MemoryError, RemoveAnswer, Role, Settings};
 use crate::prompt::{self, Sized, TooLong};
 
 /// Answer budget when neither the request nor the conversation sets one.
@@ -45,6 +47,21 @@ pub struct Turn {
     pub events: mpsc::UnboundedReceiver<jarvis_llm::Event>,
 }
 
+/// A turn whose user message is stored and that may now be answered:
+/// the conversation as memory has it, the engine and the settings.
+#[derive(Debug)]
+pub struct Prepared {
+    pub conversation: ConversationId,
+    pub user_index: usize,
+    pub model: ModelRef,
+    pub settings: Settings,
+    engine: Arc<ChatModel>,
+    /// Every message with its size in tokens, oldest first.
+    history: Vec<(jarvis_llm::Message, usize)>,
+    max_tokens: u32,
+    temperature: Option<f64>,
+}
+
 /// Why a turn could not start or its answer could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -61,6 +78,8 @@ pub enum ChatError {
     Memory(#[from] MemoryError),
     #[error(transparent)]
     ContextLengthExceeded(TooLong),
+    #[error("generation failed: {0}")]
+    Generation(String),
 }
 
 /// Stores the user's message and starts the answer.
@@ -69,6 +88,16 @@ pub async fn start(
     engines: &Engines,
     request: TurnRequest,
 ) -> Result<Turn, ChatError> {
+    prepare(memory, engines, request).await?.answer(&[])
+}
+
+/// Stores the user's message (or, to answer again, removes the last
+/// answer) and reads the conversation back; generates nothing yet.
+pub async fn prepare(
+    memory: &Memory,
+    engines: &Engines,
+    request: TurnRequest,
+) -> Result<Prepared, ChatError> {
     if let TurnInput::Message(content) = &request.input
         && content.trim().is_empty()
     {
@@ -113,52 +142,153 @@ pub async fn start(
         .conversation(&request.conversation)
         .await?
         .ok_or_else(not_found)?;
-
-    let max_tokens = request
-        .max_tokens
-        .or(settings.max_tokens)
-        .unwrap_or(DEFAULT_MAX_TOKENS);
-    let system = settings.system_prompt.as_deref().map(|content| Sized {
-        role: jarvis_llm::Role::System,
-        content,
-        tokens: prompt::estimate_tokens(content),
-    });
-    let history: Vec<Sized<'_>> = conversation
+    let history = conversation
         .messages
-        .iter()
-        .map(|m| Sized {
-            role: match m.role {
+        .into_iter()
+        .map(|m| {
+            let tokens = m
+                .tokens
+                .map_or_else(|| prompt::estimate_tokens(&m.content), |t| t as usize);
+            let role = match m.role {
                 Role::System => jarvis_llm::Role::System,
                 Role::User => jarvis_llm::Role::User,
                 Role::Assistant => jarvis_llm::Role::Assistant,
-            },
-            content: &m.content,
-            tokens: m
-                .tokens
-                .map_or_else(|| prompt::estimate_tokens(&m.content), |t| t as usize),
+            };
+            let message = jarvis_llm::Message {
+                role,
+                content: m.content,
+            };
+            (message, tokens)
         })
         .collect();
-    let (messages, left_out) = prompt::fit(
-        system,
-        &history,
-        engine.context_length(),
-        max_tokens as usize,
-    )
-    .map_err(ChatError::ContextLengthExceeded)?;
-    let events = engine.generate(Request {
-        messages,
-        max_tokens: max_tokens as usize,
-        temperature: request.temperature.or(settings.temperature),
-        top_p: None,
-        stop: Vec::new(),
-    });
-    Ok(Turn {
+    Ok(Prepared {
         conversation: request.conversation,
         user_index,
         model,
-        left_out,
-        events,
+        max_tokens: request
+            .max_tokens
+            .or(settings.max_tokens)
+            .unwrap_or(DEFAULT_MAX_TOKENS),
+        temperature: request.temperature.or(settings.temperature),
+        settings,
+        engine,
+        history,
     })
+}
+
+impl Prepared {
+    /// The most tokens the model's context holds.
+    pub fn context_length(&self) -> usize {
+        self.engine.context_length()
+    }
+
+    /// The system prompt (the conversation's, then `extra_system`), the
+    /// most recent messages that fit, then `extra`, leaving `answer`
+    /// tokens; and how many older messages were left out.
+    fn fit(
+        &self,
+        extra_system: Option<&str>,
+        extra: &[jarvis_llm::Message],
+        answer: usize,
+    ) -> Result<(Vec<jarvis_llm::Message>, usize), ChatError> {
+        let system = match (self.settings.system_prompt.as_deref(), extra_system) {
+            (Some(own), Some(extra)) => Some(format!("{own}\n\n{extra}")),
+            (own, extra) => own.or(extra).map(str::to_owned),
+        };
+        let history: Vec<Sized<'_>> = self
+            .history
+            .iter()
+            .map(|(m, tokens)| (m, *tokens))
+            .chain(
+                extra
+                    .iter()
+                    .map(|m| (m, prompt::estimate_tokens(&m.content))),
+            )
+            .map(|(m, tokens)| Sized {
+                role: m.role,
+                content: &m.content,
+                tokens,
+            })
+            .collect();
+        let system = system.as_deref().map(|content| Sized {
+            role: jarvis_llm::Role::System,
+            content,
+            tokens: prompt::estimate_tokens(content),
+        });
+        prompt::fit(system, &history, self.engine.context_length(), answer)
+            .map_err(ChatError::ContextLengthExceeded)
+    }
+
+    /// Starts the answer, with `extra` messages after the conversation's
+    /// (an action's outcome fed back to the model).
+    pub fn answer(self, extra: &[jarvis_llm::Message]) -> Result<Turn, ChatError> {
+        let (messages, left_out) = self.fit(None, extra, self.max_tokens as usize)?;
+        let events = self.engine.generate(Request {
+            messages,
+            max_tokens: self.max_tokens as usize,
+            temperature: self.temperature,
+            top_p: None,
+            stop: Vec::new(),
+            json_schema: None,
+        });
+        Ok(Turn {
+            conversation: self.conversation,
+            user_index: self.user_index,
+            model: self.model,
+            left_out,
+            events,
+        })
+    }
+
+    /// Generates JSON matching `schema` (greedy, at most `max_tokens`),
+    /// with `instructions` added to the system prompt; returns the text
+    /// whole, or `None` when it was cut off at `max_tokens`. A failure (a
+    /// schema the grammar engine refuses) is an error, not a silent plain
+    /// answer.
+    pub async fn generate_json(
+        &self,
+        instructions: &str,
+        schema: serde_json::Value,
+        max_tokens: usize,
+    ) -> Result<Option<String>, ChatError> {
+        let (messages, _) = self.fit(Some(instructions), &[], max_tokens)?;
+        let mut events = self.engine.generate(Request {
+            messages,
+            max_tokens,
+            temperature: None,
+            top_p: None,
+            stop: Vec::new(),
+            json_schema: Some(schema),
+        });
+        let mut text = String::new();
+        while let Some(event) = events.recv().await {
+            match event {
+                jarvis_llm::Event::Delta(delta) => {
+                    text.push_str(&delta);
+                    // Done once the JSON is: the grammar then allows only
+                    // the end of text, which mistralrs does not always
+                    // count as the end (it may be another token than the
+                    // model's own end-of-turn), so do not wait for it.
+                    // Dropping `events` stops the generation.
+                    if text.ends_with('}')
+                        && serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok()
+                    {
+                        return Ok(Some(text));
+                    }
+                }
+                jarvis_llm::Event::Done { finish_reason, .. } => {
+                    if finish_reason != jarvis_llm::FinishReason::Stop {
+                        tracing::warn!(text = %text, "a constrained answer was cut off");
+                    }
+                    return Ok((finish_reason == jarvis_llm::FinishReason::Stop).then_some(text));
+                }
+                jarvis_llm::Event::Failed(message) => return Err(ChatError::Generation(message)),
+            }
+        }
+        Err(ChatError::Generation(
+            "the model stopped without a word".into(),
+        ))
+    }
 }
 
 /// Stores the (complete or cancelled) answer; returns its index.

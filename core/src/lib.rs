@@ -33,6 +33,7 @@ pub mod engines;
 pub mod http;
 pub mod listen;
 pub mod memory;
+pub mod model_actions;
 pub mod models;
 pub mod prompt;
 

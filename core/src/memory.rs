@@ -87,6 +87,10 @@ pub struct Settings {
     pub temperature: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// Whether the model may ask for actions in this conversation (each
+    /// still goes through the launcher's gate); off unless set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub model_actions: bool,
 }
 
 /// A conversation with all its messages.
@@ -251,6 +255,7 @@ impl Memory {
             system_prompt: fields.get("system_prompt").cloned(),
             temperature: fields.get("temperature").and_then(|v| v.parse().ok()),
             max_tokens: fields.get("max_tokens").and_then(|v| v.parse().ok()),
+            model_actions: fields.get("model_actions").is_some_and(|v| v == "1"),
         }))
     }
 
@@ -273,6 +278,9 @@ impl Memory {
         }
         if let Some(n) = settings.max_tokens {
             script.arg("max_tokens").arg(n);
+        }
+        if settings.model_actions {
+            script.arg("model_actions").arg("1");
         }
         let done: i64 = script.invoke_async(&mut conn).await?;
         Ok(done == 1)

@@ -65,6 +65,7 @@ async fn settings_need_an_existing_conversation_and_token_counts_are_kept() {
         system_prompt: Some("Be brief.".into()),
         temperature: Some(0.2),
         max_tokens: None,
+        model_actions: true,
     };
     assert!(
         memory

@@ -214,6 +214,7 @@ fn activations(threads: usize) {
                     temperature: None,
                     top_p: None,
                     stop: Vec::new(),
+                    json_schema: None,
                 });
                 while let Some(event) = events.recv().await {
                     match event {

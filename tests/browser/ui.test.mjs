@@ -172,6 +172,8 @@ test("conversation settings persist across a reload", async () => {
   await page.fill("#setting-system", "You are a pirate.");
   await page.fill("#setting-temperature", "0.3");
   await page.fill("#setting-max-tokens", "64");
+  assert.equal(await page.isChecked("#setting-model-actions"), false, "off unless the person turns it on");
+  await page.check("#setting-model-actions");
   await screenshot(page, "settings-dialog-light");
   await page.click("#save-settings");
   await page.waitForSelector(".toast:has-text('Settings saved')");
@@ -182,6 +184,9 @@ test("conversation settings persist across a reload", async () => {
   assert.equal(await page.inputValue("#setting-system"), "You are a pirate.");
   assert.equal(await page.inputValue("#setting-temperature"), "0.3");
   assert.equal(await page.inputValue("#setting-max-tokens"), "64");
+  assert.equal(await page.isChecked("#setting-model-actions"), true);
+  const stored = await page.evaluate(async (id) => (await fetch(`/v1/conversations/${id}/settings`)).json(), id);
+  assert.equal(stored.model_actions, true);
   await page.context().close();
 });
 

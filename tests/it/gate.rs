@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jarvis_tests::brain::Socket;
 use jarvis_tests::{Api, TestHome, wait_for};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -19,7 +20,15 @@ struct Gated {
 }
 
 fn start(timeout_s: u32) -> Gated {
+    start_with(timeout_s, false)
+}
+
+/// [`start`], with the real chat model installed when `model`.
+fn start_with(timeout_s: u32, model: bool) -> Gated {
     let home = TestHome::new();
+    if model {
+        jarvis_tests::brain::install_models(&home, false);
+    }
     let (open, opened) = home.recorder("open");
     let (notify, notified) = home.recorder("notify");
     home.set_env("JARVIS_OPEN_COMMAND", open.to_str().unwrap());
@@ -663,4 +672,150 @@ fn a_withdrawn_request_is_denied_and_can_no_longer_be_approved() {
             .iter()
             .any(|e| e["decision"] == "withdrawn")
     );
+}
+
+/// Reads a turn to its end, approving (or denying) each request the model
+/// makes as it comes; returns every message of the turn.
+fn model_turn(g: &Gated, socket: &mut Socket, turn: Value, decide: &str) -> Vec<Value> {
+    let turn_id = turn["turn_id"].as_str().unwrap().to_owned();
+    socket.send(&turn);
+    let mut events = Vec::new();
+    loop {
+        let event = socket.next_message();
+        if event["turn_id"] != turn_id.as_str() {
+            continue;
+        }
+        if event["type"] == "action" && event["action"]["status"] == "pending" {
+            assert_eq!(event["action"]["source"], "model", "{event}");
+            let id = event["action"]["id"].as_str().unwrap().to_owned();
+            let listed = wait_pending(&g.home, &id);
+            assert_eq!(listed["source"], "model", "{listed}");
+            let out = g.home.run(&["approvals", decide, &id]);
+            assert!(out.status.success(), "{}", out.stderr);
+        }
+        let end = matches!(event["type"].as_str(), Some("done" | "error" | "cancelled"));
+        events.push(event);
+        if end {
+            return events;
+        }
+    }
+}
+
+fn streamed(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter(|e| e["type"] == "token")
+        .filter_map(|e| e["text"].as_str())
+        .collect()
+}
+
+#[test]
+fn the_model_asks_for_actions_through_the_gate_and_answers_with_their_outcome() {
+    let g = start_with(120, true);
+    jarvis_tests::brain::wait_engine(&g.api, "llm", "ready");
+    let conversation = g.api.create_conversation();
+    let mut socket = Socket::connect(&g.api);
+
+    // Required: the call is the model's, constrained to the tool's
+    // schema; approved, it runs and the model answers after its outcome.
+    let events = model_turn(
+        &g,
+        &mut socket,
+        json!({"type": "chat", "turn_id": "m1", "conversation_id": conversation,
+               "content": "How much memory does this computer have?",
+               "tool_choice": "system_info", "max_tokens": 24}),
+        "approve",
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "done", "{events:?}");
+    let finals: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "action" && e["action"]["status"] != "pending")
+        .collect();
+    assert_eq!(finals.len(), 1, "{events:?}");
+    assert_eq!(finals[0]["action"]["status"], "done");
+    let said = streamed(&events);
+    let stored = g.api.messages(&conversation).unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1], said);
+    assert!(said.starts_with("This computer:"), "{said}");
+    let after_outcome = &said[said.find("Free disk space").unwrap()..];
+    let (_, answer) = after_outcome.split_once("\n\n").unwrap();
+    assert!(
+        !answer.trim().is_empty(),
+        "the model said nothing after the outcome: {said}"
+    );
+    let id = finals[0]["action"]["id"].as_str().unwrap();
+    let trail = audit_of(&g.home, id);
+    assert!(trail.iter().any(|e| e["by"] == "terminal"), "{trail:?}");
+    assert!(
+        trail
+            .iter()
+            .all(|e| e["event"] != "requested" || e["source"] == "model")
+    );
+
+    // Declined: nothing is written, and the answer says so first.
+    let events = model_turn(
+        &g,
+        &mut socket,
+        json!({"type": "chat", "turn_id": "m2", "conversation_id": conversation,
+               "content": "Open https://example.org/tea please.",
+               "tool_choice": "open_url", "max_tokens": 16}),
+        "deny",
+    );
+    assert_eq!(events.last().unwrap()["type"], "done", "{events:?}");
+    assert!(
+        streamed(&events).starts_with("You declined this request"),
+        "{events:?}"
+    );
+    assert!(!g.opened.exists());
+
+    // Auto (the conversation's setting): the model may pick any tool or
+    // none; whatever it picks is well-formed, goes through the gate, and
+    // the turn ends with an answer.
+    let reply = g
+        .api
+        .request(
+            Method::PUT,
+            &format!("/v1/conversations/{conversation}/settings"),
+        )
+        .json(&json!({"model_actions": true}))
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let events = model_turn(
+        &g,
+        &mut socket,
+        json!({"type": "chat", "turn_id": "m3", "conversation_id": conversation,
+               "content": "Remind me to drink water in ten minutes.", "max_tokens": 16}),
+        "deny",
+    );
+    assert_eq!(events.last().unwrap()["type"], "done", "{events:?}");
+    for event in events.iter().filter(|e| e["type"] == "action") {
+        let tool = event["action"]["tool"].as_str().unwrap();
+        let tools = [
+            "system_info",
+            "read_file",
+            "write_note",
+            "set_reminder",
+            "open_url",
+            "open_path",
+        ];
+        assert!(tools.contains(&tool), "{event}");
+    }
+
+    // A choice that is no tool is refused before anything is stored.
+    socket.send(
+        &json!({"type": "chat", "turn_id": "m4", "conversation_id": conversation,
+                        "content": "hi", "tool_choice": "run_shell"}),
+    );
+    let error = loop {
+        let event = socket.next_message();
+        if event["turn_id"] == "m4" {
+            break event;
+        }
+    };
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["error"]["code"], "bad_request", "{error}");
+    assert!(!g.opened.exists());
 }

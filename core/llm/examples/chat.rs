@@ -36,6 +36,7 @@ async fn main() {
         temperature: args.get(4).map(|t| t.parse().unwrap()),
         top_p: None,
         stop: Vec::new(),
+        json_schema: None,
     });
     while let Some(event) = events.recv().await {
         match event {

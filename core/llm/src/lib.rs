@@ -56,6 +56,10 @@ pub struct Request {
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
     pub stop: Vec<String>,
+    /// A JSON schema the answer must match: generation is constrained
+    /// token by token (mistralrs' llguidance), so even a model that was
+    /// never trained to call tools answers with JSON of this shape.
+    pub json_schema: Option<serde_json::Value>,
 }
 
 /// Why generation ended.
@@ -316,7 +320,18 @@ impl ChatModel {
         if !request.stop.is_empty() {
             sampling.stop_toks = Some(StopTokens::Seqs(request.stop.clone()));
         }
-        let builder = builder.set_sampling(sampling);
+        let mut builder = builder.set_sampling(sampling);
+        if let Some(schema) = request.json_schema {
+            builder = builder.set_constraint(mistralrs::Constraint::JsonSchema(schema));
+            // Inside a string the grammar allows anything, and a small
+            // model's greedy text tends to loop ("It is very good. It is
+            // very good. ..."): DRY penalises repeating a run of tokens,
+            // and its default breakers (quotes, colons, newlines) leave
+            // the JSON's own structure alone.
+            let dry = mistralrs::DrySamplingParams::new_with_defaults(0.8, None, None, None)
+                .map_err(|e| e.to_string())?;
+            builder = builder.set_sampler_dry_params(dry);
+        }
         let mut stream = self
             .model
             .stream_chat_request(builder)

@@ -204,6 +204,7 @@ impl From<ChatError> for ApiError {
             ChatError::ModelUnavailable(unavailable) => unavailable.into(),
             ChatError::Memory(error) => error.into(),
             ChatError::ContextLengthExceeded(too_long) => Self::ContextLengthExceeded(too_long),
+            ChatError::Generation(message) => Self::Generation(message),
         }
     }
 }

@@ -206,6 +206,7 @@ pub async fn chat_completions(
         temperature: request.temperature,
         top_p: request.top_p,
         stop,
+        json_schema: None,
     });
     let id = format!(
         "chatcmpl-{}",

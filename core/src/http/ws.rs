@@ -2,10 +2,12 @@
 //!
 //! Client messages (JSON, tagged by `type`):
 //! - `chat`: `turn_id` (the client's name for the turn), `conversation_id`,
-//!   `content`, optional `max_tokens` and `temperature`.
-//! - `regenerate`: `turn_id`, `conversation_id`, optional `max_tokens`
-//!   and `temperature`: answers the last user message again, replacing
-//!   the last answer if there is one.
+//!   `content`, optional `max_tokens`, `temperature` and `tool_choice`
+//!   (`none`, `auto` or a tool's name; unset: `auto` when the
+//!   conversation's `model_actions` setting is on, else `none`).
+//! - `regenerate`: `turn_id`, `conversation_id`, optional `max_tokens`,
+//!   `temperature` and `tool_choice`: answers the last user message again,
+//!   replacing the last answer if there is one.
 //! - `cancel`: `turn_id`.
 //!
 //! A `chat` whose content is a slash command (`/note ...`, `/remind 5m
@@ -14,6 +16,11 @@
 //! tier and arguments), then, once the launcher says how it ended,
 //! `action` again, the outcome as one `token`, and `done` (`finish_reason:
 //! action`).
+//!
+//! When the model may ask for actions, it is first asked for a call
+//! (constrained to the tools' schemas, see `model_actions`); a call sends
+//! the same `action` events (`source: model`), its outcome streams as the
+//! first `token`, and the model's answer follows it.
 //!
 //! Server messages: `hello` (engine states), `started`, `token` (`text`),
 //! `done` (`message_index`, `finish_reason`, `usage`), `cancelled`,
@@ -41,13 +48,14 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use jarvis_actions::{Source, Status, slash};
+use jarvis_actions::{ActionRequest, ActionState, Source, Status, slash};
 
 use super::error::{ApiError, conversation_not_found};
 use super::state::AppState;
 use crate::actions::{self, ActionError};
 use crate::chat::{self, TurnInput, TurnRequest};
 use crate::memory::{ConversationId, Role};
+use crate::model_actions::{self, ModelCall, ToolChoice};
 
 /// Turns one socket may run at once.
 pub const MAX_TURNS_PER_SOCKET: usize = 8;
@@ -63,12 +71,14 @@ enum ClientMessage {
         content: String,
         max_tokens: Option<u32>,
         temperature: Option<f64>,
+        tool_choice: Option<String>,
     },
     Regenerate {
         turn_id: String,
         conversation_id: String,
         max_tokens: Option<u32>,
         temperature: Option<f64>,
+        tool_choice: Option<String>,
     },
     Cancel {
         turn_id: String,
@@ -151,31 +161,35 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
                 continue;
             }
         };
-        let (turn_id, conversation_id, input, max_tokens, temperature) = match parsed {
+        let (turn_id, conversation_id, input, max_tokens, temperature, tool_choice) = match parsed {
             ClientMessage::Chat {
                 turn_id,
                 conversation_id,
                 content,
                 max_tokens,
                 temperature,
+                tool_choice,
             } => (
                 turn_id,
                 conversation_id,
                 TurnInput::Message(content),
                 max_tokens,
                 temperature,
+                tool_choice,
             ),
             ClientMessage::Regenerate {
                 turn_id,
                 conversation_id,
                 max_tokens,
                 temperature,
+                tool_choice,
             } => (
                 turn_id,
                 conversation_id,
                 TurnInput::Regenerate,
                 max_tokens,
                 temperature,
+                tool_choice,
             ),
             ClientMessage::Cancel { turn_id } => {
                 if let Some(cancel) = turns.remove(&turn_id) {
@@ -200,6 +214,17 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
             let e = ApiError::NotFound(format!("no conversation '{conversation_id}'"));
             let _ = out.send(error_json(Some(&turn_id), &e)).await;
             continue;
+        };
+        let tool_choice = match tool_choice.as_deref().map(|c| (c, ToolChoice::parse(c))) {
+            None => None,
+            Some((_, Some(choice))) => Some(choice),
+            Some((text, None)) => {
+                let e = ApiError::BadRequest(format!(
+                    "tool_choice must be 'none', 'auto' or a tool's name, not '{text}'"
+                ));
+                let _ = out.send(error_json(Some(&turn_id), &e)).await;
+                continue;
+            }
         };
         let (cancel_tx, cancel_rx) = oneshot::channel();
         // A slash command asks the launcher for an action instead of the
@@ -236,7 +261,10 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
         };
         let (state, out, finished) = (Arc::clone(&state), out.clone(), finished_tx.clone());
         tokio::spawn(async move {
-            run_turn(&state, &turn_id, request, &out, cancel_rx).await;
+            let turn = run_turn(&state, &turn_id, request, tool_choice, &out, cancel_rx);
+            if let Err(e) = turn.await {
+                let _ = out.send(error_json(Some(&turn_id), &e)).await;
+            }
             let _ = finished.send(turn_id);
         });
     }
@@ -249,31 +277,86 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
     let _ = writer.await;
 }
 
+/// A turn the model answers. When the model may ask for actions (the
+/// conversation's `model_actions` setting, or the turn's `tool_choice`),
+/// it is first asked for a call, constrained to the tools' schemas; a
+/// call goes through the launcher's gate like a slash command's, and its
+/// outcome is shown, stored and fed back before the model answers. An
+/// error is the caller's to report.
 async fn run_turn(
     state: &AppState,
     turn_id: &str,
     request: TurnRequest,
+    tool_choice: Option<ToolChoice>,
     out: &mpsc::Sender<serde_json::Value>,
     mut cancel: oneshot::Receiver<()>,
-) {
-    let mut turn = match chat::start(&state.memory, &state.engines, request).await {
-        Ok(turn) => turn,
-        Err(e) => {
-            let _ = out.send(error_json(Some(turn_id), &e.into())).await;
-            return;
+) -> Result<(), ApiError> {
+    let prepared = chat::prepare(&state.memory, &state.engines, request).await?;
+    let choice = tool_choice.unwrap_or(if prepared.settings.model_actions {
+        ToolChoice::Auto
+    } else {
+        ToolChoice::None
+    });
+    let conversation = prepared.conversation.clone();
+    let started = json!({
+        "type": "started",
+        "turn_id": turn_id,
+        "conversation_id": conversation.as_str(),
+        "user_index": prepared.user_index,
+        "model": {"name": prepared.model.name, "version": prepared.model.version},
+    });
+    // What the person sees before the model's answer (an action's
+    // outcome), and what the model is told of it.
+    let mut shown = String::new();
+    let mut extra = Vec::new();
+    if let Some(schema) = model_actions::call_schema(choice) {
+        let mut started = started.clone();
+        started["left_out"] = json!(0);
+        let _ = out.send(started).await;
+        let instructions = model_actions::instructions(choice, jiff::Timestamp::now());
+        let call = tokio::select! {
+            call = prepared.generate_json(&instructions, schema, model_actions::CALL_MAX_TOKENS) => call?,
+            _ = &mut cancel => {
+                send_cancelled(out, turn_id, None).await;
+                return Ok(());
+            }
+        };
+        match call
+            .as_deref()
+            .map(|text| model_actions::parse_call(text, choice))
+        {
+            Some(Ok(ModelCall::Call { tool, arguments })) => {
+                let Some((text, messages)) = model_action(
+                    state,
+                    turn_id,
+                    &conversation,
+                    tool,
+                    arguments,
+                    out,
+                    &mut cancel,
+                )
+                .await?
+                else {
+                    return Ok(()); // cancelled
+                };
+                shown = format!("{text}\n\n");
+                extra = messages;
+                let _ = out
+                    .send(json!({"type": "token", "turn_id": turn_id, "text": shown}))
+                    .await;
+            }
+            Some(Ok(ModelCall::Nothing)) => {}
+            Some(Err(e)) => tracing::warn!(call = ?call, "the model's call was not usable: {e}"),
+            None => tracing::warn!("the model gave no complete call"),
         }
-    };
-    let _ = out
-        .send(json!({
-            "type": "started",
-            "turn_id": turn_id,
-            "conversation_id": turn.conversation.as_str(),
-            "user_index": turn.user_index,
-            "model": {"name": turn.model.name, "version": turn.model.version},
-            "left_out": turn.left_out,
-        }))
-        .await;
-    let mut answer = String::new();
+    }
+    let mut turn = prepared.answer(&extra)?;
+    if choice == ToolChoice::None {
+        let mut started = started;
+        started["left_out"] = json!(turn.left_out);
+        let _ = out.send(started).await;
+    }
+    let mut answer = shown.clone();
     loop {
         let event = tokio::select! {
             event = turn.events.recv() => event,
@@ -294,30 +377,26 @@ async fn run_turn(
                 finish_reason,
                 usage,
             }) => {
-                let tokens = Some(usage.completion_tokens);
-                match chat::store_answer(&state.memory, &turn.conversation, answer, tokens).await {
-                    Ok(index) => {
-                        let _ = out
-                            .send(json!({
-                                "type": "done",
-                                "turn_id": turn_id,
-                                "message_index": index,
-                                "finish_reason": finish_reason,
-                                "usage": usage,
-                            }))
-                            .await;
-                    }
-                    Err(e) => {
-                        let _ = out.send(error_json(Some(turn_id), &e.into())).await;
-                    }
-                }
-                return;
+                let tokens = shown.is_empty().then_some(usage.completion_tokens);
+                let index =
+                    chat::store_answer(&state.memory, &conversation, answer, tokens).await?;
+                let _ = out
+                    .send(json!({
+                        "type": "done",
+                        "turn_id": turn_id,
+                        "message_index": index,
+                        "finish_reason": finish_reason,
+                        "usage": usage,
+                    }))
+                    .await;
+                return Ok(());
             }
             Some(jarvis_llm::Event::Failed(message)) => {
-                let _ = out
-                    .send(error_json(Some(turn_id), &ApiError::Generation(message)))
-                    .await;
-                return;
+                // Keep an action's outcome: it happened.
+                if !shown.is_empty() {
+                    chat::store_answer(&state.memory, &conversation, shown, None).await?;
+                }
+                return Err(ApiError::Generation(message));
             }
             None => break,
         }
@@ -328,10 +407,119 @@ async fn run_turn(
     let index = if answer.is_empty() {
         None
     } else {
-        chat::store_answer(&state.memory, &turn.conversation, answer, None)
+        chat::store_answer(&state.memory, &conversation, answer, None)
             .await
             .ok()
     };
+    send_cancelled(out, turn_id, index).await;
+    Ok(())
+}
+
+/// The model's call: handed to the launcher, waited for (a cancel
+/// withdraws it), and described. Returns what the person is shown and
+/// what the model is told; `None` when the turn was cancelled.
+async fn model_action(
+    state: &AppState,
+    turn_id: &str,
+    conversation: &ConversationId,
+    tool: jarvis_actions::Tool,
+    arguments: serde_json::Value,
+    out: &mpsc::Sender<serde_json::Value>,
+    cancel: &mut oneshot::Receiver<()>,
+) -> Result<Option<(String, Vec<jarvis_llm::Message>)>, ApiError> {
+    let submitted = actions::submit(
+        &state.memory,
+        tool.name(),
+        arguments.clone(),
+        Some(conversation),
+        Source::Model,
+    )
+    .await;
+    let request = match submitted {
+        Ok(request) => request,
+        // Well-formed but not acceptable (a relative path, a time long
+        // past): nothing was asked; the model hears why.
+        Err(ActionError::Invalid(e)) => {
+            let text = format!("Jarvis refused the model's request for {tool}: {e}");
+            let told = jarvis_llm::Message {
+                role: jarvis_llm::Role::User,
+                content: format!("[Jarvis: {text}]\n[Now answer my previous message.]"),
+            };
+            return Ok(Some((text, vec![told])));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(final_state) = decision(state, turn_id, &request, tool, out, cancel).await? else {
+        return Ok(None);
+    };
+    let shown = actions::describe(&request, final_state.as_ref());
+    let told = vec![
+        model_actions::call_message(&request),
+        model_actions::outcome_message(&request, final_state.as_ref()),
+    ];
+    Ok(Some((shown, told)))
+}
+
+/// Tells the client a request waits for the person (`action`, `pending`),
+/// waits for the launcher's final word, and tells the client that too.
+/// `None` when the turn was cancelled first: the request is withdrawn and
+/// the client told.
+async fn decision(
+    state: &AppState,
+    turn_id: &str,
+    request: &ActionRequest,
+    tool: jarvis_actions::Tool,
+    out: &mpsc::Sender<serde_json::Value>,
+    cancel: &mut oneshot::Receiver<()>,
+) -> Result<Option<Option<ActionState>>, ApiError> {
+    let _ = out
+        .send(json!({
+            "type": "action",
+            "turn_id": turn_id,
+            "action": {
+                "id": request.id,
+                "tool": request.tool,
+                "tier": tool.tier(),
+                "description": tool.description(),
+                "arguments": request.arguments,
+                "source": request.source,
+                "status": Status::Pending,
+            },
+        }))
+        .await;
+    let final_state = tokio::select! {
+        outcome = actions::wait_final(&state.memory, &request.id, actions::approval_wait()) => outcome?,
+        _ = cancel => {
+            // Stopping the turn takes the request back: the launcher drops
+            // it if nobody decided yet.
+            if let Err(e) = state.memory.withdraw_action(&request.id).await {
+                tracing::warn!(id = %request.id, "could not withdraw an action: {e}");
+            }
+            send_cancelled(out, turn_id, None).await;
+            return Ok(None);
+        }
+    };
+    let _ = out
+        .send(json!({
+            "type": "action",
+            "turn_id": turn_id,
+            "action": {
+                "id": request.id,
+                "tool": request.tool,
+                "source": request.source,
+                "status": final_state.as_ref().map_or(Status::Expired, |s| s.status),
+                "reason": final_state.as_ref().and_then(|s| s.reason.clone()),
+            },
+        }))
+        .await;
+    Ok(Some(final_state))
+}
+
+async fn send_cancelled(
+    out: &mpsc::Sender<serde_json::Value>,
+    turn_id: &str,
+    index: Option<usize>,
+) {
     let _ = out
         .send(json!({"type": "cancelled", "turn_id": turn_id, "message_index": index}))
         .await;
@@ -378,46 +566,10 @@ async fn run_action_turn(
             "left_out": 0,
         }))
         .await;
-    let _ = out
-        .send(json!({
-            "type": "action",
-            "turn_id": turn_id,
-            "action": {
-                "id": request.id,
-                "tool": request.tool,
-                "tier": tool.tier(),
-                "description": tool.description(),
-                "arguments": request.arguments,
-                "status": Status::Pending,
-            },
-        }))
-        .await;
-    let final_state = tokio::select! {
-        outcome = actions::wait_final(&state.memory, &request.id, actions::approval_wait()) => outcome?,
-        _ = &mut cancel => {
-            // Stopping the turn takes the request back: the launcher drops
-            // it if nobody decided yet.
-            if let Err(e) = state.memory.withdraw_action(&request.id).await {
-                tracing::warn!(id = %request.id, "could not withdraw an action: {e}");
-            }
-            let _ = out
-                .send(json!({"type": "cancelled", "turn_id": turn_id, "message_index": null}))
-                .await;
-            return Ok(());
-        }
+    let Some(final_state) = decision(state, turn_id, &request, tool, out, &mut cancel).await?
+    else {
+        return Ok(());
     };
-    let _ = out
-        .send(json!({
-            "type": "action",
-            "turn_id": turn_id,
-            "action": {
-                "id": request.id,
-                "tool": request.tool,
-                "status": final_state.as_ref().map_or(Status::Expired, |s| s.status),
-                "reason": final_state.as_ref().and_then(|s| s.reason.clone()),
-            },
-        }))
-        .await;
     let answer = actions::describe(&request, final_state.as_ref());
     let _ = out
         .send(json!({"type": "token", "turn_id": turn_id, "text": answer}))

@@ -208,15 +208,18 @@ export class ChatView {
     }
   }
 
-  // A slash command asked the launcher for an action: say that it waits
-  // for the person, with a button that has the launcher open its approval
-  // page (on its own origin; this page never sees its sign-in link).
+  // A slash command (or the model) asked the launcher for an action: say
+  // that it waits for the person, with a button that has the launcher open
+  // its approval page (on its own origin; this page never sees its
+  // sign-in link).
   showAction(turn, action) {
     turn.action = action;
     turn.element.querySelector(".action-wait")?.remove();
     if (action.status !== "pending") return;
     const box = h("div", { class: "action-wait", role: "status" },
-      h("span", {}, `Waiting for your approval: ${action.description || action.tool}`),
+      h("span", {}, action.source === "model"
+        ? `The model asks to use ${action.tool}: ${action.description || ""} Waiting for your approval.`
+        : `Waiting for your approval: ${action.description || action.tool}`),
       h("button", {
         type: "button", class: "btn small primary", id: "review-approval",
         onclick: async () => {
@@ -319,12 +322,17 @@ export class ChatView {
     system.value = settings.system_prompt || "";
     const temperature = h("input", { id: "setting-temperature", type: "number", min: 0, max: 2, step: 0.1, value: settings.temperature ?? "" });
     const maxTokens = h("input", { id: "setting-max-tokens", type: "number", min: 1, step: 1, value: settings.max_tokens ?? "" });
+    const modelActions = h("input", { id: "setting-model-actions", type: "checkbox" });
+    modelActions.checked = settings.model_actions === true;
     openDialog({
       title: "Conversation settings",
       body: [
         h("div", { class: "field" }, h("label", { for: "setting-system" }, "System prompt"), system),
         h("div", { class: "field" }, h("label", { for: "setting-temperature" }, "Temperature (0–2, empty for the default)"), temperature),
         h("div", { class: "field" }, h("label", { for: "setting-max-tokens" }, "Longest answer in tokens (empty for the default)"), maxTokens),
+        h("div", { class: "field-check" }, modelActions,
+          h("label", { for: "setting-model-actions" },
+            "Let the model ask for actions (notes, reminders, opening things). You approve each one; small models choose poorly and answer more slowly.")),
       ],
       actions: [
         h("button", { class: "btn", value: "cancel", formnovalidate: true }, "Cancel"),
@@ -336,6 +344,7 @@ export class ChatView {
         if (system.value.trim()) body.system_prompt = system.value;
         if (temperature.value !== "") body.temperature = Number(temperature.value);
         if (maxTokens.value !== "") body.max_tokens = Number(maxTokens.value);
+        if (modelActions.checked) body.model_actions = true;
         try {
           await put(`/v1/conversations/${id}/settings`, body);
           toast("Settings saved.");
