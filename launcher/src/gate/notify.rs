@@ -1,7 +1,7 @@
 //! Desktop notifications, where the OS offers them: `notify-send` (Linux,
-//! libnotify), `osascript` (macOS), or `JARVIS_NOTIFY_COMMAND` (tests,
-//! other desktops). Best effort: without one, the UI and the log still say
-//! it.
+//! libnotify), `osascript` (macOS), a toast through Windows PowerShell
+//! (Windows 10 and later), or `JARVIS_NOTIFY_COMMAND` (tests, other
+//! desktops). Best effort: without one, the UI and the log still say it.
 
 use jarvis_protocol::env;
 
@@ -26,6 +26,21 @@ pub fn notify(title: &str, body: &str) -> bool {
                 body,
             ]);
             c
+        } else if cfg!(windows) {
+            // The texts go in through the environment, never into the
+            // script's source; the toast's XML is built with escaping.
+            let mut c = std::process::Command::new("powershell.exe");
+            c.args([
+                "-NoProfile",
+                "-NonInteractive",
+                "-WindowStyle",
+                "Hidden",
+                "-Command",
+                WINDOWS_TOAST_SCRIPT,
+            ]);
+            c.env("JARVIS_TOAST_TITLE", title)
+                .env("JARVIS_TOAST_BODY", body);
+            c
         } else if cfg!(unix) {
             let mut c = std::process::Command::new("notify-send");
             c.args(["--app-name=Jarvis", "--", title, body]);
@@ -42,3 +57,18 @@ pub fn notify(title: &str, body: &str) -> bool {
         }
     }
 }
+
+/// Shows a toast with the texts of `JARVIS_TOAST_TITLE` and
+/// `JARVIS_TOAST_BODY`, as Windows PowerShell's own app (no registration
+/// needed).
+const WINDOWS_TOAST_SCRIPT: &str = r#"
+$ErrorActionPreference = 'Stop'
+[Windows.UI.Notifications.ToastNotificationManager, Windows.UI.Notifications, ContentType = WindowsRuntime] > $null
+[Windows.Data.Xml.Dom.XmlDocument, Windows.Data.Xml.Dom.XmlDocument, ContentType = WindowsRuntime] > $null
+$title = [System.Security.SecurityElement]::Escape($env:JARVIS_TOAST_TITLE)
+$body = [System.Security.SecurityElement]::Escape($env:JARVIS_TOAST_BODY)
+$xml = New-Object Windows.Data.Xml.Dom.XmlDocument
+$xml.LoadXml("<toast><visual><binding template='ToastGeneric'><text>$title</text><text>$body</text></binding></visual></toast>")
+$app = '{1AC14E77-02E7-4E5D-B744-2EB1AE5198B7}\WindowsPowerShell\v1.0\powershell.exe'
+[Windows.UI.Notifications.ToastNotificationManager]::CreateToastNotifier($app).Show([Windows.UI.Notifications.ToastNotification]::new($xml))
+"#;
