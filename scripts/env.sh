@@ -25,3 +25,13 @@ stamp_changed() {
     printf '%s' "$2" >"$1.partial"
     mv "$1.partial" "$1"
 }
+
+# Every launcher built by the project's scripts trusts the public test
+# release key (tests/fixtures/release-test-key), so tests sign their own
+# releases; scripts/release sets the real keys and refuses this one. The
+# key's text (not its path) is what goes in, so clones in other folders
+# share the build.
+if [ -z "${JARVIS_RELEASE_KEYS+set}" ] && [ -z "${JARVIS_RELEASE_KEYS_FILE:-}" ]; then
+    JARVIS_RELEASE_KEYS="$(cat "$(dirname "${BASH_SOURCE[0]}")/../tests/fixtures/release-test-key/release.pub")"
+    export JARVIS_RELEASE_KEYS
+fi

@@ -4,8 +4,10 @@
 //! - [`manifest`]: `release.json`, plain serde types. A manifest is trusted
 //!   only after [`signing::verify`] accepted the signature over its raw
 //!   bytes, before anything in it is parsed.
-//! - [`signing`]: ed25519 keys (`jarvis-dist keygen`), signatures, and the
-//!   keys the launcher pins (primary and backup, so a key can be rotated).
+//! - [`signing`]: ed25519 keys (`jarvis-dist keygen`) and signatures (the
+//!   keys a launcher trusts are baked in when it is built: `launcher/build.rs`).
+//! - [`release_check`]: whether a built launcher may be shipped
+//!   (`jarvis-dist check-launcher`).
 //! - [`delta`]: per-file patches, bsdiff-style or zstd `--patch-from`-style
 //!   (prefix with long-distance matching), whichever is smaller.
 //! - [`feed`]: assembling a version folder (`jarvis-dist bundle`) and a
@@ -20,6 +22,7 @@ pub const TARGET: &str = env!("JARVIS_DIST_TARGET");
 pub mod delta;
 pub mod feed;
 pub mod manifest;
+pub mod release_check;
 pub mod signing;
 
 /// Everything that can go wrong with releases.

@@ -85,6 +85,21 @@ enum Command {
               value_parser = clap::value_parser!(i32).range(1..=22))]
         level: i32,
     },
+    /// Refuse to ship a launcher that could not accept this release's
+    /// updates: it must trust at least one key, and only keys whose
+    /// private halves are given with --key (the primary and the one it
+    /// rotates to), never the public test key; a release build with a feed.
+    CheckLauncher {
+        /// The `jarvis` binary to check (it is run: `jarvis build-info --json`).
+        #[arg(long)]
+        launcher: PathBuf,
+        /// A secret key file from `keygen`; once per trusted key.
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        /// Accept the test suite's own launchers (test key, debug build).
+        #[arg(long, hide = true)]
+        for_tests: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -133,6 +148,49 @@ fn ui_files(dir: &std::path::Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::CheckLauncher {
+            launcher,
+            keys,
+            for_tests,
+        } => {
+            let out = std::process::Command::new(&launcher)
+                .args(["build-info", "--json"])
+                .output()
+                .with_context(|| format!("could not run {}", launcher.display()))?;
+            if !out.status.success() {
+                anyhow::bail!(
+                    "{} build-info failed: {}",
+                    launcher.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let info: jarvis_dist::release_check::BuildInfo =
+                serde_json::from_slice(&out.stdout)
+                    .context("the launcher's build-info is not what this jarvis-dist reads")?;
+            let mut secret = Vec::new();
+            for path in &keys {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("could not read {}", path.display()))?;
+                secret.push(signing::signing_key(&text)?);
+            }
+            let policy = jarvis_dist::release_check::Policy { for_tests };
+            let problems = jarvis_dist::release_check::problems(&info, &secret, policy);
+            if !problems.is_empty() {
+                anyhow::bail!(
+                    "{} (jarvis {}) must not be shipped:\n  - {}",
+                    launcher.display(),
+                    info.version,
+                    problems.join("\n  - ")
+                );
+            }
+            println!(
+                "{} (jarvis {}) trusts {} release key(s), all held; feed {}",
+                launcher.display(),
+                info.version,
+                info.release_keys.len(),
+                info.update_feed.as_deref().unwrap_or("none")
+            );
+        }
         Command::Keygen { out } => {
             std::fs::create_dir_all(&out)?;
             let key = signing::generate()?;

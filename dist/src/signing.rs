@@ -1,23 +1,12 @@
 //! ed25519 signatures over the manifest's raw bytes.
 //!
-//! Keys and signatures are stored as hex text. The launcher pins
-//! [`PINNED_KEYS`] (primary and backup). Debug builds also trust the keys in
-//! `JARVIS_UPDATE_TRUSTED_KEYS` (comma-separated hex), which is how tests
-//! sign their own releases; release builds ignore that variable.
+//! Keys and signatures are stored as hex text. Which keys the launcher
+//! trusts is decided when it is built (`launcher/build.rs`,
+//! `JARVIS_RELEASE_KEYS`), never here.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
 use crate::DistError;
-
-/// The public keys every release build trusts: the primary release key and
-/// the offline backup it can be rotated to. Their private halves are never
-/// in the repository (they were generated with `jarvis-dist keygen` and not
-/// kept: whoever cuts the first real release generates the pair it will
-/// keep offline and replaces these two lines).
-pub const PINNED_KEYS: [&str; 2] = [
-    "6bfc5bf6301abcb9d45bc5499d26c0ce5efd8eba32ab57722b7c9ba9662a60bb",
-    "6f34c2bfc59d260c65060670292aea17b71d747aa73f01645e76c223a9293463",
-];
 
 /// A key pair as `jarvis-dist keygen` writes it.
 pub fn generate() -> Result<SigningKey, DistError> {
@@ -65,20 +54,6 @@ pub fn verify(bytes: &[u8], signature: &str, trusted: &[VerifyingKey]) -> Result
         .ok_or(DistError::BadSignature)
 }
 
-/// The keys this build trusts (see the module docs).
-pub fn trusted_keys(extra_from_env: Option<&str>) -> Vec<VerifyingKey> {
-    let mut keys: Vec<VerifyingKey> = PINNED_KEYS
-        .iter()
-        .filter_map(|k| verifying_key(k).ok())
-        .collect();
-    if cfg!(debug_assertions)
-        && let Some(extra) = extra_from_env
-    {
-        keys.extend(extra.split(',').filter_map(|k| verifying_key(k).ok()));
-    }
-    keys
-}
-
 #[cfg(test)]
 mod tests {
     #![expect(clippy::unwrap_used, reason = "tests")]
@@ -104,10 +79,5 @@ mod tests {
             signing_key(&to_hex(&key.to_bytes())).unwrap().to_bytes(),
             key.to_bytes()
         );
-    }
-
-    #[test]
-    fn pinned_keys_parse() {
-        assert_eq!(trusted_keys(None).len(), 2);
     }
 }

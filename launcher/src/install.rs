@@ -7,24 +7,18 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use ed25519_dalek::VerifyingKey;
 use jarvis_dist::manifest::{AppVersion, MANIFEST_NAME, Release, SIGNATURE_NAME, SchemaRange};
 use jarvis_download::Sha256Digest;
 use jarvis_durable::{Visibility, read_optional, write_atomic};
 use jarvis_migrations::CURRENT_SCHEMA_VERSION;
-use jarvis_protocol::env;
 
 use crate::hint::hinted_with;
+use crate::release_config::trusted_keys;
 
 /// Pointer naming the version that runs.
 const CURRENT: &str = "current";
 /// Pointer naming the version that ran before it.
 const PREVIOUS: &str = "previous";
-
-/// The keys releases must be signed with (see `jarvis_dist::signing`).
-pub fn trusted_keys() -> Vec<VerifyingKey> {
-    jarvis_dist::signing::trusted_keys(std::env::var(env::UPDATE_TRUSTED_KEYS).ok().as_deref())
-}
 
 /// The app version to run and the folder holding its core.
 #[derive(Debug)]
@@ -97,7 +91,7 @@ impl Install {
         let manifest = jarvis_durable::read("release manifest", &dir.join(MANIFEST_NAME))?;
         let signature =
             jarvis_durable::read_to_string("release signature", &dir.join(SIGNATURE_NAME))?;
-        jarvis_dist::signing::verify(&manifest, &signature, &trusted_keys()).with_context(
+        jarvis_dist::signing::verify(&manifest, &signature, &trusted_keys()?).with_context(
             || format!("the installed version {version} is not signed by a trusted key"),
         )?;
         let release = Release::parse_verified(&manifest)?;

@@ -31,6 +31,7 @@ mod model_events;
 mod models;
 mod paths;
 mod progress;
+mod release_config;
 mod secrets;
 mod shutdown;
 mod supervisor;
@@ -124,6 +125,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::approvals::PermissionsCommand,
     },
+    /// What this build trusts for updates and where it looks for them
+    /// (release keys, feed), for release checks.
+    BuildInfo {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Chat with the running Jarvis in the terminal (answers stream).
     Chat(cli::client::ChatArgs),
     /// Transcribe a WAV file with the running Jarvis.
@@ -187,6 +195,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Doctor) => cli::info::doctor(&paths).await,
         Some(Command::Approvals { command }) => cli::approvals::approvals(&paths, command).await,
         Some(Command::Permissions { command }) => cli::approvals::permissions(&paths, command),
+        Some(Command::BuildInfo { json }) => {
+            let info = release_config::build_info();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                let keys = release_config::built_in_keys();
+                println!("jarvis {} ({})", VERSION, jarvis_dist::TARGET);
+                if keys.is_empty() {
+                    println!("release keys: none (this build cannot accept updates)");
+                }
+                for key in keys {
+                    println!("release key: {key}");
+                }
+                println!(
+                    "update feed: {}",
+                    release_config::built_in_feed().unwrap_or("none (set JARVIS_UPDATE_URL)")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Chat(args)) => cli::client::chat(&paths, args).await,
         Some(Command::Transcribe(args)) => cli::client::transcribe(&paths, args).await,
     }

@@ -16,6 +16,7 @@ mod migrations;
 mod models;
 mod packs;
 mod persistence;
+mod release;
 mod security;
 mod supervision;
 mod ui;

@@ -14,8 +14,9 @@ use jarvis_dist::manifest::{
 use super::feed::{Feed, fetch_small};
 use super::state::UpdateState;
 use crate::VERSION;
-use crate::install::{Install, trusted_keys};
+use crate::install::Install;
 use crate::paths::AppPaths;
+use crate::release_config::trusted_keys;
 
 /// The newest acceptable release, or `None` when up to date.
 pub async fn check(
@@ -29,7 +30,7 @@ pub async fn check(
     let manifest = fetch_small(&manifest_url, MAX_MANIFEST_BYTES).await?;
     let signature = fetch_small(&feed.url(SIGNATURE_NAME), 1024).await?;
     let signature = String::from_utf8_lossy(&signature);
-    jarvis_dist::signing::verify(&manifest, &signature, &trusted_keys())
+    jarvis_dist::signing::verify(&manifest, &signature, &trusted_keys()?)
         .with_context(|| format!("refused the release manifest at {manifest_url}"))?;
     let release = Release::parse_verified(&manifest)?;
     if release.target != jarvis_dist::TARGET {

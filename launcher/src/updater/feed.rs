@@ -10,9 +10,6 @@ use jarvis_protocol::env;
 
 use crate::install::Install;
 
-/// Where updates come from when `JARVIS_UPDATE_URL` is not set.
-pub const DEFAULT_FEED: &str = "https://updates.jarvis.invalid/feed";
-
 /// Where a release is read from: a URL prefix ending in `/`.
 pub struct Feed {
     base: String,
@@ -22,7 +19,18 @@ pub struct Feed {
 
 impl Feed {
     pub fn online(channel: &str) -> anyhow::Result<Self> {
-        let root = std::env::var(env::UPDATE_URL).unwrap_or_else(|_| DEFAULT_FEED.to_owned());
+        // `JARVIS_UPDATE_URL` (a mirror, a test feed) over the feed this
+        // build was made with; what is found there is checked against the
+        // built-in keys either way.
+        let root = match std::env::var(env::UPDATE_URL) {
+            Ok(url) if !url.is_empty() => url,
+            _ => crate::release_config::built_in_feed()
+                .context(
+                    "this build of Jarvis has no update feed (built without JARVIS_UPDATE_FEED); \
+                     set JARVIS_UPDATE_URL or update from a file with `jarvis update apply --from`",
+                )?
+                .to_owned(),
+        };
         Self::at(&root, channel, None)
     }
 
