@@ -14,11 +14,14 @@
 //!   release feed (`jarvis-dist release`): full files, deltas from earlier
 //!   versions, an archive for offline updates, the signed manifest.
 //!
+//! - [`appimage`]: the AppImage installer (`jarvis-dist installer appimage`).
+//!
 //! Nothing here runs on a user's machine except through the launcher.
 
 /// The target triple this build runs on; releases must match it.
 pub const TARGET: &str = env!("JARVIS_DIST_TARGET");
 
+pub mod appimage;
 pub mod delta;
 pub mod feed;
 pub mod manifest;

@@ -85,6 +85,11 @@ enum Command {
               value_parser = clap::value_parser!(i32).range(1..=22))]
         level: i32,
     },
+    /// Make an installer of a published release (one format at a time).
+    Installer {
+        #[command(subcommand)]
+        format: InstallerFormat,
+    },
     /// Refuse to ship a launcher that could not accept this release's
     /// updates: it must trust at least one key, and only keys whose
     /// private halves are given with --key (the primary and the one it
@@ -99,6 +104,24 @@ enum Command {
         /// Accept the test suite's own launchers (test key, debug build).
         #[arg(long, hide = true)]
         for_tests: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum InstallerFormat {
+    /// A type-2 AppImage (Linux): installs the release into the install
+    /// folder on first launch, then runs and updates from there.
+    Appimage {
+        /// The feed the release was published into (`release --feed`).
+        #[arg(long)]
+        feed: PathBuf,
+        #[arg(long, default_value = "stable")]
+        channel: String,
+        /// The AppImage runtime (scripts/fetch-appimage-runtime).
+        #[arg(long)]
+        runtime: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -148,6 +171,18 @@ fn ui_files(dir: &std::path::Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Installer {
+            format:
+                InstallerFormat::Appimage {
+                    feed,
+                    channel,
+                    runtime,
+                    out,
+                },
+        } => {
+            let path = jarvis_dist::appimage::build(&feed, &channel, &runtime, &out)?;
+            println!("{}", path.display());
+        }
         Command::CheckLauncher {
             launcher,
             keys,

@@ -125,6 +125,16 @@ enum Command {
         #[command(subcommand)]
         command: cli::approvals::PermissionsCommand,
     },
+    /// Install Jarvis from an installer's release folder into the install
+    /// folder (`JARVIS_BUNDLE_DIR`); what installers run on first launch.
+    Install {
+        /// The release folder (a feed) the installer carries.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// What this build trusts for updates and where it looks for them
     /// (release keys, feed), for release checks.
     BuildInfo {
@@ -195,6 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Doctor) => cli::info::doctor(&paths).await,
         Some(Command::Approvals { command }) => cli::approvals::approvals(&paths, command).await,
         Some(Command::Permissions { command }) => cli::approvals::permissions(&paths, command),
+        Some(Command::Install { from, json }) => cli::update::install(&paths, &from, json).await,
         Some(Command::BuildInfo { json }) => {
             let info = release_config::build_info();
             if json {

@@ -11,6 +11,7 @@ mod brain;
 mod core_alone;
 mod download;
 mod gate;
+mod installers;
 mod lifecycle;
 mod migrations;
 mod models;

@@ -2,14 +2,14 @@
 //! what it was built to trust (`jarvis build-info`), and `jarvis-dist
 //! check-launcher` refuses a launcher nobody could sign updates for.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use jarvis_tests::{TestHome, binary, jarvis_bin};
 use serde_json::Value;
 
 fn test_key_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/release-test-key")
+    jarvis_tests::release_test_key_dir()
 }
 
 fn check_launcher(args: &[&str]) -> Output {

@@ -870,6 +870,23 @@ pub fn fixtures() -> PathBuf {
         .join("fixtures/appdata")
 }
 
+/// The public test release key pair (`release.key`, `release.pub`) every
+/// launcher the project's scripts build trusts.
+pub fn release_test_key_dir() -> PathBuf {
+    fixtures().with_file_name("release-test-key")
+}
+
+/// The AppImage runtime `scripts/fetch-appimage-runtime` fetched.
+pub fn appimage_runtime() -> PathBuf {
+    let path = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+        .join(".cache/jarvis/appimage/runtime-x86_64");
+    assert!(
+        path.is_file(),
+        "the AppImage runtime is missing: run scripts/fetch-appimage-runtime (scripts/test does)"
+    );
+    path
+}
+
 /// Every fixture schema, oldest first.
 pub fn fixture_versions() -> Vec<u32> {
     let mut versions: Vec<u32> = std::fs::read_dir(fixtures())

@@ -149,3 +149,84 @@ pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<Exi
 fn show(v: Option<AppVersion>) -> String {
     v.map_or_else(|| "none (development build)".to_owned(), |v| v.to_string())
 }
+
+/// `jarvis install --from FEED`: what an installer (the AppImage's first
+/// launch) runs to put Jarvis into the install folder (`JARVIS_BUNDLE_DIR`,
+/// else this launcher's own folder): this launcher as `<install>/jarvis`
+/// if none is there yet, then the feed's version, verified like any
+/// update, unless the install already has it or a newer one (the updater
+/// moved on). User data is never touched beyond the update state.
+pub async fn install(
+    paths: &AppPaths,
+    from: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let install_dir = &paths.bundle_dir;
+    if install_dir.starts_with(&paths.data_dir) || paths.data_dir.starts_with(install_dir) {
+        bail!(
+            "refusing to install into {}: the install folder and the data folder ({}) must not contain each other",
+            install_dir.display(),
+            paths.data_dir.display()
+        );
+    }
+    let _lock = lock_stopped(paths)?;
+    jarvis_durable::create_private_dir_all("install folder", install_dir)?;
+    let launcher = install_dir.join(if cfg!(windows) {
+        "jarvis.exe"
+    } else {
+        "jarvis"
+    });
+    let copied_launcher = if launcher.exists() {
+        false
+    } else {
+        let me = std::env::current_exe()?;
+        jarvis_durable::copy_atomic("launcher", &me, &launcher)?;
+        make_executable(&launcher)?;
+        true
+    };
+    let install = Install::new(install_dir);
+    let channel = "stable";
+    let feed = Feed::offline(from, channel, &install)?;
+    let mut state = UpdateState::load(paths)?;
+    let applied = match check(paths, &install, &mut state, &feed, channel).await? {
+        Some(release) => {
+            stage(&install, &feed, &release).await?;
+            activate(paths, &install, &mut state, release.version)?;
+            Some(release.version)
+        }
+        None => None,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "install_dir": install_dir,
+                "launcher": launcher,
+                "copied_launcher": copied_launcher,
+                "applied": applied,
+                "current": install.current()?,
+            })
+        );
+    } else if let Some(v) = applied {
+        println!("Installed Jarvis {v} in {}.", install_dir.display());
+    } else {
+        println!(
+            "Jarvis {} is already installed in {}.",
+            show(install.current()?),
+            install_dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(unix)]
+fn make_executable(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_executable(_path: &std::path::Path) -> anyhow::Result<()> {
+    Ok(())
+}

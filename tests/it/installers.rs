@@ -1,0 +1,184 @@
+//! Installers from the outside: made by the real `jarvis-dist` from a real
+//! signed release of the real binaries, then launched as a person would.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use jarvis_tests::{TestHome, binary, core_bin, jarvis_bin};
+
+fn dist(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let out = Command::new(binary("jarvis-dist"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "jarvis-dist {:?}: {}",
+        args.iter()
+            .map(|a| a.as_ref().to_owned())
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A release 1.0.0 of the real launcher and core, signed with the test key
+/// (which every test-built launcher trusts), published into `<work>/feed`.
+fn published_release(work: &Path) -> PathBuf {
+    let ui = work.join("ui");
+    std::fs::create_dir_all(&ui).unwrap();
+    std::fs::write(ui.join("index.html"), "<h1>Jarvis</h1>").unwrap();
+    let bundle = work.join("bundle");
+    dist(&[
+        &"bundle",
+        &"--version",
+        &"1.0.0",
+        &"--core",
+        &core_bin(),
+        &"--launcher",
+        &jarvis_bin(),
+        &"--ui",
+        &ui,
+        &"--out",
+        &bundle,
+    ]);
+    let feed = work.join("feed");
+    dist(&[
+        &"release",
+        &"--bundle",
+        &bundle,
+        &"--feed",
+        &feed,
+        &"--key",
+        &jarvis_tests::release_test_key_dir().join("release.key"),
+        &"--level",
+        &"3",
+    ]);
+    feed
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn the_appimage_installs_on_first_launch_runs_from_the_install_folder_and_is_never_rewritten() {
+    let home = TestHome::new();
+    let work = home.scratch().join("release");
+    let feed = published_release(&work);
+    let runtime = jarvis_tests::appimage_runtime();
+    let appimage = PathBuf::from(dist(&[
+        &"installer",
+        &"appimage",
+        &"--feed",
+        &feed,
+        &"--runtime",
+        &runtime,
+        &"--out",
+        &work.join("out"),
+    ]));
+    assert!(
+        appimage.ends_with("Jarvis-1.0.0-x86_64.AppImage"),
+        "{appimage:?}"
+    );
+
+    // The payload, read from behind the runtime.
+    let offset = std::fs::metadata(&runtime).unwrap().len().to_string();
+    let listing = Command::new("unsquashfs")
+        .args(["-o", &offset, "-l"])
+        .arg(&appimage)
+        .output()
+        .unwrap();
+    assert!(listing.status.success(), "{listing:?}");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let target = std::env::consts::ARCH;
+    for path in [
+        "squashfs-root/AppRun".to_owned(),
+        "squashfs-root/jarvis.desktop".to_owned(),
+        "squashfs-root/.DirIcon".to_owned(),
+        "squashfs-root/usr/bin/jarvis".to_owned(),
+        format!(
+            "squashfs-root/usr/share/jarvis/feed/stable/{target}-unknown-linux-gnu/release.json.sig"
+        ),
+        format!(
+            "squashfs-root/usr/share/jarvis/feed/stable/{target}-unknown-linux-gnu/files/1.0.0/jarvis-core"
+        ),
+    ] {
+        assert!(
+            listing.lines().any(|l| l == path),
+            "{path} not in:\n{listing}"
+        );
+    }
+
+    // First launch (no FUSE in a test sandbox: the runtime's own
+    // extract-and-run mode): installs into $XDG_DATA_HOME/jarvis-app and
+    // starts from there.
+    let xdg = home.scratch().join("xdg");
+    home.set_env("XDG_DATA_HOME", xdg.to_str().unwrap());
+    home.set_env("APPIMAGE_EXTRACT_AND_RUN", "1");
+    let before = sha256(&appimage);
+    let mut launcher = home.spawn_program(&appimage, &["up", "--no-browser"]);
+    launcher.wait_ready();
+    let install = xdg.join("jarvis-app");
+    assert!(install.join("jarvis").is_file());
+    assert!(install.join("resources/app/1.0.0/jarvis-core").is_file());
+    let instance = home.instance().unwrap();
+    let core_exe = std::fs::read_link(format!("/proc/{}/exe", instance.core.pid)).unwrap();
+    assert!(
+        core_exe.starts_with(&install),
+        "{core_exe:?} is not the installed core"
+    );
+    let api = home.api();
+    assert!(api.ready());
+    let conversation = api.create_conversation();
+    assert_eq!(api.add_message(&conversation, "user", "kept").status(), 201);
+    // In extract-and-run mode the runtime waits for Jarvis as its parent
+    // and passes no signal on: stop Jarvis itself, as the UI's Quit does.
+    let stopped = home
+        .command(&install.join("jarvis"), &["stop"])
+        .output()
+        .unwrap();
+    assert!(stopped.status.success(), "{stopped:?}");
+    assert!(
+        launcher
+            .wait_exit(std::time::Duration::from_secs(30))
+            .success()
+    );
+
+    // A later launch finds the install and runs it; the AppImage file was
+    // never touched, and memory is where it was.
+    let out = home
+        .command(&appimage, &["paths", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("already installed"), "{said}");
+    let paths: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(paths["bundle_dir"], install.to_str().unwrap());
+    assert_eq!(sha256(&appimage), before);
+    let _running = home.up();
+    assert_eq!(home.api().messages(&conversation).unwrap(), ["kept"]);
+}
+
+#[test]
+fn an_install_folder_inside_the_data_folder_is_refused() {
+    let home = TestHome::new();
+    let work = home.scratch().join("release");
+    let feed = published_release(&work);
+    let inside = home.data_dir().join("app");
+    let out = home
+        .jarvis(&["install", "--from", feed.to_str().unwrap()])
+        .env("JARVIS_BUNDLE_DIR", &inside)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("must not contain each other"), "{said}");
+    assert!(!inside.exists());
+}
