@@ -125,8 +125,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::approvals::PermissionsCommand,
     },
-    /// Install Jarvis from an installer's release folder into the install
-    /// folder (`JARVIS_BUNDLE_DIR`); what installers run on first launch.
+    /// Install the release an installer carries (installers run this).
+    ///
+    /// Into the install folder (`JARVIS_BUNDLE_DIR`, else this launcher's
+    /// folder): the launcher if none is there, then the release, verified
+    /// like an update, unless the install has it or a newer one.
     Install {
         /// The release folder (a feed) the installer carries.
         #[arg(long)]
@@ -135,8 +138,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// What this build trusts for updates and where it looks for them
-    /// (release keys, feed), for release checks.
+    /// The release keys and update feed this build was made with.
     BuildInfo {
         /// Print JSON for scripts.
         #[arg(long)]
