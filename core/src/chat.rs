@@ -219,6 +219,13 @@ impl Prepared {
             .map_err(ChatError::ContextLengthExceeded)
     }
 
+    /// How many older messages the answer's prompt leaves out to fit the
+    /// context; an error when even the newest message does not fit.
+    pub fn left_out(&self) -> Result<usize, ChatError> {
+        self.fit(None, &[], self.max_tokens as usize)
+            .map(|(_, left_out)| left_out)
+    }
+
     /// Starts the answer, with `extra` messages after the conversation's
     /// (an action's outcome fed back to the model).
     pub fn answer(self, extra: &[jarvis_llm::Message]) -> Result<Turn, ChatError> {
@@ -276,11 +283,13 @@ impl Prepared {
                         return Ok(Some(text));
                     }
                 }
-                jarvis_llm::Event::Done { finish_reason, .. } => {
-                    if finish_reason != jarvis_llm::FinishReason::Stop {
-                        tracing::warn!(text = %text, "a constrained answer was cut off");
-                    }
-                    return Ok((finish_reason == jarvis_llm::FinishReason::Stop).then_some(text));
+                jarvis_llm::Event::Done {
+                    finish_reason: jarvis_llm::FinishReason::Stop,
+                    ..
+                } => return Ok(Some(text)),
+                jarvis_llm::Event::Done { .. } => {
+                    tracing::warn!(text = %text, "a constrained answer was cut off");
+                    return Ok(None);
                 }
                 jarvis_llm::Event::Failed(message) => return Err(ChatError::Generation(message)),
             }

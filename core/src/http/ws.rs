@@ -298,21 +298,23 @@ async fn run_turn(
         ToolChoice::None
     });
     let conversation = prepared.conversation.clone();
-    let started = json!({
-        "type": "started",
-        "turn_id": turn_id,
-        "conversation_id": conversation.as_str(),
-        "user_index": prepared.user_index,
-        "model": {"name": prepared.model.name, "version": prepared.model.version},
-    });
+    // Refused before anything streams when even the question does not fit.
+    let left_out = prepared.left_out()?;
+    let _ = out
+        .send(json!({
+            "type": "started",
+            "turn_id": turn_id,
+            "conversation_id": conversation.as_str(),
+            "user_index": prepared.user_index,
+            "model": {"name": prepared.model.name, "version": prepared.model.version},
+            "left_out": left_out,
+        }))
+        .await;
     // What the person sees before the model's answer (an action's
     // outcome), and what the model is told of it.
     let mut shown = String::new();
     let mut extra = Vec::new();
     if let Some(schema) = model_actions::call_schema(choice) {
-        let mut started = started.clone();
-        started["left_out"] = json!(0);
-        let _ = out.send(started).await;
         let instructions = model_actions::instructions(choice, jiff::Timestamp::now());
         let call = tokio::select! {
             call = prepared.generate_json(&instructions, schema, model_actions::CALL_MAX_TOKENS) => call?,
@@ -347,15 +349,10 @@ async fn run_turn(
             }
             Some(Ok(ModelCall::Nothing)) => {}
             Some(Err(e)) => tracing::warn!(call = ?call, "the model's call was not usable: {e}"),
-            None => tracing::warn!("the model gave no complete call"),
+            None => {} // cut off: logged with its text where it happened
         }
     }
     let mut turn = prepared.answer(&extra)?;
-    if choice == ToolChoice::None {
-        let mut started = started;
-        started["left_out"] = json!(turn.left_out);
-        let _ = out.send(started).await;
-    }
     let mut answer = shown.clone();
     loop {
         let event = tokio::select! {
@@ -472,20 +469,13 @@ async fn decision(
     out: &mpsc::Sender<serde_json::Value>,
     cancel: &mut oneshot::Receiver<()>,
 ) -> Result<Option<Option<ActionState>>, ApiError> {
+    let details = json!({
+        "tier": tool.tier(),
+        "description": tool.description(),
+        "arguments": request.arguments,
+    });
     let _ = out
-        .send(json!({
-            "type": "action",
-            "turn_id": turn_id,
-            "action": {
-                "id": request.id,
-                "tool": request.tool,
-                "tier": tool.tier(),
-                "description": tool.description(),
-                "arguments": request.arguments,
-                "source": request.source,
-                "status": Status::Pending,
-            },
-        }))
+        .send(action_event(turn_id, request, Status::Pending, details))
         .await;
     let final_state = tokio::select! {
         outcome = actions::wait_final(&state.memory, &request.id, actions::approval_wait()) => outcome?,
@@ -499,20 +489,32 @@ async fn decision(
             return Ok(None);
         }
     };
+    let status = final_state.as_ref().map_or(Status::Expired, |s| s.status);
+    let reason = json!({"reason": final_state.as_ref().and_then(|s| s.reason.clone())});
     let _ = out
-        .send(json!({
-            "type": "action",
-            "turn_id": turn_id,
-            "action": {
-                "id": request.id,
-                "tool": request.tool,
-                "source": request.source,
-                "status": final_state.as_ref().map_or(Status::Expired, |s| s.status),
-                "reason": final_state.as_ref().and_then(|s| s.reason.clone()),
-            },
-        }))
+        .send(action_event(turn_id, request, status, reason))
         .await;
     Ok(Some(final_state))
+}
+
+/// An `action` message: the request's id, tool, source and `status`, and
+/// the fields of `details`.
+fn action_event(
+    turn_id: &str,
+    request: &ActionRequest,
+    status: Status,
+    details: serde_json::Value,
+) -> serde_json::Value {
+    let mut action = json!({
+        "id": request.id,
+        "tool": request.tool,
+        "source": request.source,
+        "status": status,
+    });
+    if let (Some(action), serde_json::Value::Object(details)) = (action.as_object_mut(), details) {
+        action.extend(details);
+    }
+    json!({"type": "action", "turn_id": turn_id, "action": action})
 }
 
 async fn send_cancelled(
