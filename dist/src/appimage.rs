@@ -15,7 +15,7 @@ use std::process::Command;
 use jarvis_durable::{Visibility, write_atomic};
 
 use crate::DistError;
-use crate::feed::under;
+use crate::feed::{file_error, set_executable, under};
 use crate::manifest::{MANIFEST_NAME, Release, SIGNATURE_NAME};
 
 /// What the AppImage runs: install (or update) from the release it
@@ -76,11 +76,11 @@ pub fn build(
             runtime.display()
         )));
     }
-    std::fs::create_dir_all(out).map_err(|e| io("create", out, e))?;
+    std::fs::create_dir_all(out).map_err(|e| file_error("create", out, e))?;
     let work = tempfile::Builder::new()
         .prefix(".appimage-")
         .tempdir_in(out)
-        .map_err(|e| io("create a work folder in", out, e))?;
+        .map_err(|e| file_error("create a work folder in", out, e))?;
     let app_dir = work.path().join("Jarvis.AppDir");
 
     // The release, exactly as signed: manifest, signature, full files.
@@ -105,7 +105,7 @@ pub fn build(
     put(&app_dir.join("jarvis.svg"), ICON.as_bytes(), false)?;
     #[cfg(unix)]
     std::os::unix::fs::symlink("jarvis.svg", app_dir.join(".DirIcon"))
-        .map_err(|e| io("link", &app_dir.join(".DirIcon"), e))?;
+        .map_err(|e| file_error("link", &app_dir.join(".DirIcon"), e))?;
 
     let image = work.path().join("payload.squashfs");
     let status = Command::new("mksquashfs")
@@ -129,37 +129,21 @@ pub fn build(
     let arch = crate::TARGET.split('-').next().unwrap_or("unknown");
     let path = out.join(format!("Jarvis-{}-{arch}.AppImage", release.version));
     write_atomic("AppImage", &path, &bytes, Visibility::Normal)?;
-    set_mode(&path, 0o755)?;
+    set_executable(&path, true)?;
     Ok(path)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, DistError> {
-    std::fs::read(path).map_err(|e| io("read", path, e))
+    std::fs::read(path).map_err(|e| file_error("read", path, e))
 }
 
+/// Writes a file of the AppDir. Its folders keep the usual permissions
+/// (not the feed's owner-only ones): the image is mounted for the person
+/// running it, as root-owned files.
 fn put(path: &Path, bytes: &[u8], executable: bool) -> Result<(), DistError> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
+        std::fs::create_dir_all(parent).map_err(|e| file_error("create", parent, e))?;
     }
-    std::fs::write(path, bytes).map_err(|e| io("write", path, e))?;
-    set_mode(path, if executable { 0o755 } else { 0o644 })
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> Result<(), DistError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| io("set permissions of", path, e))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> Result<(), DistError> {
-    Ok(())
-}
-
-fn io(action: &str, path: &Path, e: std::io::Error) -> DistError {
-    DistError::Io(std::io::Error::new(
-        e.kind(),
-        format!("could not {action} {}: {e}", path.display()),
-    ))
+    std::fs::write(path, bytes).map_err(|e| file_error("write", path, e))?;
+    set_executable(path, executable)
 }

@@ -51,16 +51,7 @@ pub fn bundle(
             create_private_dir_all("bundle folder", parent)?;
         }
         std::fs::copy(source, &target).map_err(|e| file_error("copy", &target, e))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = if *executable { 0o755 } else { 0o644 };
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| file_error("set permissions on", &target, e))?;
-        }
-        // Windows marks executables by name, not by a permission bit.
-        #[cfg(not(unix))]
-        let _ = executable;
+        set_executable(&target, *executable)?;
     }
     let text = serde_json::to_vec_pretty(info).unwrap_or_default();
     write_atomic(
@@ -255,7 +246,22 @@ fn is_executable(path: &Path) -> bool {
     }
 }
 
-fn file_error(action: &'static str, path: &Path, source: std::io::Error) -> DistError {
+/// Marks `path` executable (0755) or not (0644). Windows marks executables
+/// by name, not by a permission bit.
+pub(crate) fn set_executable(path: &Path, executable: bool) -> Result<(), DistError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if executable { 0o755 } else { 0o644 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| file_error("set permissions on", path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, executable);
+    Ok(())
+}
+
+pub(crate) fn file_error(action: &'static str, path: &Path, source: std::io::Error) -> DistError {
     DistError::File(FileError {
         action,
         role: "release file",
