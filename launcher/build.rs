@@ -10,8 +10,6 @@
 //! names one. A malformed key fails the build. CONTRIBUTING.md says how
 //! releases set them.
 
-use std::fmt::Write as _;
-
 const MAX_KEYS: usize = 2;
 
 fn main() {
@@ -44,14 +42,10 @@ fn main() {
         "at most {MAX_KEYS} release keys (the primary and the next), got {}",
         keys.len()
     );
-    let mut joined = String::new();
-    for key in &keys {
-        if !joined.is_empty() {
-            joined.push(',');
-        }
-        let _ = write!(joined, "{key}");
-    }
-    println!("cargo::rustc-env=JARVIS_BUILD_RELEASE_KEYS={joined}");
+    println!(
+        "cargo::rustc-env=JARVIS_BUILD_RELEASE_KEYS={}",
+        keys.join(",")
+    );
     let feed = std::env::var("JARVIS_UPDATE_FEED").unwrap_or_default();
     assert!(
         feed.is_empty()

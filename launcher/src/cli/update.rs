@@ -10,6 +10,7 @@ use jarvis_dist::manifest::AppVersion;
 use crate::install::Install;
 use crate::maintenance::lock_stopped;
 use crate::paths::AppPaths;
+use crate::updater::stage::{StageReport, set_executable};
 use crate::updater::{Feed, UpdateState, activate, check, stage};
 
 #[derive(Debug, Subcommand)]
@@ -71,8 +72,7 @@ pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<Exi
                 Some(path) => Feed::offline(path, channel, &install)?,
                 None => Feed::online(channel)?,
             };
-            let mut state = UpdateState::load(paths)?;
-            let Some(release) = check(paths, &install, &mut state, &feed, channel).await? else {
+            let Some(report) = apply(paths, &install, &feed, channel).await? else {
                 if json {
                     println!("{}", serde_json::json!({"applied": null}));
                 } else {
@@ -80,8 +80,6 @@ pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<Exi
                 }
                 return Ok(ExitCode::SUCCESS);
             };
-            let report = stage(&install, &feed, &release).await?;
-            activate(paths, &install, &mut state, release.version)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -156,6 +154,23 @@ fn show(v: Option<AppVersion>) -> String {
 /// if none is there yet, then the feed's version, verified like any
 /// update, unless the install already has it or a newer one (the updater
 /// moved on). User data is never touched beyond the update state.
+/// Stages and switches to the newest acceptable release in `feed`; `None`
+/// when the install is up to date (or ahead of it).
+async fn apply(
+    paths: &AppPaths,
+    install: &Install,
+    feed: &Feed,
+    channel: &str,
+) -> anyhow::Result<Option<StageReport>> {
+    let mut state = UpdateState::load(paths)?;
+    let Some(release) = check(paths, install, &mut state, feed, channel).await? else {
+        return Ok(None);
+    };
+    let report = stage(install, feed, &release).await?;
+    activate(paths, install, &mut state, release.version)?;
+    Ok(Some(report))
+}
+
 pub async fn install(
     paths: &AppPaths,
     from: &std::path::Path,
@@ -181,21 +196,15 @@ pub async fn install(
     } else {
         let me = std::env::current_exe()?;
         jarvis_durable::copy_atomic("launcher", &me, &launcher)?;
-        make_executable(&launcher)?;
+        set_executable(&launcher, true)?;
         true
     };
     let install = Install::new(install_dir);
     let channel = "stable";
     let feed = Feed::offline(from, channel, &install)?;
-    let mut state = UpdateState::load(paths)?;
-    let applied = match check(paths, &install, &mut state, &feed, channel).await? {
-        Some(release) => {
-            stage(&install, &feed, &release).await?;
-            activate(paths, &install, &mut state, release.version)?;
-            Some(release.version)
-        }
-        None => None,
-    };
+    let applied = apply(paths, &install, &feed, channel)
+        .await?
+        .map(|report| report.version);
     if json {
         println!(
             "{}",
@@ -217,16 +226,4 @@ pub async fn install(
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(unix)]
-fn make_executable(path: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn make_executable(_path: &std::path::Path) -> anyhow::Result<()> {
-    Ok(())
 }

@@ -151,7 +151,9 @@ pub async fn stage(
     Ok(report)
 }
 
-fn set_executable(path: &Path, executable: bool) -> anyhow::Result<()> {
+/// Marks `path` executable (0755) or not (0644); Windows marks executables
+/// by name.
+pub fn set_executable(path: &Path, executable: bool) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
