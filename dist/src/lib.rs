@@ -14,7 +14,9 @@
 //!   release feed (`jarvis-dist release`): full files, deltas from earlier
 //!   versions, an archive for offline updates, the signed manifest.
 //!
-//! - [`appimage`]: the AppImage installer (`jarvis-dist installer appimage`).
+//! - [`installer`]: what the installers share (the signed release they
+//!   carry, the installed layout); [`appimage`] and [`deb`]: the formats
+//!   (`jarvis-dist installer FORMAT`).
 //!
 //! Nothing here runs on a user's machine except through the launcher.
 
@@ -22,8 +24,10 @@
 pub const TARGET: &str = env!("JARVIS_DIST_TARGET");
 
 pub mod appimage;
+pub mod deb;
 pub mod delta;
 pub mod feed;
+pub mod installer;
 pub mod manifest;
 pub mod release_check;
 pub mod signing;

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use jarvis_dist::deb;
 use jarvis_dist::feed::{self, ReleaseOptions, VersionInfo};
+use jarvis_dist::installer::SignedRelease;
 use jarvis_dist::manifest::{AppVersion, SchemaRange};
 use jarvis_dist::signing;
 use jarvis_durable::{Visibility, write_atomic};
@@ -112,17 +114,51 @@ enum InstallerFormat {
     /// A type-2 AppImage (Linux): installs the release into the install
     /// folder on first launch, then runs and updates from there.
     Appimage {
-        /// The feed the release was published into (`release --feed`).
-        #[arg(long)]
-        feed: PathBuf,
-        #[arg(long, default_value = "stable")]
-        channel: String,
+        #[command(flatten)]
+        release: ReleaseArgs,
         /// The AppImage runtime (scripts/fetch-appimage-runtime).
         #[arg(long)]
         runtime: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
     },
+    /// A per-machine Debian package (Linux): /usr/lib/jarvis, updated by
+    /// apt, never by Jarvis itself.
+    Deb {
+        #[command(flatten)]
+        release: ReleaseArgs,
+        #[arg(
+            long,
+            default_value = "Jarvis developers <releases@jarvis-assistant.org>"
+        )]
+        maintainer: String,
+        /// Compress quickly (gzip -1) instead of best (xz -9): for tests.
+        #[arg(long)]
+        fast: bool,
+    },
+}
+
+/// Which published release an installer carries, and where it goes.
+#[derive(Debug, clap::Args)]
+struct ReleaseArgs {
+    /// The feed the release was published into (`release --feed`).
+    #[arg(long)]
+    feed: PathBuf,
+    #[arg(long, default_value = "stable")]
+    channel: String,
+    #[arg(long, default_value = env!("JARVIS_DIST_TARGET"))]
+    target: String,
+    /// The folder the installer is written to.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl ReleaseArgs {
+    fn load(&self) -> anyhow::Result<SignedRelease> {
+        Ok(SignedRelease::load(
+            &self.feed,
+            &self.channel,
+            &self.target,
+        )?)
+    }
 }
 
 fn main() -> ExitCode {
@@ -171,16 +207,26 @@ fn ui_files(dir: &std::path::Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Installer {
-            format:
-                InstallerFormat::Appimage {
-                    feed,
-                    channel,
-                    runtime,
-                    out,
-                },
-        } => {
-            let path = jarvis_dist::appimage::build(&feed, &channel, &runtime, &out)?;
+        Command::Installer { format } => {
+            let path = match format {
+                InstallerFormat::Appimage { release, runtime } => {
+                    jarvis_dist::appimage::build(&release.load()?, &runtime, &release.out)?
+                }
+                InstallerFormat::Deb {
+                    release,
+                    maintainer,
+                    fast,
+                } => jarvis_dist::deb::build(
+                    &release.load()?,
+                    &maintainer,
+                    if fast {
+                        deb::Compression::Fast
+                    } else {
+                        deb::Compression::Best
+                    },
+                    &release.out,
+                )?,
+            };
             println!("{}", path.display());
         }
         Command::CheckLauncher {
@@ -258,16 +304,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             schema_max,
             out,
         } => {
-            let mut list = vec![(core_name().to_owned(), core, true)];
+            let exe = if target.contains("windows") {
+                ".exe"
+            } else {
+                ""
+            };
+            let mut list = vec![(format!("jarvis-core{exe}"), core, true)];
             if let Some(core_v3) = core_v3 {
-                let name = core_name().replacen("jarvis-core", "jarvis-core-x86-64-v3", 1);
-                list.push((name, core_v3, true));
+                list.push((format!("jarvis-core-x86-64-v3{exe}"), core_v3, true));
             }
             if let Some(redis) = redis {
-                list.push((redis_name().to_owned(), redis, true));
+                list.push((format!("redis-server{exe}"), redis, true));
             }
             if let Some(launcher) = launcher {
-                list.push((launcher_name().to_owned(), launcher, true));
+                list.push((format!("jarvis{exe}"), launcher, true));
             }
             if let Some(ui) = ui {
                 list.extend(
@@ -327,28 +377,4 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn core_name() -> &'static str {
-    if cfg!(windows) {
-        "jarvis-core.exe"
-    } else {
-        "jarvis-core"
-    }
-}
-
-fn launcher_name() -> &'static str {
-    if cfg!(windows) {
-        "jarvis.exe"
-    } else {
-        "jarvis"
-    }
-}
-
-fn redis_name() -> &'static str {
-    if cfg!(windows) {
-        "redis-server.exe"
-    } else {
-        "redis-server"
-    }
 }

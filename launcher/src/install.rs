@@ -7,12 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use jarvis_dist::installer::MANAGED_BY_FILE;
 use jarvis_dist::manifest::{AppVersion, MANIFEST_NAME, Release, SIGNATURE_NAME, SchemaRange};
 use jarvis_download::Sha256Digest;
 use jarvis_durable::{Visibility, read_optional, write_atomic};
 use jarvis_migrations::CURRENT_SCHEMA_VERSION;
 
-use crate::hint::hinted_with;
+use crate::hint::{hinted, hinted_with};
 use crate::release_config::trusted_keys;
 
 /// Pointer naming the version that runs.
@@ -69,6 +70,29 @@ impl Install {
         self.write_pointer(CURRENT, version)?;
         tracing::info!(%version, "switched the app version");
         Ok(())
+    }
+
+    /// The package manager that owns this install (`apt` for the .deb),
+    /// named by `resources/managed-by`; such an install is updated by it,
+    /// never by Jarvis.
+    pub fn managed_by(&self) -> Option<String> {
+        let file = self.app_dir.parent()?.join(MANAGED_BY_FILE);
+        let text = std::fs::read_to_string(file).ok()?;
+        let name = text.trim();
+        (!name.is_empty()).then(|| name.to_owned())
+    }
+
+    /// Refuses to change an install a package manager owns.
+    pub fn require_self_managed(&self) -> anyhow::Result<()> {
+        match self.managed_by() {
+            None => Ok(()),
+            Some(manager) => Err(hinted(
+                format!("this Jarvis was installed with {manager}, which keeps it up to date"),
+                format!(
+                    "update it through your system's software updates ({manager}); nothing was changed"
+                ),
+            )),
+        }
     }
 
     /// Installed version folders (complete ones: with a manifest).

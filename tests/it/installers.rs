@@ -182,3 +182,195 @@ fn an_install_folder_inside_the_data_folder_is_refused() {
     assert!(said.contains("must not contain each other"), "{said}");
     assert!(!inside.exists());
 }
+
+/// Every file under `dir` with its SHA-256, for byte-for-byte comparisons.
+fn tree_digest(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, sha256(&path));
+            }
+        }
+    }
+    out
+}
+
+/// `dpkg` working on a root folder of the test's own (its own package
+/// database), as apt would on the machine.
+fn dpkg(root: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let out = Command::new("dpkg")
+        .arg(format!("--root={}", root.display()))
+        // The root's empty database lacks libc6 and redis-server, which
+        // the machine itself has.
+        .args(["--force-depends", "--force-not-root", "--force-bad-path"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dpkg {:?}: {}",
+        args.iter()
+            .map(|a| a.as_ref().to_owned())
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn new_dpkg_root(root: &Path) {
+    let admin = root.join("var/lib/dpkg");
+    for dir in ["info", "updates", "triggers"] {
+        std::fs::create_dir_all(admin.join(dir)).unwrap();
+    }
+    std::fs::write(admin.join("status"), "").unwrap();
+    std::fs::write(admin.join("available"), "").unwrap();
+}
+
+#[test]
+fn the_deb_installs_runs_leaves_updates_to_apt_and_uninstalls_without_touching_data() {
+    let home = TestHome::new();
+    let work = home.scratch().join("release");
+    let feed = published_release(&work);
+    let deb = PathBuf::from(dist(&[
+        &"installer",
+        &"deb",
+        &"--feed",
+        &feed,
+        &"--fast",
+        &"--out",
+        &work.join("out"),
+    ]));
+    assert!(deb.ends_with("jarvis_1.0.0_amd64.deb"), "{deb:?}");
+
+    // Structure: the control fields and the files, as dpkg-deb reads them.
+    let info = Command::new("dpkg-deb")
+        .arg("-I")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    for field in [
+        "Package: jarvis",
+        "Version: 1.0.0",
+        "Architecture: amd64",
+        "redis-server",
+    ] {
+        assert!(info.contains(field), "{field} not in:\n{info}");
+    }
+    let contents = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let contents = String::from_utf8_lossy(&contents.stdout);
+    for path in [
+        "./usr/lib/jarvis/jarvis",
+        "./usr/lib/jarvis/resources/managed-by",
+        "./usr/lib/jarvis/resources/app/current",
+        "./usr/lib/jarvis/resources/app/1.0.0/jarvis-core",
+        "./usr/lib/jarvis/resources/app/1.0.0/release.json.sig",
+        "./usr/bin/jarvis -> ../lib/jarvis/jarvis",
+        "./usr/share/applications/jarvis.desktop",
+        "./usr/share/icons/hicolor/scalable/apps/jarvis.svg",
+        "./usr/share/doc/jarvis/copyright",
+    ] {
+        assert!(
+            contents.lines().any(|l| l.ends_with(path)),
+            "{path} not in:\n{contents}"
+        );
+    }
+    assert!(
+        contents.lines().all(|l| l.contains("root/root")),
+        "{contents}"
+    );
+
+    // Installed into a root of its own, then started from /usr/bin/jarvis
+    // as the desktop entry does.
+    let root = home.scratch().join("root");
+    new_dpkg_root(&root);
+    dpkg(&root, &[&"-i", &deb]);
+    let jarvis = root.join("usr/bin/jarvis");
+    let mut launcher = home.spawn_program(&jarvis, &["up", "--no-browser"]);
+    launcher.wait_ready();
+    let instance = home.instance().unwrap();
+    let core_exe = std::fs::read_link(format!("/proc/{}/exe", instance.core.pid)).unwrap();
+    assert!(
+        core_exe.starts_with(root.join("usr/lib/jarvis/resources/app/1.0.0")),
+        "{core_exe:?} is not the packaged core"
+    );
+    let api = home.api();
+    let conversation = api.create_conversation();
+    assert_eq!(api.add_message(&conversation, "user", "kept").status(), 201);
+
+    // Updates are apt's: the launcher refuses to change the install.
+    let check = home
+        .command(&jarvis, &["update", "check"])
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(said.contains("installed with apt"), "{said}");
+    let status = home
+        .command(&jarvis, &["update", "status", "--json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["managed_by"], "apt");
+    assert_eq!(status["current"], "1.0.0");
+    assert_eq!(launcher.terminate().code(), Some(0));
+
+    // Removal and purge take the app and leave the data folder as it was.
+    let data_before = tree_digest(&home.data_dir());
+    assert!(!data_before.is_empty());
+    dpkg(&root, &[&"-r", &"jarvis"]);
+    assert!(!root.join("usr/lib/jarvis").exists());
+    assert!(!jarvis.exists());
+    dpkg(&root, &[&"-P", &"jarvis"]);
+    assert_eq!(tree_digest(&home.data_dir()), data_before);
+
+    // Reinstalled, Jarvis finds its memory.
+    dpkg(&root, &[&"-i", &deb]);
+    let _running = {
+        let mut l = home.spawn_program(&jarvis, &["up", "--no-browser"]);
+        l.wait_ready();
+        l
+    };
+    assert_eq!(home.api().messages(&conversation).unwrap(), ["kept"]);
+}
+
+/// `lintian` finds no errors in the package (warnings about a debug test
+/// build, like unstripped binaries, are not errors).
+#[test]
+fn the_deb_is_lintian_clean_of_errors() {
+    let home = TestHome::new();
+    let work = home.scratch().join("release");
+    let feed = published_release(&work);
+    let deb = dist(&[
+        &"installer",
+        &"deb",
+        &"--feed",
+        &feed,
+        &"--fast",
+        &"--out",
+        &work.join("out"),
+    ]);
+    let out = Command::new("lintian")
+        .args(["--no-cfg", "--fail-on", "error", "--suppress-tags"])
+        .arg("unstripped-binary-or-object")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "lintian: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!said.lines().any(|l| l.starts_with("E:")), "{said}");
+}

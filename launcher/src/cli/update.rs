@@ -43,6 +43,9 @@ pub enum UpdateCommand {
 pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<ExitCode> {
     let install = Install::new(&paths.bundle_dir);
     let channel = "stable";
+    if !matches!(command, UpdateCommand::Status { .. }) {
+        install.require_self_managed()?;
+    }
     match command {
         UpdateCommand::Check { json } => {
             let feed = Feed::online(channel)?;
@@ -113,6 +116,7 @@ pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<Exi
         UpdateCommand::Status { json } => {
             let state = UpdateState::load(paths)?;
             let status = serde_json::json!({
+                "managed_by": install.managed_by(),
                 "current": install.current()?,
                 "previous": install.previous()?,
                 "installed": install.installed(),
@@ -124,6 +128,9 @@ pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<Exi
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
+                if let Some(manager) = install.managed_by() {
+                    println!("updates:  through {manager}");
+                }
                 println!("current:  {}", show(install.current()?));
                 println!("previous: {}", show(install.previous()?));
                 if let Some(p) = &state.pending {
@@ -148,12 +155,6 @@ fn show(v: Option<AppVersion>) -> String {
     v.map_or_else(|| "none (development build)".to_owned(), |v| v.to_string())
 }
 
-/// `jarvis install --from FEED`: what an installer (the AppImage's first
-/// launch) runs to put Jarvis into the install folder (`JARVIS_BUNDLE_DIR`,
-/// else this launcher's own folder): this launcher as `<install>/jarvis`
-/// if none is there yet, then the feed's version, verified like any
-/// update, unless the install already has it or a newer one (the updater
-/// moved on). User data is never touched beyond the update state.
 /// Stages and switches to the newest acceptable release in `feed`; `None`
 /// when the install is up to date (or ahead of it).
 async fn apply(
@@ -171,6 +172,12 @@ async fn apply(
     Ok(Some(report))
 }
 
+/// `jarvis install --from FEED`: what an installer (the AppImage's first
+/// launch) runs to put Jarvis into the install folder (`JARVIS_BUNDLE_DIR`,
+/// else this launcher's own folder): this launcher as `<install>/jarvis`
+/// if none is there yet, then the feed's version, verified like any
+/// update, unless the install already has it or a newer one (the updater
+/// moved on). User data is never touched beyond the update state.
 pub async fn install(
     paths: &AppPaths,
     from: &std::path::Path,
@@ -184,6 +191,7 @@ pub async fn install(
             paths.data_dir.display()
         );
     }
+    Install::new(install_dir).require_self_managed()?;
     let _lock = lock_stopped(paths)?;
     jarvis_durable::create_private_dir_all("install folder", install_dir)?;
     let launcher = install_dir.join(if cfg!(windows) {

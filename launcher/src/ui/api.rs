@@ -40,6 +40,7 @@ use subtle::ConstantTimeEq as _;
 use super::guard;
 use super::state::{SIGNIN_CODES_PATH, UiState, signin_url};
 use crate::hint::hints;
+use crate::install::Install;
 use crate::updater::UpdateState;
 
 pub fn router() -> Router<Arc<UiState>> {
@@ -412,7 +413,9 @@ async fn import(
 
 async fn updates(State(ui): State<Arc<UiState>>) -> Result<Json<Value>> {
     let state = UpdateState::load(&ui.paths)?;
+    let managed_by = Install::new(&ui.paths.bundle_dir).managed_by();
     Ok(Json(json!({
+        "managed_by": managed_by,
         "current": ui.app_version.map(|v| v.to_string()),
         "staged": state.staged.map(|v| v.to_string()),
         "notice": state.notice,

@@ -11,6 +11,10 @@ use crate::paths::AppPaths;
 /// Checks the online feed and stages what it offers; logs the outcome.
 pub async fn stage_in_background(paths: AppPaths) {
     let install = Install::new(&paths.bundle_dir);
+    if let Some(manager) = install.managed_by() {
+        tracing::info!(%manager, "updates come from the package manager");
+        return;
+    }
     let result = async {
         let feed = Feed::online("stable")?;
         let mut state = UpdateState::load(&paths)?;

@@ -4,7 +4,8 @@
 //! target and channel, a version strictly newer than the highest ever
 //! accepted (anti-rollback), not expired (freeze defence), data schemas
 //! this launcher can migrate to, a launcher new enough, a version not
-//! rejected before, and our staged-rollout bucket.
+//! rejected before, and our staged-rollout bucket. An install that a
+//! package manager owns (the .deb's) takes nothing.
 
 use anyhow::{Context as _, bail};
 use jarvis_dist::manifest::{
@@ -26,6 +27,7 @@ pub async fn check(
     feed: &Feed,
     channel: &str,
 ) -> anyhow::Result<Option<Release>> {
+    install.require_self_managed()?;
     let manifest_url = feed.url(MANIFEST_NAME);
     let manifest = fetch_small(&manifest_url, MAX_MANIFEST_BYTES).await?;
     let signature = fetch_small(&feed.url(SIGNATURE_NAME), 1024).await?;
