@@ -15,7 +15,7 @@ use std::process::Command;
 use jarvis_durable::{Visibility, write_atomic};
 
 use crate::DistError;
-use crate::feed::{file_error, set_executable};
+use crate::feed::set_executable;
 use crate::installer::{DESKTOP_ENTRY, ICON_SVG, SignedRelease, put, read, run_tool, work_dir};
 
 /// What the AppImage runs: install (or update) from the release it
@@ -60,7 +60,7 @@ pub fn build(release: &SignedRelease, runtime: &Path, out: &Path) -> Result<Path
     put(&app_dir.join("jarvis.svg"), ICON_SVG.as_bytes(), false)?;
     #[cfg(unix)]
     std::os::unix::fs::symlink("jarvis.svg", app_dir.join(".DirIcon"))
-        .map_err(|e| file_error("link", &app_dir.join(".DirIcon"), e))?;
+        .map_err(|e| crate::feed::file_error("link", &app_dir.join(".DirIcon"), e))?;
 
     let image = work.path().join("payload.squashfs");
     run_tool(

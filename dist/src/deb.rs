@@ -13,7 +13,7 @@ use std::process::Command;
 use crate::DistError;
 use crate::feed::{file_error, list_files};
 use crate::installer::{
-    DESKTOP_ENTRY, ICON_SVG, MANAGED_BY_FILE, SignedRelease, put, read, run_tool, work_dir,
+    DESKTOP_ENTRY, ICON_SVG, MANAGED_BY_FILE, Pointer, SignedRelease, put, read, run_tool, work_dir,
 };
 
 /// Where the package installs the app.
@@ -40,7 +40,7 @@ pub fn build(
     let root = work.path().join("root");
 
     let install = root.join(INSTALL_DIR);
-    release.write_install(&install)?;
+    release.write_install(&install, Pointer::Current)?;
     put(
         &install.join("resources").join(MANAGED_BY_FILE),
         b"apt\n",

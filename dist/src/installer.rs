@@ -21,6 +21,11 @@ use crate::manifest::{MANIFEST_NAME, Release, ReleaseFile, SIGNATURE_NAME};
 /// install (`apt`): the launcher then leaves updates to it.
 pub const MANAGED_BY_FILE: &str = "managed-by";
 
+/// The file, beside `resources/`, that names the version a Windows
+/// installer put in place; the launcher switches to it when it is newer
+/// than `current` (which the installers never own: see `write_install`).
+pub const INSTALLER_VERSION_FILE: &str = "installer-version";
+
 /// A release as published in a feed: manifest bytes, signature, files.
 #[derive(Debug)]
 pub struct SignedRelease {
@@ -115,8 +120,11 @@ impl SignedRelease {
     }
 
     /// Writes the installed layout into `install` (see the module docs),
-    /// as the launcher's own `jarvis install` would leave it.
-    pub fn write_install(&self, install: &Path) -> Result<(), DistError> {
+    /// as the launcher's own `jarvis install` would leave it. With
+    /// `Pointer::InstallerVersion` it writes `resources/installer-version`
+    /// instead of `current`, for installers whose files the updater must
+    /// never have to change (MSI, Setup.exe).
+    pub fn write_install(&self, install: &Path, pointer: Pointer) -> Result<(), DistError> {
         let launcher = self.launcher()?;
         put(
             &install.join(self.launcher_name()),
@@ -134,13 +142,26 @@ impl SignedRelease {
         }
         put(&version_dir.join(MANIFEST_NAME), &self.manifest, false)?;
         put(&version_dir.join(SIGNATURE_NAME), &self.signature, false)?;
+        let pointer = match pointer {
+            Pointer::Current => app.join("current"),
+            Pointer::InstallerVersion => install.join("resources").join(INSTALLER_VERSION_FILE),
+        };
         put(
-            &app.join("current"),
+            &pointer,
             format!("{}\n", self.release.version).as_bytes(),
             false,
         )?;
         Ok(())
     }
+}
+
+/// Which pointer an installed layout gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pointer {
+    /// `resources/app/current`: the package manager owns the whole install.
+    Current,
+    /// `resources/installer-version`: the launcher adopts it at start.
+    InstallerVersion,
 }
 
 /// A work folder beside the output (same file system, removed on drop).

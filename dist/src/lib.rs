@@ -15,8 +15,8 @@
 //!   versions, an archive for offline updates, the signed manifest.
 //!
 //! - [`installer`]: what the installers share (the signed release they
-//!   carry, the installed layout); [`appimage`] and [`deb`]: the formats
-//!   (`jarvis-dist installer FORMAT`).
+//!   carry, the installed layout); [`appimage`], [`deb`], [`msi`] and
+//!   [`nsis`]: the formats (`jarvis-dist installer FORMAT`).
 //!
 //! Nothing here runs on a user's machine except through the launcher.
 
@@ -29,6 +29,8 @@ pub mod delta;
 pub mod feed;
 pub mod installer;
 pub mod manifest;
+pub mod msi;
+pub mod nsis;
 pub mod release_check;
 pub mod signing;
 

@@ -134,6 +134,16 @@ enum InstallerFormat {
         #[arg(long)]
         fast: bool,
     },
+    /// A per-user Windows Installer package (no elevation), with wixl.
+    Msi {
+        #[command(flatten)]
+        release: ReleaseArgs,
+    },
+    /// A per-user Setup.exe (no elevation; /S for silent), with makensis.
+    Nsis {
+        #[command(flatten)]
+        release: ReleaseArgs,
+    },
 }
 
 /// Which published release an installer carries, and where it goes.
@@ -226,6 +236,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     },
                     &release.out,
                 )?,
+                InstallerFormat::Msi { release } => {
+                    jarvis_dist::msi::build(&release.load()?, &release.out)?
+                }
+                InstallerFormat::Nsis { release } => {
+                    jarvis_dist::nsis::build(&release.load()?, &release.out)?
+                }
             };
             println!("{}", path.display());
         }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use jarvis_dist::installer::MANAGED_BY_FILE;
+use jarvis_dist::installer::{INSTALLER_VERSION_FILE, MANAGED_BY_FILE};
 use jarvis_dist::manifest::{AppVersion, MANIFEST_NAME, Release, SIGNATURE_NAME, SchemaRange};
 use jarvis_download::Sha256Digest;
 use jarvis_durable::{Visibility, read_optional, write_atomic};
@@ -82,6 +82,38 @@ impl Install {
         (!name.is_empty()).then(|| name.to_owned())
     }
 
+    /// The version a Windows installer (MSI, Setup.exe) put here last,
+    /// named by `resources/installer-version`. The installers own that
+    /// file and the version folder, never `current`: the updater's
+    /// pointer stays the updater's, so an installer upgrade and the
+    /// updater never undo each other.
+    pub fn installer_version(&self) -> anyhow::Result<Option<AppVersion>> {
+        let Some(resources) = self.app_dir.parent() else {
+            return Ok(None);
+        };
+        let path = resources.join(INSTALLER_VERSION_FILE);
+        let Some(bytes) = read_optional("installer version", &path)? else {
+            return Ok(None);
+        };
+        Ok(String::from_utf8_lossy(&bytes).trim().parse().ok())
+    }
+
+    /// Switches to the installer's version when it is newer than
+    /// `current` (or nothing is current yet): a newer MSI wins over an
+    /// older updater version, a newer updater version over an older MSI.
+    pub fn adopt_installer_version(&self) -> anyhow::Result<()> {
+        let Some(version) = self.installer_version()? else {
+            return Ok(());
+        };
+        if !self.version_dir(version).join(MANIFEST_NAME).is_file() {
+            return Ok(());
+        }
+        if self.current()?.is_none_or(|current| current < version) {
+            self.switch_to(version)?;
+        }
+        Ok(())
+    }
+
     /// Refuses to change an install a package manager owns.
     pub fn require_self_managed(&self) -> anyhow::Result<()> {
         match self.managed_by() {
@@ -137,6 +169,7 @@ impl Install {
     /// the previous one if the current is damaged (switching back to it);
     /// the launcher's own folder in a development checkout.
     pub fn choose(&self) -> anyhow::Result<AppChoice> {
+        self.adopt_installer_version()?;
         let Some(current) = self.current()? else {
             return Ok(AppChoice {
                 version: None,

@@ -138,6 +138,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove the installed app (uninstallers run this); your data stays.
+    ///
+    /// Removes the app versions and the launcher from the install folder.
+    /// Models, memory and settings stay in the data folder, where a new
+    /// install finds them, unless --remove-data is given.
+    Uninstall {
+        /// Also delete the data folder: models, memory, settings, logs.
+        #[arg(long)]
+        remove_data: bool,
+        /// Leave the launcher file (an installer removes its own files).
+        #[arg(long)]
+        keep_launcher: bool,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// The release keys and update feed this build was made with.
     BuildInfo {
         /// Print JSON for scripts.
@@ -208,6 +224,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Approvals { command }) => cli::approvals::approvals(&paths, command).await,
         Some(Command::Permissions { command }) => cli::approvals::permissions(&paths, command),
         Some(Command::Install { from, json }) => cli::update::install(&paths, &from, json).await,
+        Some(Command::Uninstall {
+            remove_data,
+            keep_launcher,
+            json,
+        }) => cli::uninstall::uninstall(&paths, remove_data, keep_launcher, json),
         Some(Command::BuildInfo { json }) => {
             let info = release_config::build_info();
             if json {

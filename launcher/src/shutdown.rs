@@ -1,8 +1,6 @@
 //! The stop request: Ctrl-C, and on Unix `SIGTERM` (what `jarvis stop`
 //! sends).
 
-use anyhow::Context as _;
-
 /// Resolves when the person or `jarvis stop` asks Jarvis to stop.
 pub struct ShutdownSignal {
     #[cfg(unix)]
@@ -15,6 +13,7 @@ impl ShutdownSignal {
     pub fn install() -> anyhow::Result<Self> {
         #[cfg(unix)]
         {
+            use anyhow::Context as _;
             use tokio::signal::unix::{SignalKind, signal};
             Ok(Self {
                 terminate: signal(SignalKind::terminate()).context("could not handle SIGTERM")?,

@@ -162,8 +162,36 @@ fn the_appimage_installs_on_first_launch_runs_from_the_install_folder_and_is_nev
     let paths: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(paths["bundle_dir"], install.to_str().unwrap());
     assert_eq!(sha256(&appimage), before);
-    let _running = home.up();
+    let mut running = home.up();
     assert_eq!(home.api().messages(&conversation).unwrap(), ["kept"]);
+    assert_eq!(running.terminate().code(), Some(0));
+
+    // Uninstall (what the AppImage's own launcher offers): the install
+    // folder goes, the data folder stays byte for byte, and the AppImage
+    // installs again and finds the memory.
+    let data_before = tree_digest(&home.data_dir());
+    let out = home
+        .command(&install.join("jarvis"), &["uninstall"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("are kept in"), "{said}");
+    assert!(!install.exists());
+    assert_eq!(tree_digest(&home.data_dir()), data_before);
+    let mut again = home.spawn_program(&appimage, &["up", "--no-browser"]);
+    again.wait_ready();
+    assert_eq!(home.api().messages(&conversation).unwrap(), ["kept"]);
+    let stopped = home
+        .command(&install.join("jarvis"), &["stop"])
+        .output()
+        .unwrap();
+    assert!(stopped.status.success(), "{stopped:?}");
+    assert!(
+        again
+            .wait_exit(std::time::Duration::from_secs(30))
+            .success()
+    );
 }
 
 #[test]

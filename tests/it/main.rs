@@ -22,3 +22,4 @@ mod security;
 mod supervision;
 mod ui;
 mod updates;
+mod windows_installers;

@@ -7,4 +7,5 @@ pub mod client;
 pub mod data;
 pub mod info;
 pub mod models;
+pub mod uninstall;
 pub mod update;

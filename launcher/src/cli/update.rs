@@ -43,6 +43,7 @@ pub enum UpdateCommand {
 pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<ExitCode> {
     let install = Install::new(&paths.bundle_dir);
     let channel = "stable";
+    install.adopt_installer_version()?;
     if !matches!(command, UpdateCommand::Status { .. }) {
         install.require_self_managed()?;
     }
@@ -208,6 +209,19 @@ pub async fn install(
         true
     };
     let install = Install::new(install_dir);
+    if install.current()?.is_none() {
+        // An empty install folder (a first install, or one after an
+        // uninstall): the update history in the data folder belongs to the
+        // app that was removed. The release the person just ran is
+        // installed even if it is older than what that app had accepted
+        // or rejected; updates then go on from it.
+        let mut state = UpdateState::load(paths)?;
+        state.highest_accepted = None;
+        state.rejected.clear();
+        state.pending = None;
+        state.staged = None;
+        state.save(paths)?;
+    }
     let channel = "stable";
     let feed = Feed::offline(from, channel, &install)?;
     let applied = apply(paths, &install, &feed, channel)

@@ -1,0 +1,402 @@
+//! The Windows installers under Wine (Debian's `wine64`): the real MSI
+//! and Setup.exe made by `jarvis-dist`, carrying the real Windows launcher
+//! (cross-built with MinGW-w64), installed, upgraded and uninstalled the
+//! way a managed Windows machine does it, silently.
+//!
+//! What Wine runs here: the installers, the Windows launcher's `--version`,
+//! `paths --json`, `update status` and `uninstall`. What it does not: the
+//! Windows core and a Windows Redis-compatible server (the release
+//! workflow builds those on a Windows runner, see ARCHITECTURE.md), so the
+//! release these installers carry has a stand-in core file that nothing
+//! runs; installing and removing it is what is tested.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use jarvis_tests::{TestHome, binary};
+
+const TARGET: &str = "x86_64-pc-windows-gnu";
+
+/// The launcher cross-built for Windows (`scripts/test` builds it).
+fn windows_launcher() -> PathBuf {
+    let path = jarvis_tests::bin_dir()
+        .parent()
+        .unwrap()
+        .join(TARGET)
+        .join("debug/jarvis.exe");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build -p jarvis-launcher --target {TARGET}` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+fn dist(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let out = Command::new(binary("jarvis-dist"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "jarvis-dist: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A signed Windows release `version` in `<work>/feed-<version>`.
+fn windows_release(work: &Path, version: &str) -> PathBuf {
+    let ui = work.join("ui");
+    std::fs::create_dir_all(&ui).unwrap();
+    std::fs::write(ui.join("index.html"), "<h1>Jarvis</h1>").unwrap();
+    let core = work.join("jarvis-core.exe");
+    std::fs::write(
+        &core,
+        "stand-in: the Windows core is built on a Windows runner, never run under Wine here",
+    )
+    .unwrap();
+    let bundle = work.join(format!("bundle-{version}"));
+    dist(&[
+        &"bundle",
+        &"--version",
+        &version,
+        &"--target",
+        &TARGET,
+        &"--core",
+        &core,
+        &"--launcher",
+        &windows_launcher(),
+        &"--ui",
+        &ui,
+        &"--out",
+        &bundle,
+    ]);
+    let feed = work.join(format!("feed-{version}"));
+    dist(&[
+        &"release",
+        &"--bundle",
+        &bundle,
+        &"--feed",
+        &feed,
+        &"--key",
+        &jarvis_tests::release_test_key_dir().join("release.key"),
+        &"--level",
+        &"3",
+    ]);
+    feed
+}
+
+fn installer(format: &str, feed: &Path, out: &Path) -> PathBuf {
+    PathBuf::from(dist(&[
+        &"installer",
+        &format,
+        &"--feed",
+        &feed,
+        &"--target",
+        &TARGET,
+        &"--out",
+        &out,
+    ]))
+}
+
+/// A Wine prefix of the test's own: a fresh Windows user profile.
+struct Wine {
+    prefix: PathBuf,
+}
+
+impl Wine {
+    fn new(dir: &Path) -> Self {
+        let wine = Self {
+            prefix: dir.join("wine"),
+        };
+        wine.run(&[&"wineboot", &"--init"]);
+        // Wine 8 lacks bcryptprimitives.dll (ProcessPrng), which Rust
+        // programs import on Windows 10 and later: a stand-in built from
+        // tests/fixtures/wine, in this prefix only.
+        let fixture = jarvis_tests::fixtures().with_file_name("wine");
+        let status = Command::new("x86_64-w64-mingw32-gcc")
+            .args(["-shared", "-O2", "-o"])
+            .arg(
+                wine.prefix
+                    .join("drive_c/windows/system32/bcryptprimitives.dll"),
+            )
+            .arg(fixture.join("bcryptprimitives.c"))
+            .arg(fixture.join("bcryptprimitives.def"))
+            .arg("-ladvapi32")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        wine
+    }
+
+    fn command(&self, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Command {
+        let mut cmd = Command::new("/usr/lib/wine/wine64");
+        cmd.args(args)
+            .env("WINEPREFIX", &self.prefix)
+            .env("WINEDEBUG", "-all")
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            // Jarvis' own variables would reach the Windows process.
+            .env_remove(jarvis_protocol::env::HOME)
+            .env_remove(jarvis_protocol::env::BUNDLE_DIR);
+        cmd
+    }
+
+    fn run(&self, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+        let out = self.command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "wine {:?}: {}{}",
+            args.iter()
+                .map(|a| a.as_ref().to_owned())
+                .collect::<Vec<_>>(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// The Windows user's profile folder, on this side.
+    fn profile(&self) -> PathBuf {
+        let users = self.prefix.join("drive_c/users");
+        std::fs::read_dir(&users)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().is_some_and(|n| n != "Public"))
+            .unwrap()
+    }
+
+    fn install_dir(&self) -> PathBuf {
+        self.profile().join("AppData/Local/Programs/Jarvis")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.profile().join("AppData/Roaming/SparkAI")
+    }
+
+    fn start_menu_shortcut(&self) -> PathBuf {
+        self.profile()
+            .join("AppData/Roaming/Microsoft/Windows/Start Menu/Programs/Jarvis.lnk")
+    }
+
+    /// Runs the installed launcher; stdout.
+    fn jarvis(&self, args: &[&str]) -> String {
+        let exe = self.install_dir().join("jarvis.exe");
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&exe];
+        all.extend(args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
+        String::from_utf8_lossy(&self.run(&all).stdout).into_owned()
+    }
+
+    /// A person's data: settings, a model, memory files.
+    fn write_user_data(&self) -> std::collections::BTreeMap<String, String> {
+        let data = self.data_dir();
+        for (path, text) in [
+            ("config.json", "{\"auto_update\": true}"),
+            ("models/chat/1.0.0/model.gguf", "weights"),
+            (
+                "redis/appendonlydir/appendonly.aof.1.incr.aof",
+                "*1\r\n$4\r\nPING\r\n",
+            ),
+        ] {
+            let path = data.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        digest(&data)
+    }
+}
+
+fn digest(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                out.insert(
+                    entry
+                        .path()
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .display()
+                        .to_string(),
+                    format!("{:x}", fingerprint(&bytes)),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A content fingerprint (FNV-1a) for byte-identity checks.
+fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn current_version(wine: &Wine) -> serde_json::Value {
+    let status: serde_json::Value =
+        serde_json::from_str(&wine.jarvis(&["update", "status", "--json"])).unwrap();
+    status["current"].clone()
+}
+
+#[test]
+fn the_msi_installs_per_user_upgrades_and_uninstalls_silently_keeping_data() {
+    let home = TestHome::new();
+    let work = home.scratch();
+    let v1 = installer("msi", &windows_release(&work, "1.0.0"), &work.join("out"));
+    let v2 = installer("msi", &windows_release(&work, "2.0.0"), &work.join("out"));
+    assert!(v1.ends_with("Jarvis-1.0.0-x86_64.msi"), "{v1:?}");
+
+    // Structure: per-user (no ALLUSERS, no elevation), the files inside.
+    let summary = Command::new("msiinfo")
+        .arg("suminfo")
+        .arg(&v1)
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&summary.stdout);
+    let source = summary
+        .lines()
+        .find_map(|l| l.strip_prefix("Source: "))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap();
+    assert_eq!(
+        source & 0x8,
+        0x8,
+        "elevation must not be required: {summary}"
+    );
+    let properties = Command::new("msiinfo")
+        .args(["export"])
+        .arg(&v1)
+        .arg("Property")
+        .output()
+        .unwrap();
+    let properties = String::from_utf8_lossy(&properties.stdout);
+    assert!(!properties.contains("ALLUSERS"), "{properties}");
+    let files = Command::new("msiextract")
+        .arg("-l")
+        .arg(&v1)
+        .output()
+        .unwrap();
+    let files = String::from_utf8_lossy(&files.stdout);
+    for path in [
+        "Programs/Jarvis/jarvis.exe",
+        "Programs/Jarvis/resources/installer-version",
+        "Programs/Jarvis/resources/app/1.0.0/release.json.sig",
+        "Programs/Jarvis/resources/app/1.0.0/jarvis-core.exe",
+    ] {
+        assert!(
+            files.lines().any(|l| l.replace('\\', "/").ends_with(path)),
+            "{path} not in:\n{files}"
+        );
+    }
+
+    let wine = Wine::new(&work);
+    wine.run(&[&"msiexec", &"/i", &v1, &"/qn"]);
+    assert!(wine.install_dir().join("jarvis.exe").is_file());
+    assert!(wine.start_menu_shortcut().is_file());
+    let version = wine.jarvis(&["--version"]);
+    assert!(version.starts_with("jarvis "), "{version}");
+    let paths: serde_json::Value =
+        serde_json::from_str(&wine.jarvis(&["paths", "--json"])).unwrap();
+    let bundle = paths["bundle_dir"].as_str().unwrap();
+    assert!(
+        bundle.ends_with(r"AppData\Local\Programs\Jarvis"),
+        "{paths}"
+    );
+    assert!(
+        paths["data_dir"]
+            .as_str()
+            .unwrap()
+            .ends_with(r"AppData\Roaming\SparkAI"),
+        "{paths}"
+    );
+    // The launcher adopts the MSI's version; the MSI never owns `current`.
+    assert_eq!(current_version(&wine), "1.0.0");
+    let data = wine.write_user_data();
+
+    // A newer MSI replaces the old one (a major upgrade).
+    wine.run(&[&"msiexec", &"/i", &v2, &"/qn"]);
+    assert_eq!(current_version(&wine), "2.0.0");
+    assert!(!wine.install_dir().join("resources/app/1.0.0").exists());
+    assert_eq!(digest(&wine.data_dir()), data);
+
+    // Uninstall: the app, the updater's pointers and the shortcut go; the
+    // data folder stays byte for byte.
+    wine.run(&[&"msiexec", &"/x", &v2, &"/qn"]);
+    assert!(
+        !wine.install_dir().exists(),
+        "{:?}",
+        std::fs::read_dir(wine.install_dir())
+            .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+    );
+    assert!(!wine.start_menu_shortcut().exists());
+    assert_eq!(digest(&wine.data_dir()), data);
+}
+
+#[test]
+fn setup_exe_installs_upgrades_and_uninstalls_silently_and_removes_data_only_when_asked() {
+    let home = TestHome::new();
+    let work = home.scratch();
+    let v1 = installer("nsis", &windows_release(&work, "1.0.0"), &work.join("out"));
+    let v2 = installer("nsis", &windows_release(&work, "2.0.0"), &work.join("out"));
+    assert!(v1.ends_with("Jarvis-Setup-1.0.0-x86_64.exe"), "{v1:?}");
+
+    let wine = Wine::new(&work);
+    wine.run(&[&v1, &"/S"]);
+    assert!(wine.install_dir().join("Uninstall.exe").is_file());
+    assert!(wine.start_menu_shortcut().is_file());
+    assert_eq!(current_version(&wine), "1.0.0");
+    let data = wine.write_user_data();
+    let key = r"HKCU\Software\Microsoft\Windows\CurrentVersion\Uninstall\Jarvis";
+    let registered = wine.run(&[&"reg", &"query", &key]);
+    let registered = String::from_utf8_lossy(&registered.stdout);
+    assert!(registered.contains("QuietUninstallString"), "{registered}");
+
+    // A newer Setup.exe over it; the updater's pointer follows.
+    wine.run(&[&v2, &"/S"]);
+    assert_eq!(current_version(&wine), "2.0.0");
+
+    // Silent uninstall (run in place, `_?=`, so it finishes before we
+    // look): the app goes, the data stays.
+    let uninstall = |extra: &[&str]| {
+        let exe = wine.install_dir().join("Uninstall.exe");
+        let in_place = format!(
+            "_?={}",
+            wine.jarvis(&["paths", "--json"])
+                .parse::<serde_json::Value>()
+                .unwrap()["bundle_dir"]
+                .as_str()
+                .unwrap()
+        );
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&exe, &"/S"];
+        args.extend(extra.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
+        args.push(&in_place);
+        wine.run(&args);
+        // Run in place, the uninstaller cannot delete itself.
+        let _ = std::fs::remove_file(&exe);
+        let _ = std::fs::remove_dir(wine.install_dir());
+    };
+    uninstall(&[]);
+    assert!(!wine.install_dir().join("resources").exists());
+    assert!(!wine.install_dir().join("jarvis.exe").exists());
+    assert!(!wine.start_menu_shortcut().exists());
+    assert!(
+        wine.command(&[&"reg", &"query", &key])
+            .output()
+            .unwrap()
+            .status
+            .code()
+            != Some(0)
+    );
+    assert_eq!(digest(&wine.data_dir()), data);
+
+    // Reinstalled, and removed with /REMOVEDATA: now the data goes too.
+    wine.run(&[&v2, &"/S"]);
+    uninstall(&["/REMOVEDATA"]);
+    assert!(!wine.data_dir().exists());
+}
