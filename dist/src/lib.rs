@@ -15,8 +15,8 @@
 //!   versions, an archive for offline updates, the signed manifest.
 //!
 //! - [`installer`]: what the installers share (the signed release they
-//!   carry, the installed layout); [`appimage`], [`deb`], [`msi`] and
-//!   [`nsis`]: the formats (`jarvis-dist installer FORMAT`).
+//!   carry, the installed layout); [`appimage`], [`deb`], [`tarball`],
+//!   [`msi`] and [`nsis`]: the formats (`jarvis-dist installer FORMAT`).
 //!
 //! Nothing here runs on a user's machine except through the launcher.
 
@@ -33,6 +33,7 @@ pub mod msi;
 pub mod nsis;
 pub mod release_check;
 pub mod signing;
+pub mod tarball;
 
 /// Everything that can go wrong with releases.
 #[derive(Debug, thiserror::Error)]

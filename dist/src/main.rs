@@ -134,6 +134,11 @@ enum InstallerFormat {
         #[arg(long)]
         fast: bool,
     },
+    /// A .tar.gz with a shell installer (Linux, macOS): per-user, no root.
+    Tar {
+        #[command(flatten)]
+        release: ReleaseArgs,
+    },
     /// A per-user Windows Installer package (no elevation), with wixl.
     Msi {
         #[command(flatten)]
@@ -236,6 +241,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     },
                     &release.out,
                 )?,
+                InstallerFormat::Tar { release } => {
+                    jarvis_dist::tarball::build(&release.load()?, &release.out)?
+                }
                 InstallerFormat::Msi { release } => {
                     jarvis_dist::msi::build(&release.load()?, &release.out)?
                 }

@@ -402,3 +402,69 @@ fn the_deb_is_lintian_clean_of_errors() {
     );
     assert!(!said.lines().any(|l| l.starts_with("E:")), "{said}");
 }
+
+#[test]
+fn the_tar_installer_installs_per_user_and_uninstalls_keeping_data() {
+    let home = TestHome::new();
+    let work = home.scratch().join("release");
+    let feed = published_release(&work);
+    let archive = PathBuf::from(dist(&[
+        &"installer",
+        &"tar",
+        &"--feed",
+        &feed,
+        &"--out",
+        &work.join("out"),
+    ]));
+    let target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    assert!(
+        archive.ends_with(format!("Jarvis-1.0.0-{target}.tar.gz")),
+        "{archive:?}"
+    );
+    let unpacked = home.scratch().join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let installer = unpacked.join("jarvis-1.0.0/install.sh");
+
+    // A fresh home: no root, everything under it.
+    let user_home = home.scratch().join("home");
+    std::fs::create_dir_all(&user_home).unwrap();
+    home.set_env("HOME", user_home.to_str().unwrap());
+    home.set_env(
+        "XDG_DATA_HOME",
+        user_home.join(".local/share").to_str().unwrap(),
+    );
+    let out = home.command(&installer, &[]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let install = user_home.join(".local/share/jarvis-app");
+    let linked = user_home.join(".local/bin/jarvis");
+    assert_eq!(std::fs::read_link(&linked).unwrap(), install.join("jarvis"));
+    let desktop =
+        std::fs::read_to_string(user_home.join(".local/share/applications/jarvis.desktop"))
+            .unwrap();
+    assert!(
+        desktop.contains(&format!("Exec={}", install.join("jarvis").display())),
+        "{desktop}"
+    );
+
+    let mut launcher = home.spawn_program(&linked, &["up", "--no-browser"]);
+    launcher.wait_ready();
+    let api = home.api();
+    let conversation = api.create_conversation();
+    assert_eq!(api.add_message(&conversation, "user", "kept").status(), 201);
+    assert_eq!(launcher.terminate().code(), Some(0));
+
+    let data_before = tree_digest(&home.data_dir());
+    let out = home.command(&installer, &["--uninstall"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!install.exists());
+    assert!(linked.symlink_metadata().is_err());
+    assert_eq!(tree_digest(&home.data_dir()), data_before);
+}
