@@ -16,7 +16,8 @@
 //!
 //! - [`installer`]: what the installers share (the signed release they
 //!   carry, the installed layout); [`appimage`], [`deb`], [`tarball`],
-//!   [`msi`] and [`nsis`]: the formats (`jarvis-dist installer FORMAT`).
+//!   [`dmg`], [`msi`] and [`nsis`]: the formats (`jarvis-dist installer
+//!   FORMAT`).
 //!
 //! Nothing here runs on a user's machine except through the launcher.
 
@@ -26,6 +27,7 @@ pub const TARGET: &str = env!("JARVIS_DIST_TARGET");
 pub mod appimage;
 pub mod deb;
 pub mod delta;
+pub mod dmg;
 pub mod feed;
 pub mod installer;
 pub mod manifest;

@@ -139,6 +139,15 @@ enum InstallerFormat {
         #[command(flatten)]
         release: ReleaseArgs,
     },
+    /// Jarvis.app in a disk image (macOS; the image needs hdiutil).
+    Dmg {
+        #[command(flatten)]
+        release: ReleaseArgs,
+        /// Write the image's folder (Jarvis.app, Applications link)
+        /// instead of the image: what a machine without hdiutil can do.
+        #[arg(long)]
+        app_only: bool,
+    },
     /// A per-user Windows Installer package (no elevation), with wixl.
     Msi {
         #[command(flatten)]
@@ -243,6 +252,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 )?,
                 InstallerFormat::Tar { release } => {
                     jarvis_dist::tarball::build(&release.load()?, &release.out)?
+                }
+                InstallerFormat::Dmg { release, app_only } => {
+                    jarvis_dist::dmg::build(&release.load()?, app_only, &release.out)?
                 }
                 InstallerFormat::Msi { release } => {
                     jarvis_dist::msi::build(&release.load()?, &release.out)?

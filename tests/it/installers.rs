@@ -468,3 +468,101 @@ fn the_tar_installer_installs_per_user_and_uninstalls_keeping_data() {
     assert!(linked.symlink_metadata().is_err());
     assert_eq!(tree_digest(&home.data_dir()), data_before);
 }
+
+/// macOS binaries cannot be built here, nor a disk image made (hdiutil):
+/// the app bundle is assembled from a macOS release (here of the Linux
+/// binaries, relabelled: only the layout is under test) and its
+/// Info.plist read back with Python's plistlib.
+#[test]
+fn the_dmg_folder_holds_a_well_formed_app_bundle() {
+    let home = TestHome::new();
+    let work = home.scratch();
+    let ui = work.join("ui");
+    std::fs::create_dir_all(&ui).unwrap();
+    std::fs::write(ui.join("index.html"), "<h1>Jarvis</h1>").unwrap();
+    let target = "aarch64-apple-darwin";
+    dist(&[
+        &"bundle",
+        &"--version",
+        &"1.2.3",
+        &"--target",
+        &target,
+        &"--core",
+        &core_bin(),
+        &"--launcher",
+        &jarvis_bin(),
+        &"--ui",
+        &ui,
+        &"--out",
+        &work.join("bundle"),
+    ]);
+    let feed = work.join("feed");
+    dist(&[
+        &"release",
+        &"--bundle",
+        &work.join("bundle"),
+        &"--feed",
+        &feed,
+        &"--key",
+        &jarvis_tests::release_test_key_dir().join("release.key"),
+        &"--level",
+        &"3",
+    ]);
+    let folder = PathBuf::from(dist(&[
+        &"installer",
+        &"dmg",
+        &"--feed",
+        &feed,
+        &"--target",
+        &target,
+        &"--app-only",
+        &"--out",
+        &work.join("out"),
+    ]));
+    assert!(folder.ends_with("Jarvis-1.2.3-aarch64-dmg"), "{folder:?}");
+    assert_eq!(
+        std::fs::read_link(folder.join("Applications")).unwrap(),
+        Path::new("/Applications")
+    );
+    let contents = folder.join("Jarvis.app/Contents");
+    for file in [
+        "MacOS/Jarvis",
+        "MacOS/jarvis",
+        "Resources/jarvis.svg",
+        "Resources/feed/stable/aarch64-apple-darwin/release.json",
+        "Resources/feed/stable/aarch64-apple-darwin/release.json.sig",
+        "Resources/feed/stable/aarch64-apple-darwin/files/1.2.3/jarvis-core",
+    ] {
+        assert!(contents.join(file).is_file(), "{file} missing");
+    }
+    let plist = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import json, plistlib, sys; print(json.dumps(plistlib.load(open(sys.argv[1], 'rb'))))",
+        )
+        .arg(contents.join("Info.plist"))
+        .output()
+        .unwrap();
+    assert!(plist.status.success(), "{plist:?}");
+    let plist: serde_json::Value = serde_json::from_slice(&plist.stdout).unwrap();
+    assert_eq!(plist["CFBundleExecutable"], "Jarvis");
+    assert_eq!(plist["CFBundlePackageType"], "APPL");
+    assert_eq!(plist["CFBundleShortVersionString"], "1.2.3");
+    assert_eq!(plist["CFBundleIdentifier"], "org.jarvis-assistant.Jarvis");
+    // The executable named by the plist is the start script, executable.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(contents.join("MacOS/Jarvis"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111);
+    // A target the feed has no release for is refused.
+    let out = Command::new(binary("jarvis-dist"))
+        .args(["installer", "dmg", "--app-only", "--feed"])
+        .arg(&feed)
+        .arg("--out")
+        .arg(work.join("out2"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
