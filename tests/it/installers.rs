@@ -566,3 +566,168 @@ fn the_dmg_folder_holds_a_well_formed_app_bundle() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// Publishes `version` of the real launcher and a core variant (`broken`:
+/// truncated, so it cannot start) into `feed`, with deltas from `previous`.
+fn publish_version(
+    work: &Path,
+    feed: &Path,
+    version: &str,
+    broken: bool,
+    previous: &Path,
+) -> PathBuf {
+    let mut core = std::fs::read(core_bin()).unwrap();
+    if broken {
+        core.truncate(4096);
+    } else {
+        // A real binary difference for the delta (ELF ignores the tail).
+        core.extend_from_slice(format!("jarvis build {version}").as_bytes());
+    }
+    let src = work.join(format!("src-{version}"));
+    std::fs::create_dir_all(src.join("ui")).unwrap();
+    std::fs::write(src.join("jarvis-core"), core).unwrap();
+    std::fs::write(
+        src.join("ui/index.html"),
+        format!("<h1>Jarvis {version}</h1>"),
+    )
+    .unwrap();
+    let bundle = work.join(format!("bundle-{version}"));
+    dist(&[
+        &"bundle",
+        &"--version",
+        &version,
+        &"--core",
+        &src.join("jarvis-core"),
+        &"--launcher",
+        &jarvis_bin(),
+        &"--ui",
+        &src.join("ui"),
+        &"--out",
+        &bundle,
+    ]);
+    dist(&[
+        &"release",
+        &"--bundle",
+        &bundle,
+        &"--previous",
+        &previous,
+        &"--feed",
+        &feed,
+        &"--key",
+        &jarvis_tests::release_test_key_dir().join("release.key"),
+        &"--level",
+        &"3",
+    ]);
+    bundle
+}
+
+/// The journey after an AppImage install: v2 is staged silently in the
+/// background and runs from the next launch; a broken v3 is rolled back;
+/// memory and settings come through byte for byte.
+#[test]
+fn an_appimage_install_updates_in_the_background_and_rolls_back_a_broken_version() {
+    let home = TestHome::new();
+    let work = home.scratch().join("release");
+    let carried = published_release(&work);
+    let appimage = PathBuf::from(dist(&[
+        &"installer",
+        &"appimage",
+        &"--feed",
+        &carried,
+        &"--runtime",
+        &jarvis_tests::appimage_runtime(),
+        &"--out",
+        &work.join("out"),
+    ]));
+    let xdg = home.scratch().join("xdg");
+    let install = xdg.join("jarvis-app");
+    home.set_env("XDG_DATA_HOME", xdg.to_str().unwrap());
+    home.set_env("APPIMAGE_EXTRACT_AND_RUN", "1");
+    let server = jarvis_tests::fault_server::FaultServer::start();
+    home.set_env("JARVIS_UPDATE_URL", &server.url("/feed"));
+    let core_version = || {
+        let exe = home.instance().unwrap().core.executable;
+        exe.split("resources/app/")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    // Every launch goes through the AppImage, as from the desktop; every
+    // stop through the installed launcher (the runtime forwards no signal).
+    let launch = || {
+        let mut launcher = home.spawn_program(&appimage, &["up", "--no-browser"]);
+        launcher.wait_ready();
+        launcher
+    };
+    let stop = |mut launcher: jarvis_tests::Launcher| {
+        let out = home
+            .command(&install.join("jarvis"), &["stop"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            launcher
+                .wait_exit(std::time::Duration::from_secs(30))
+                .success()
+        );
+    };
+
+    let first = launch();
+    assert_eq!(core_version(), "1.0.0");
+    let api = home.api();
+    let conversation = api.create_conversation();
+    assert_eq!(api.add_message(&conversation, "user", "kept").status(), 201);
+    stop(first);
+    // Settings: background updates on (the default a person gets).
+    let config_path = home.path("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["auto_update"] = true.into();
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let settings = std::fs::read(&config_path).unwrap();
+
+    // v2 on the feed: staged while 1.0.0 runs, in use from the next launch.
+    let feed = work.join("feed-online");
+    publish_version(&work, &feed, "2.0.0", false, &work.join("bundle"));
+    server.add_dir("/feed", &feed);
+    let running = launch();
+    jarvis_tests::wait_for(
+        std::time::Duration::from_secs(90),
+        "v2 to be staged",
+        || {
+            let state: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(home.path("update-state.json")).ok()?)
+                    .ok()?;
+            (state["staged"] == "2.0.0").then_some(())
+        },
+    );
+    stop(running);
+    let running = launch();
+    assert_eq!(core_version(), "2.0.0");
+    assert_eq!(home.api().messages(&conversation).unwrap(), ["kept"]);
+    assert_eq!(std::fs::read(&config_path).unwrap(), settings);
+
+    // A broken v3, applied (the background path is the one v2 took):
+    // tried at the next launch, rolled back to v2.
+    stop(running);
+    publish_version(&work, &feed, "3.0.0", true, &work.join("bundle-2.0.0"));
+    server.add_dir("/feed", &feed);
+    let applied = home
+        .command(&install.join("jarvis"), &["update", "apply", "--json"])
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{applied:?}");
+    let running = launch();
+    assert!(
+        running.stderr().contains("Switched back to Jarvis 2.0.0"),
+        "{}",
+        running.stderr()
+    );
+    assert_eq!(core_version(), "2.0.0");
+    assert_eq!(home.api().messages(&conversation).unwrap(), ["kept"]);
+    assert_eq!(std::fs::read(&config_path).unwrap(), settings);
+    stop(running);
+}
