@@ -13,18 +13,12 @@ use std::process::Command;
 use crate::DistError;
 use crate::feed::{file_error, list_files};
 use crate::installer::{
-    DESKTOP_ENTRY, ICON_SVG, MANAGED_BY_FILE, Pointer, SignedRelease, put, read, run_tool, work_dir,
+    Compression, DESKTOP_ENTRY, ICON_SVG, MANAGED_BY_FILE, Pointer, SignedRelease, put, read,
+    run_tool, work_dir,
 };
 
 /// Where the package installs the app.
 pub const INSTALL_DIR: &str = "usr/lib/jarvis";
-
-/// How hard `dpkg-deb` compresses: `Best` for releases, `Fast` for tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    Best,
-    Fast,
-}
 
 /// Builds `<out>/jarvis_<version>_<arch>.deb` carrying `release`; returns
 /// its path.

@@ -155,6 +155,15 @@ impl SignedRelease {
     }
 }
 
+/// How hard an installer compresses: `Best` for releases, `Fast` for
+/// tests (the .deb's xz -9 and Setup.exe's solid LZMA take a minute on a
+/// debug build).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Best,
+    Fast,
+}
+
 /// Which pointer an installed layout gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pointer {

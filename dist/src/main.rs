@@ -5,9 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use jarvis_dist::deb;
 use jarvis_dist::feed::{self, ReleaseOptions, VersionInfo};
-use jarvis_dist::installer::SignedRelease;
+use jarvis_dist::installer::{Compression, SignedRelease};
 use jarvis_dist::manifest::{AppVersion, SchemaRange};
 use jarvis_dist::signing;
 use jarvis_durable::{Visibility, write_atomic};
@@ -157,6 +156,9 @@ enum InstallerFormat {
     Nsis {
         #[command(flatten)]
         release: ReleaseArgs,
+        /// Compress quickly (zlib) instead of best (solid LZMA): for tests.
+        #[arg(long)]
+        fast: bool,
     },
 }
 
@@ -182,6 +184,14 @@ impl ReleaseArgs {
             &self.channel,
             &self.target,
         )?)
+    }
+}
+
+fn compression(fast: bool) -> Compression {
+    if fast {
+        Compression::Fast
+    } else {
+        Compression::Best
     }
 }
 
@@ -243,11 +253,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } => jarvis_dist::deb::build(
                     &release.load()?,
                     &maintainer,
-                    if fast {
-                        deb::Compression::Fast
-                    } else {
-                        deb::Compression::Best
-                    },
+                    compression(fast),
                     &release.out,
                 )?,
                 InstallerFormat::Tar { release } => {
@@ -259,8 +265,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 InstallerFormat::Msi { release } => {
                     jarvis_dist::msi::build(&release.load()?, &release.out)?
                 }
-                InstallerFormat::Nsis { release } => {
-                    jarvis_dist::nsis::build(&release.load()?, &release.out)?
+                InstallerFormat::Nsis { release, fast } => {
+                    jarvis_dist::nsis::build(&release.load()?, compression(fast), &release.out)?
                 }
             };
             println!("{}", path.display());

@@ -14,10 +14,14 @@ use std::process::Command;
 
 use crate::DistError;
 use crate::feed::file_error;
-use crate::installer::{Pointer, SignedRelease, put, run_tool, work_dir};
+use crate::installer::{Compression, Pointer, SignedRelease, put, run_tool, work_dir};
 
 /// Builds `<out>/Jarvis-Setup-<version>-<arch>.exe` carrying `release`.
-pub fn build(release: &SignedRelease, out: &Path) -> Result<PathBuf, DistError> {
+pub fn build(
+    release: &SignedRelease,
+    compression: Compression,
+    out: &Path,
+) -> Result<PathBuf, DistError> {
     if !release.is_windows() {
         return Err(DistError::BadManifest(format!(
             "Setup.exe carries a Windows release, not one for {}",
@@ -32,7 +36,7 @@ pub fn build(release: &SignedRelease, out: &Path) -> Result<PathBuf, DistError> 
     let script = work.path().join("jarvis.nsi");
     put(
         &script,
-        nsis_script(&version.to_string(), &payload, "setup.exe").as_bytes(),
+        nsis_script(&version.to_string(), &payload, "setup.exe", compression).as_bytes(),
         false,
     )?;
     run_tool(
@@ -48,12 +52,16 @@ pub fn build(release: &SignedRelease, out: &Path) -> Result<PathBuf, DistError> 
     Ok(path)
 }
 
-fn nsis_script(version: &str, payload: &Path, out_file: &str) -> String {
+fn nsis_script(version: &str, payload: &Path, out_file: &str, compression: Compression) -> String {
     let payload = payload.display();
+    let compressor = match compression {
+        Compression::Best => "/SOLID lzma",
+        Compression::Fast => "zlib",
+    };
     format!(
         r#"Unicode true
 Target amd64-unicode
-SetCompressor /SOLID lzma
+SetCompressor {compressor}
 RequestExecutionLevel user
 Name "Jarvis"
 OutFile "{out_file}"
