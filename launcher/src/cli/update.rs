@@ -209,7 +209,8 @@ pub async fn install(
         true
     };
     let install = Install::new(install_dir);
-    if install.current()?.is_none() {
+    let first_install = install.current()?.is_none();
+    if first_install {
         // An empty install folder (a first install, or one after an
         // uninstall): the update history in the data folder belongs to the
         // app that was removed. The release the person just ran is
@@ -223,7 +224,10 @@ pub async fn install(
         state.save(paths)?;
     }
     let channel = "stable";
-    let feed = Feed::offline(from, channel, &install)?;
+    let mut feed = Feed::offline(from, channel, &install)?;
+    if first_install {
+        feed = feed.for_first_install();
+    }
     let applied = apply(paths, &install, &feed, channel)
         .await?
         .map(|report| report.version);

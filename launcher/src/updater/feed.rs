@@ -15,6 +15,9 @@ pub struct Feed {
     base: String,
     /// Keeps an unpacked offline archive alive.
     _unpacked: Option<tempfile::TempDir>,
+    /// The release an installer carries, going into an empty install
+    /// folder: see [`Feed::for_first_install`].
+    pub(super) first_install: bool,
 }
 
 impl Feed {
@@ -51,6 +54,16 @@ impl Feed {
         Self::at(root.as_str(), channel, Some(unpacked))
     }
 
+    /// Marks the release an installer carries, installed into an empty
+    /// install folder: its manifest may have expired (the installer was
+    /// downloaded long after its release). The expiry defends a running
+    /// install against a frozen feed; a first install has nothing to
+    /// defend yet, and the updater moves on from it at the next check.
+    pub fn for_first_install(mut self) -> Self {
+        self.first_install = true;
+        self
+    }
+
     fn at(root: &str, channel: &str, unpacked: Option<tempfile::TempDir>) -> anyhow::Result<Self> {
         let root = if root.contains("://") {
             root.to_owned()
@@ -67,6 +80,7 @@ impl Feed {
         Ok(Self {
             base,
             _unpacked: unpacked,
+            first_install: false,
         })
     }
 
