@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jarvis_tests::{TestHome, binary};
+use jarvis_tests::{TestHome, dist};
 
 fn main() {
     let bin = jarvis_tests::bin_dir();
@@ -259,19 +259,6 @@ fn time_to_ready(prepare: impl FnOnce(&TestHome) -> PathBuf) -> Duration {
     assert!(home.jarvis(&["stop"]).status().unwrap().success());
     let _ = launcher.wait_exit(Duration::from_secs(30));
     took
-}
-
-fn dist(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
-    let out = Command::new(binary("jarvis-dist"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "jarvis-dist: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn size(path: &Path) -> u64 {

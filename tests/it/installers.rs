@@ -4,56 +4,25 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use jarvis_tests::{TestHome, binary, core_bin, jarvis_bin};
-
-fn dist(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
-    let out = Command::new(binary("jarvis-dist"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "jarvis-dist {:?}: {}",
-        args.iter()
-            .map(|a| a.as_ref().to_owned())
-            .collect::<Vec<_>>(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
+use jarvis_tests::{
+    TestHome, Version, binary, core_bin, dist, jarvis_bin, publish, running_version, snapshot,
+};
 
 /// A release 1.0.0 of the real launcher and core, signed with the test key
 /// (which every test-built launcher trusts), published into `<work>/feed`.
 fn published_release(work: &Path) -> PathBuf {
-    let ui = work.join("ui");
-    std::fs::create_dir_all(&ui).unwrap();
-    std::fs::write(ui.join("index.html"), "<h1>Jarvis</h1>").unwrap();
-    let bundle = work.join("bundle");
-    dist(&[
-        &"bundle",
-        &"--version",
-        &"1.0.0",
-        &"--core",
-        &core_bin(),
-        &"--launcher",
-        &jarvis_bin(),
-        &"--ui",
-        &ui,
-        &"--out",
-        &bundle,
-    ]);
     let feed = work.join("feed");
-    dist(&[
-        &"release",
-        &"--bundle",
-        &bundle,
-        &"--feed",
+    publish(
+        work,
         &feed,
-        &"--key",
-        &jarvis_tests::release_test_key_dir().join("release.key"),
-        &"--level",
-        &"3",
-    ]);
+        &Version {
+            version: "1.0.0",
+            target: jarvis_dist::TARGET,
+            core: &core_bin(),
+            launcher: &jarvis_bin(),
+            previous: &[],
+        },
+    );
     feed
 }
 
@@ -169,7 +138,7 @@ fn the_appimage_installs_on_first_launch_runs_from_the_install_folder_and_is_nev
     // Uninstall (what the AppImage's own launcher offers): the install
     // folder goes, the data folder stays byte for byte, and the AppImage
     // installs again and finds the memory.
-    let data_before = tree_digest(&home.data_dir());
+    let data_before = snapshot(&home.data_dir());
     let out = home
         .command(&install.join("jarvis"), &["uninstall"])
         .output()
@@ -178,7 +147,7 @@ fn the_appimage_installs_on_first_launch_runs_from_the_install_folder_and_is_nev
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("are kept in"), "{said}");
     assert!(!install.exists());
-    assert_eq!(tree_digest(&home.data_dir()), data_before);
+    assert_eq!(snapshot(&home.data_dir()), data_before);
     let mut again = home.spawn_program(&appimage, &["up", "--no-browser"]);
     again.wait_ready();
     assert_eq!(home.api().messages(&conversation).unwrap(), ["kept"]);
@@ -209,24 +178,6 @@ fn an_install_folder_inside_the_data_folder_is_refused() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("must not contain each other"), "{said}");
     assert!(!inside.exists());
-}
-
-/// Every file under `dir` with its SHA-256, for byte-for-byte comparisons.
-fn tree_digest(dir: &Path) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let path = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path.strip_prefix(dir).unwrap().display().to_string();
-                out.insert(rel, sha256(&path));
-            }
-        }
-    }
-    out
 }
 
 /// `dpkg` working on a root folder of the test's own (its own package
@@ -354,13 +305,13 @@ fn the_deb_installs_runs_leaves_updates_to_apt_and_uninstalls_without_touching_d
     assert_eq!(launcher.terminate().code(), Some(0));
 
     // Removal and purge take the app and leave the data folder as it was.
-    let data_before = tree_digest(&home.data_dir());
+    let data_before = snapshot(&home.data_dir());
     assert!(!data_before.is_empty());
     dpkg(&root, &[&"-r", &"jarvis"]);
     assert!(!root.join("usr/lib/jarvis").exists());
     assert!(!jarvis.exists());
     dpkg(&root, &[&"-P", &"jarvis"]);
-    assert_eq!(tree_digest(&home.data_dir()), data_before);
+    assert_eq!(snapshot(&home.data_dir()), data_before);
 
     // Reinstalled, Jarvis finds its memory.
     dpkg(&root, &[&"-i", &deb]);
@@ -461,12 +412,12 @@ fn the_tar_installer_installs_per_user_and_uninstalls_keeping_data() {
     assert_eq!(api.add_message(&conversation, "user", "kept").status(), 201);
     assert_eq!(launcher.terminate().code(), Some(0));
 
-    let data_before = tree_digest(&home.data_dir());
+    let data_before = snapshot(&home.data_dir());
     let out = home.command(&installer, &["--uninstall"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(!install.exists());
     assert!(linked.symlink_metadata().is_err());
-    assert_eq!(tree_digest(&home.data_dir()), data_before);
+    assert_eq!(snapshot(&home.data_dir()), data_before);
 }
 
 /// macOS binaries cannot be built here, nor a disk image made (hdiutil):
@@ -477,37 +428,19 @@ fn the_tar_installer_installs_per_user_and_uninstalls_keeping_data() {
 fn the_dmg_folder_holds_a_well_formed_app_bundle() {
     let home = TestHome::new();
     let work = home.scratch();
-    let ui = work.join("ui");
-    std::fs::create_dir_all(&ui).unwrap();
-    std::fs::write(ui.join("index.html"), "<h1>Jarvis</h1>").unwrap();
     let target = "aarch64-apple-darwin";
-    dist(&[
-        &"bundle",
-        &"--version",
-        &"1.2.3",
-        &"--target",
-        &target,
-        &"--core",
-        &core_bin(),
-        &"--launcher",
-        &jarvis_bin(),
-        &"--ui",
-        &ui,
-        &"--out",
-        &work.join("bundle"),
-    ]);
     let feed = work.join("feed");
-    dist(&[
-        &"release",
-        &"--bundle",
-        &work.join("bundle"),
-        &"--feed",
+    publish(
+        &work,
         &feed,
-        &"--key",
-        &jarvis_tests::release_test_key_dir().join("release.key"),
-        &"--level",
-        &"3",
-    ]);
+        &Version {
+            version: "1.2.3",
+            target,
+            core: &core_bin(),
+            launcher: &jarvis_bin(),
+            previous: &[],
+        },
+    );
     let folder = PathBuf::from(dist(&[
         &"installer",
         &"dmg",
@@ -583,42 +516,19 @@ fn publish_version(
         // A real binary difference for the delta (ELF ignores the tail).
         core.extend_from_slice(format!("jarvis build {version}").as_bytes());
     }
-    let src = work.join(format!("src-{version}"));
-    std::fs::create_dir_all(src.join("ui")).unwrap();
-    std::fs::write(src.join("jarvis-core"), core).unwrap();
-    std::fs::write(
-        src.join("ui/index.html"),
-        format!("<h1>Jarvis {version}</h1>"),
+    let core_path = work.join(format!("jarvis-core-{version}"));
+    std::fs::write(&core_path, core).unwrap();
+    publish(
+        work,
+        feed,
+        &Version {
+            version,
+            target: jarvis_dist::TARGET,
+            core: &core_path,
+            launcher: &jarvis_bin(),
+            previous: &[previous],
+        },
     )
-    .unwrap();
-    let bundle = work.join(format!("bundle-{version}"));
-    dist(&[
-        &"bundle",
-        &"--version",
-        &version,
-        &"--core",
-        &src.join("jarvis-core"),
-        &"--launcher",
-        &jarvis_bin(),
-        &"--ui",
-        &src.join("ui"),
-        &"--out",
-        &bundle,
-    ]);
-    dist(&[
-        &"release",
-        &"--bundle",
-        &bundle,
-        &"--previous",
-        &previous,
-        &"--feed",
-        &feed,
-        &"--key",
-        &jarvis_tests::release_test_key_dir().join("release.key"),
-        &"--level",
-        &"3",
-    ]);
-    bundle
 }
 
 /// The journey after an AppImage install: v2 is staged silently in the
@@ -645,16 +555,6 @@ fn an_appimage_install_updates_in_the_background_and_rolls_back_a_broken_version
     home.set_env("APPIMAGE_EXTRACT_AND_RUN", "1");
     let server = jarvis_tests::fault_server::FaultServer::start();
     home.set_env("JARVIS_UPDATE_URL", &server.url("/feed"));
-    let core_version = || {
-        let exe = home.instance().unwrap().core.executable;
-        exe.split("resources/app/")
-            .nth(1)
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
     // Every launch goes through the AppImage, as from the desktop; every
     // stop through the installed launcher (the runtime forwards no signal).
     let launch = || {
@@ -676,7 +576,7 @@ fn an_appimage_install_updates_in_the_background_and_rolls_back_a_broken_version
     };
 
     let first = launch();
-    assert_eq!(core_version(), "1.0.0");
+    assert_eq!(running_version(&home), "1.0.0");
     let api = home.api();
     let conversation = api.create_conversation();
     assert_eq!(api.add_message(&conversation, "user", "kept").status(), 201);
@@ -691,7 +591,13 @@ fn an_appimage_install_updates_in_the_background_and_rolls_back_a_broken_version
 
     // v2 on the feed: staged while 1.0.0 runs, in use from the next launch.
     let feed = work.join("feed-online");
-    publish_version(&work, &feed, "2.0.0", false, &work.join("bundle"));
+    publish_version(
+        &work,
+        &feed,
+        "2.0.0",
+        false,
+        &work.join(format!("bundle-1.0.0-{}", jarvis_dist::TARGET)),
+    );
     server.add_dir("/feed", &feed);
     let running = launch();
     jarvis_tests::wait_for(
@@ -706,14 +612,20 @@ fn an_appimage_install_updates_in_the_background_and_rolls_back_a_broken_version
     );
     stop(running);
     let running = launch();
-    assert_eq!(core_version(), "2.0.0");
+    assert_eq!(running_version(&home), "2.0.0");
     assert_eq!(home.api().messages(&conversation).unwrap(), ["kept"]);
     assert_eq!(std::fs::read(&config_path).unwrap(), settings);
 
     // A broken v3, applied (the background path is the one v2 took):
     // tried at the next launch, rolled back to v2.
     stop(running);
-    publish_version(&work, &feed, "3.0.0", true, &work.join("bundle-2.0.0"));
+    publish_version(
+        &work,
+        &feed,
+        "3.0.0",
+        true,
+        &work.join(format!("bundle-2.0.0-{}", jarvis_dist::TARGET)),
+    );
     server.add_dir("/feed", &feed);
     let applied = home
         .command(&install.join("jarvis"), &["update", "apply", "--json"])
@@ -726,8 +638,75 @@ fn an_appimage_install_updates_in_the_background_and_rolls_back_a_broken_version
         "{}",
         running.stderr()
     );
-    assert_eq!(core_version(), "2.0.0");
+    assert_eq!(running_version(&home), "2.0.0");
     assert_eq!(home.api().messages(&conversation).unwrap(), ["kept"]);
     assert_eq!(std::fs::read(&config_path).unwrap(), settings);
     stop(running);
+}
+
+/// An installer downloaded after its release's manifest expired still
+/// installs into an empty install folder (nothing to defend yet); an
+/// existing install is not moved to an expired release.
+#[test]
+fn an_expired_carried_release_installs_fresh_but_never_updates_an_install() {
+    let home = TestHome::new();
+    let work = home.scratch().join("release");
+    let feed = work.join("feed");
+    let expired_release = |version: &str, feed: &Path| {
+        let bundle = work.join(format!("bundle-{version}"));
+        let ui = work.join("ui");
+        std::fs::create_dir_all(&ui).unwrap();
+        std::fs::write(ui.join("index.html"), "<h1>Jarvis</h1>").unwrap();
+        dist(&[
+            &"bundle",
+            &"--version",
+            &version,
+            &"--core",
+            &core_bin(),
+            &"--launcher",
+            &jarvis_bin(),
+            &"--ui",
+            &ui,
+            &"--out",
+            &bundle,
+        ]);
+        dist(&[
+            &"release",
+            &"--bundle",
+            &bundle,
+            &"--feed",
+            &feed,
+            &"--key",
+            &jarvis_tests::release_test_key_dir().join("release.key"),
+            &"--level",
+            &"3",
+            &"--expired",
+        ]);
+    };
+    expired_release("1.0.0", &feed);
+    let install = home.scratch().join("app");
+    let run = |feed: &Path| {
+        home.jarvis(&["install", "--from", feed.to_str().unwrap(), "--json"])
+            .env("JARVIS_BUNDLE_DIR", &install)
+            .output()
+            .unwrap()
+    };
+    let out = run(&feed);
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["current"], "1.0.0");
+
+    // A newer but expired release does not move an existing install.
+    let newer = work.join("feed2");
+    expired_release("2.0.0", &newer);
+    let out = run(&newer);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("expired"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(install.join("resources/app/current"))
+            .unwrap()
+            .trim(),
+        "1.0.0"
+    );
 }

@@ -13,8 +13,8 @@ use jarvis_download::Sha256Digest;
 use jarvis_protocol::env;
 use jarvis_tests::fault_server::FaultServer;
 use jarvis_tests::{
-    Output, Signal, TestHome, binary, copy_dir, core_bin, pseudo_random_bytes, signal, snapshot,
-    wait_for,
+    Output, Signal, TestHome, binary, copy_dir, core_bin, pseudo_random_bytes, running_version,
+    signal, snapshot, wait_for,
 };
 use serde_json::Value;
 
@@ -311,17 +311,6 @@ fn assert_data_intact(home: &TestHome, id: &str, models_before: &BTreeMap<String
     assert_eq!(home.api().messages(id).unwrap(), vec!["remember me"]);
     assert_eq!(&snapshot(&home.path("models")), models_before);
     assert!(home.run(&["models", "verify"]).status.success());
-}
-
-fn running_version(home: &TestHome) -> String {
-    let exe = home.instance().unwrap().core.executable;
-    exe.split("resources/app/")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 #[test]

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use jarvis_tests::{TestHome, binary};
+use jarvis_tests::{TestHome, Version, dist, publish, snapshot};
 
 const TARGET: &str = "x86_64-pc-windows-gnu";
 
@@ -32,63 +32,31 @@ fn windows_launcher() -> PathBuf {
     path
 }
 
-fn dist(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
-    let out = Command::new(binary("jarvis-dist"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "jarvis-dist: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// A signed Windows release `version` in `<work>/feed-<version>`.
 fn windows_release(work: &Path, version: &str) -> PathBuf {
-    let ui = work.join("ui");
-    std::fs::create_dir_all(&ui).unwrap();
-    std::fs::write(ui.join("index.html"), "<h1>Jarvis</h1>").unwrap();
     let core = work.join("jarvis-core.exe");
     std::fs::write(
         &core,
         "stand-in: the Windows core is built on a Windows runner, never run under Wine here",
     )
     .unwrap();
-    let bundle = work.join(format!("bundle-{version}"));
-    dist(&[
-        &"bundle",
-        &"--version",
-        &version,
-        &"--target",
-        &TARGET,
-        &"--core",
-        &core,
-        &"--launcher",
-        &windows_launcher(),
-        &"--ui",
-        &ui,
-        &"--out",
-        &bundle,
-    ]);
     let feed = work.join(format!("feed-{version}"));
-    dist(&[
-        &"release",
-        &"--bundle",
-        &bundle,
-        &"--feed",
+    publish(
+        work,
         &feed,
-        &"--key",
-        &jarvis_tests::release_test_key_dir().join("release.key"),
-        &"--level",
-        &"3",
-    ]);
+        &Version {
+            version,
+            target: TARGET,
+            core: &core,
+            launcher: &windows_launcher(),
+            previous: &[],
+        },
+    );
     feed
 }
 
 fn installer(format: &str, feed: &Path, out: &Path) -> PathBuf {
-    PathBuf::from(dist(&[
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
         &"installer",
         &format,
         &"--feed",
@@ -97,7 +65,12 @@ fn installer(format: &str, feed: &Path, out: &Path) -> PathBuf {
         &TARGET,
         &"--out",
         &out,
-    ]))
+    ];
+    if format == "nsis" {
+        // zlib, not solid LZMA: a minute less on a debug launcher.
+        args.push(&"--fast");
+    }
+    PathBuf::from(dist(&args))
 }
 
 /// A Wine prefix of the test's own: a fresh Windows user profile.
@@ -189,7 +162,7 @@ impl Wine {
     }
 
     /// A person's data: settings, a model, memory files.
-    fn write_user_data(&self) -> std::collections::BTreeMap<String, String> {
+    fn write_user_data(&self) -> std::collections::BTreeMap<String, jarvis_download::Sha256Digest> {
         let data = self.data_dir();
         for (path, text) in [
             ("config.json", "{\"auto_update\": true}"),
@@ -203,39 +176,8 @@ impl Wine {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         }
-        digest(&data)
+        snapshot(&data)
     }
-}
-
-fn digest(dir: &Path) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-            } else {
-                let bytes = std::fs::read(entry.path()).unwrap();
-                out.insert(
-                    entry
-                        .path()
-                        .strip_prefix(dir)
-                        .unwrap()
-                        .display()
-                        .to_string(),
-                    format!("{:x}", fingerprint(&bytes)),
-                );
-            }
-        }
-    }
-    out
-}
-
-/// A content fingerprint (FNV-1a) for byte-identity checks.
-fn fingerprint(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 fn current_version(wine: &Wine) -> serde_json::Value {
@@ -323,7 +265,7 @@ fn the_msi_installs_per_user_upgrades_and_uninstalls_silently_keeping_data() {
     wine.run(&[&"msiexec", &"/i", &v2, &"/qn"]);
     assert_eq!(current_version(&wine), "2.0.0");
     assert!(!wine.install_dir().join("resources/app/1.0.0").exists());
-    assert_eq!(digest(&wine.data_dir()), data);
+    assert_eq!(snapshot(&wine.data_dir()), data);
 
     // Uninstall: the app, the updater's pointers and the shortcut go; the
     // data folder stays byte for byte.
@@ -335,7 +277,7 @@ fn the_msi_installs_per_user_upgrades_and_uninstalls_silently_keeping_data() {
             .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
     );
     assert!(!wine.start_menu_shortcut().exists());
-    assert_eq!(digest(&wine.data_dir()), data);
+    assert_eq!(snapshot(&wine.data_dir()), data);
 }
 
 #[test]
@@ -393,7 +335,7 @@ fn setup_exe_installs_upgrades_and_uninstalls_silently_and_removes_data_only_whe
             .code()
             != Some(0)
     );
-    assert_eq!(digest(&wine.data_dir()), data);
+    assert_eq!(snapshot(&wine.data_dir()), data);
 
     // Reinstalled, and removed with /REMOVEDATA: now the data goes too.
     wine.run(&[&v2, &"/S"]);

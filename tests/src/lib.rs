@@ -839,6 +839,96 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Runs the real `jarvis-dist` with `args`; its stdout, trimmed. A
+/// failure panics with what it said.
+pub fn dist(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let out = Command::new(binary("jarvis-dist"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "jarvis-dist {:?}: {}",
+        args.iter()
+            .map(|a| a.as_ref().to_owned())
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// One version of Jarvis to publish with [`publish`].
+#[derive(Debug)]
+pub struct Version<'a> {
+    pub version: &'a str,
+    pub target: &'a str,
+    pub core: &'a Path,
+    pub launcher: &'a Path,
+    /// Earlier version folders to make deltas from.
+    pub previous: &'a [&'a Path],
+}
+
+/// Makes the version folder `<work>/bundle-<version>-<target>` (with a
+/// one-page UI) and releases it into `feed`, signed with the test key
+/// (zstd level 3: level 19 on a debug core takes minutes); returns the
+/// version folder.
+pub fn publish(work: &Path, feed: &Path, v: &Version<'_>) -> PathBuf {
+    let ui = work.join(format!("ui-{}", v.version));
+    std::fs::create_dir_all(&ui).unwrap();
+    std::fs::write(
+        ui.join("index.html"),
+        format!("<h1>Jarvis {}</h1>", v.version),
+    )
+    .unwrap();
+    let bundle = work.join(format!("bundle-{}-{}", v.version, v.target));
+    dist(&[
+        &"bundle",
+        &"--version",
+        &v.version,
+        &"--target",
+        &v.target,
+        &"--core",
+        &v.core,
+        &"--launcher",
+        &v.launcher,
+        &"--ui",
+        &ui,
+        &"--out",
+        &bundle,
+    ]);
+    let key = release_test_key_dir().join("release.key");
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"release",
+        &"--bundle",
+        &bundle,
+        &"--feed",
+        &feed,
+        &"--key",
+        &key,
+        &"--level",
+        &"3",
+    ];
+    for p in v.previous {
+        args.push(&"--previous");
+        args.push(p);
+    }
+    dist(&args);
+    bundle
+}
+
+/// The app version whose core runs (`resources/app/<version>/` in the
+/// instance file's core path).
+pub fn running_version(home: &TestHome) -> String {
+    let exe = home.instance().unwrap().core.executable;
+    exe.split("resources/app/")
+        .nth(1)
+        .unwrap()
+        .split(['/', '\\'])
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// Every file under `dir` (relative path) with its SHA-256; empty when
 /// `dir` does not exist. Two equal snapshots mean byte-identical trees.
 pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, jarvis_download::Sha256Digest> {
