@@ -286,7 +286,10 @@ test("every screen passes the accessibility scan and is captured light and dark"
     await page.waitForSelector(".message");
     for (const view of ["chat", "models", "status"]) {
       if (view !== "chat") await page.click(`#nav-${view}`);
-      if (view === "status") await page.waitForSelector("#doctor");
+      if (view === "status") {
+        await page.waitForSelector("#doctor");
+        assert.match(await page.textContent("#updates-mode"), /development build/);
+      }
       if (view === "models") await page.waitForSelector("#installed .model-row");
       const violations = await axeViolations(page);
       assert.deepEqual(violations, [], `${view} (${colorScheme}) has serious accessibility violations`);

@@ -302,6 +302,12 @@ fn the_deb_installs_runs_leaves_updates_to_apt_and_uninstalls_without_touching_d
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["managed_by"], "apt");
     assert_eq!(status["current"], "1.0.0");
+    // ... and the UI's status page says so.
+    let page = home.ui_session().get_json("/launcher/status");
+    assert!(
+        page["updates"].as_str().unwrap().contains("through apt"),
+        "{page}"
+    );
     assert_eq!(launcher.terminate().code(), Some(0));
 
     // Removal and purge take the app and leave the data folder as it was.

@@ -208,9 +208,23 @@ async fn status(State(ui): State<Arc<UiState>>) -> Json<Value> {
         Err(e) => json!({"ready": false, "error": format!("the core is not reachable: {e}")}),
     };
     let instance = crate::instance::read(&ui.paths).ok().flatten();
+    // How this install gets new versions, in words for the status page.
+    let auto_update = crate::config::AppConfig::load_existing(&ui.paths)
+        .ok()
+        .flatten()
+        .is_none_or(|c| c.auto_update);
+    let updates = match Install::new(&ui.paths.bundle_dir).managed_by() {
+        Some(manager) => format!("through {manager}, with your system's software updates"),
+        None if ui.app_version.is_none() => "none (a development build)".to_owned(),
+        None if auto_update => {
+            "automatic: downloaded in the background, applied at the next start".to_owned()
+        }
+        None => "off (auto_update is off in config.json)".to_owned(),
+    };
     Json(json!({
         "launcher_version": crate::VERSION,
         "app_version": ui.app_version.map(|v| v.to_string()),
+        "updates": updates,
         "core": core,
         "instance": instance,
         "paths": {

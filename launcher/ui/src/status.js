@@ -37,6 +37,7 @@ async function load(page) {
     h("dl", { class: "kv" },
       h("dt", {}, "Launcher"), h("dd", {}, status.launcher_version),
       h("dt", {}, "App version"), h("dd", {}, status.app_version || "development build"),
+      h("dt", {}, "Updates"), h("dd", { id: "updates-mode" }, status.updates || ""),
       h("dt", {}, "Data folder"), h("dd", {}, status.paths.data),
       h("dt", {}, "Models folder"), h("dd", {}, status.paths.models),
       h("dt", {}, "Logs"), h("dd", {}, status.paths.logs)));
