@@ -16,7 +16,6 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jarvis_tests::{TestHome, dist};
@@ -210,26 +209,10 @@ fn main() {
         );
         appimage.clone()
     });
-    let root = work.join("dpkg-root");
-    for dir in ["info", "updates", "triggers"] {
-        std::fs::create_dir_all(root.join("var/lib/dpkg").join(dir)).unwrap();
-    }
-    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    let dpkg = jarvis_tests::DpkgRoot::new(&work.join("dpkg-root"));
     let through_deb = time_to_ready(|_| {
-        let status = Command::new("dpkg")
-            .arg(format!("--root={}", root.display()))
-            .args([
-                "--force-depends",
-                "--force-not-root",
-                "--force-bad-path",
-                "-i",
-            ])
-            .arg(&deb)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        root.join("usr/bin/jarvis")
+        dpkg.run(&[&"-i", &deb]);
+        dpkg.root.join("usr/bin/jarvis")
     });
     println!("| install, first launch to ready          | seconds | vs floor |");
     println!("|-----------------------------------------|--------:|---------:|");

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use jarvis_tests::{
-    TestHome, Version, binary, core_bin, dist, jarvis_bin, publish, running_version, snapshot,
+    DpkgRoot, TestHome, Version, binary, core_bin, dist, jarvis_bin, publish, running_version,
+    snapshot,
 };
 
 /// A release 1.0.0 of the real launcher and core, signed with the test key
@@ -180,37 +181,6 @@ fn an_install_folder_inside_the_data_folder_is_refused() {
     assert!(!inside.exists());
 }
 
-/// `dpkg` working on a root folder of the test's own (its own package
-/// database), as apt would on the machine.
-fn dpkg(root: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
-    let out = Command::new("dpkg")
-        .arg(format!("--root={}", root.display()))
-        // The root's empty database lacks libc6 and redis-server, which
-        // the machine itself has.
-        .args(["--force-depends", "--force-not-root", "--force-bad-path"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "dpkg {:?}: {}",
-        args.iter()
-            .map(|a| a.as_ref().to_owned())
-            .collect::<Vec<_>>(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn new_dpkg_root(root: &Path) {
-    let admin = root.join("var/lib/dpkg");
-    for dir in ["info", "updates", "triggers"] {
-        std::fs::create_dir_all(admin.join(dir)).unwrap();
-    }
-    std::fs::write(admin.join("status"), "").unwrap();
-    std::fs::write(admin.join("available"), "").unwrap();
-}
-
 #[test]
 fn the_deb_installs_runs_leaves_updates_to_apt_and_uninstalls_without_touching_data() {
     let home = TestHome::new();
@@ -271,9 +241,9 @@ fn the_deb_installs_runs_leaves_updates_to_apt_and_uninstalls_without_touching_d
 
     // Installed into a root of its own, then started from /usr/bin/jarvis
     // as the desktop entry does.
-    let root = home.scratch().join("root");
-    new_dpkg_root(&root);
-    dpkg(&root, &[&"-i", &deb]);
+    let dpkg = DpkgRoot::new(&home.scratch().join("root"));
+    let root = dpkg.root.clone();
+    dpkg.run(&[&"-i", &deb]);
     let jarvis = root.join("usr/bin/jarvis");
     let mut launcher = home.spawn_program(&jarvis, &["up", "--no-browser"]);
     launcher.wait_ready();
@@ -313,14 +283,14 @@ fn the_deb_installs_runs_leaves_updates_to_apt_and_uninstalls_without_touching_d
     // Removal and purge take the app and leave the data folder as it was.
     let data_before = snapshot(&home.data_dir());
     assert!(!data_before.is_empty());
-    dpkg(&root, &[&"-r", &"jarvis"]);
+    dpkg.run(&[&"-r", &"jarvis"]);
     assert!(!root.join("usr/lib/jarvis").exists());
     assert!(!jarvis.exists());
-    dpkg(&root, &[&"-P", &"jarvis"]);
+    dpkg.run(&[&"-P", &"jarvis"]);
     assert_eq!(snapshot(&home.data_dir()), data_before);
 
     // Reinstalled, Jarvis finds its memory.
-    dpkg(&root, &[&"-i", &deb]);
+    dpkg.run(&[&"-i", &deb]);
     let _running = {
         let mut l = home.spawn_program(&jarvis, &["up", "--no-browser"]);
         l.wait_ready();

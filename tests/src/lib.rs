@@ -857,6 +857,44 @@ pub fn dist(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A root folder with a package database of its own, where the real
+/// `dpkg` installs and removes packages as apt would on the machine.
+#[derive(Debug)]
+pub struct DpkgRoot {
+    pub root: PathBuf,
+}
+
+impl DpkgRoot {
+    pub fn new(root: &Path) -> Self {
+        let admin = root.join("var/lib/dpkg");
+        for dir in ["info", "updates", "triggers"] {
+            std::fs::create_dir_all(admin.join(dir)).unwrap();
+        }
+        std::fs::write(admin.join("status"), "").unwrap();
+        std::fs::write(admin.join("available"), "").unwrap();
+        Self {
+            root: root.to_owned(),
+        }
+    }
+
+    /// `dpkg --root=<root> <args>`; panics with what dpkg said on failure.
+    pub fn run(&self, args: &[&dyn AsRef<std::ffi::OsStr>]) {
+        let out = Command::new("dpkg")
+            .arg(format!("--root={}", self.root.display()))
+            // The root's empty database lacks libc6 and redis-server,
+            // which the machine itself has.
+            .args(["--force-depends", "--force-not-root", "--force-bad-path"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "dpkg: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// One version of Jarvis to publish with [`publish`].
 #[derive(Debug)]
 pub struct Version<'a> {
