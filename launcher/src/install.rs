@@ -76,7 +76,7 @@ impl Install {
     /// named by `resources/managed-by`; such an install is updated by it,
     /// never by Jarvis.
     pub fn managed_by(&self) -> Option<String> {
-        let file = self.app_dir.parent()?.join(MANAGED_BY_FILE);
+        let file = self.resources_dir()?.join(MANAGED_BY_FILE);
         let text = std::fs::read_to_string(file).ok()?;
         let name = text.trim();
         (!name.is_empty()).then(|| name.to_owned())
@@ -88,7 +88,7 @@ impl Install {
     /// pointer stays the updater's, so an installer upgrade and the
     /// updater never undo each other.
     pub fn installer_version(&self) -> anyhow::Result<Option<AppVersion>> {
-        let Some(resources) = self.app_dir.parent() else {
+        let Some(resources) = self.resources_dir() else {
             return Ok(None);
         };
         let path = resources.join(INSTALLER_VERSION_FILE);
@@ -112,6 +112,11 @@ impl Install {
             self.switch_to(version)?;
         }
         Ok(())
+    }
+
+    /// `<install>/resources`, where the installers' marker files are.
+    fn resources_dir(&self) -> Option<&Path> {
+        self.app_dir.parent()
     }
 
     /// Refuses to change an install a package manager owns.

@@ -20,6 +20,13 @@ pub const CORE_V3_BINARY_NAME: &str = if cfg!(windows) {
     "jarvis-core-x86-64-v3"
 };
 
+/// The launcher's executable name on this OS (`<install>/jarvis`).
+pub const LAUNCHER_BINARY_NAME: &str = if cfg!(windows) {
+    "jarvis.exe"
+} else {
+    "jarvis"
+};
+
 pub const CORE_BINARY_NAME: &str = if cfg!(windows) {
     "jarvis-core.exe"
 } else {

@@ -9,7 +9,7 @@ use jarvis_dist::manifest::AppVersion;
 
 use crate::install::Install;
 use crate::maintenance::lock_stopped;
-use crate::paths::AppPaths;
+use crate::paths::{AppPaths, LAUNCHER_BINARY_NAME};
 use crate::updater::stage::{StageReport, set_executable};
 use crate::updater::{Feed, UpdateState, activate, check, stage};
 
@@ -192,14 +192,11 @@ pub async fn install(
             paths.data_dir.display()
         );
     }
-    Install::new(install_dir).require_self_managed()?;
+    let install = Install::new(install_dir);
+    install.require_self_managed()?;
     let _lock = lock_stopped(paths)?;
     jarvis_durable::create_private_dir_all("install folder", install_dir)?;
-    let launcher = install_dir.join(if cfg!(windows) {
-        "jarvis.exe"
-    } else {
-        "jarvis"
-    });
+    let launcher = install_dir.join(LAUNCHER_BINARY_NAME);
     let copied_launcher = if launcher.exists() {
         false
     } else {
@@ -208,7 +205,6 @@ pub async fn install(
         set_executable(&launcher, true)?;
         true
     };
-    let install = Install::new(install_dir);
     let first_install = install.current()?.is_none();
     if first_install {
         // An empty install folder (a first install, or one after an

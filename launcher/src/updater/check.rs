@@ -52,10 +52,11 @@ pub async fn check(
         .expires_at
         .parse()
         .context("the release has an unreadable expiry")?;
-    if expires <= jiff::Timestamp::now() && feed.first_install {
+    let expired = expires <= jiff::Timestamp::now();
+    if expired && feed.first_install {
         tracing::info!(version = %release.version, expired = %release.expires_at,
             "installing the release the installer carries although its manifest expired");
-    } else if expires <= jiff::Timestamp::now() {
+    } else if expired {
         bail!(
             "the release manifest expired at {} (a frozen or stale feed); no update was installed, Jarvis keeps running the current version",
             release.expires_at
