@@ -793,6 +793,16 @@ fn the_launcher_replaces_itself_once_the_new_version_has_started() {
         .output()
         .unwrap();
     assert!(status.status.success(), "the new launcher runs: {status:?}");
+
+    // Uninstalling takes the kept previous launcher too: nothing of the
+    // app is left behind in the install folder.
+    let out = home.command(&launcher, &["uninstall"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !install.exists(),
+        "{:?}",
+        std::fs::read_dir(&install).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+    );
 }
 
 #[test]

@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use crate::hint::hinted;
 use crate::install::Install;
 use crate::maintenance::lock_stopped;
-use crate::paths::AppPaths;
+use crate::paths::{AppPaths, LAUNCHER_BINARY_NAME};
+use crate::updater::self_update::previous_launcher;
 
 pub fn uninstall(
     paths: &AppPaths,
@@ -47,14 +48,17 @@ pub fn uninstall(
 
     std::fs::remove_dir_all(&resources)
         .with_context(|| format!("could not remove {}", resources.display()))?;
-    let launcher = paths.bundle_dir.join(if cfg!(windows) {
-        "jarvis.exe"
-    } else {
-        "jarvis"
-    });
+    let launcher = paths.bundle_dir.join(LAUNCHER_BINARY_NAME);
     if !keep_launcher && launcher.exists() {
         std::fs::remove_file(&launcher)
             .with_context(|| format!("could not remove {}", launcher.display()))?;
+    }
+    // The launcher a self-update replaced is the updater's, not an
+    // installer's: it goes either way.
+    let previous = previous_launcher(paths);
+    if previous.exists() {
+        std::fs::remove_file(&previous)
+            .with_context(|| format!("could not remove {}", previous.display()))?;
     }
     // The folder goes too once empty (an installer removes its own files).
     let _ = std::fs::remove_dir(&paths.bundle_dir);

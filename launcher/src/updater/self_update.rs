@@ -6,7 +6,14 @@ use jarvis_download::Sha256Digest;
 use jarvis_durable::checkpoint;
 
 use crate::install::Install;
-use crate::paths::AppPaths;
+use crate::paths::{AppPaths, LAUNCHER_BINARY_NAME};
+
+/// Where the launcher keeps the one it replaced (`jarvis.previous`).
+pub fn previous_launcher(paths: &AppPaths) -> std::path::PathBuf {
+    paths
+        .bundle_dir
+        .join(format!("{LAUNCHER_BINARY_NAME}.previous"))
+}
 
 /// After a commit: when the committed version ships a launcher and this
 /// process runs from the install folder, the launcher replaces itself (the
@@ -18,11 +25,7 @@ pub fn replace_launcher(
     install: &Install,
     version: AppVersion,
 ) -> anyhow::Result<bool> {
-    let name = if cfg!(windows) {
-        "jarvis.exe"
-    } else {
-        "jarvis"
-    };
+    let name = LAUNCHER_BINARY_NAME;
     let shipped = install.version_dir(version).join(name);
     if !shipped.is_file() {
         return Ok(false);
@@ -36,11 +39,7 @@ pub fn replace_launcher(
     if Sha256Digest::of_file(&shipped)? == Sha256Digest::of_file(&running)? {
         return Ok(false);
     }
-    jarvis_durable::copy_atomic(
-        "previous launcher",
-        &running,
-        &paths.bundle_dir.join(format!("{name}.previous")),
-    )?;
+    jarvis_durable::copy_atomic("previous launcher", &running, &previous_launcher(paths))?;
     self_replace::self_replace(&shipped).context("could not replace the launcher")?;
     checkpoint("update:launcher-replaced");
     Ok(true)
