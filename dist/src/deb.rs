@@ -153,22 +153,19 @@ fn copyright(maintainer: &str) -> String {
 }
 
 fn changelog(release: &SignedRelease, maintainer: &str) -> String {
-    let date = jiff::Timestamp::from_second(
-        jiff::Timestamp::now()
-            .as_second()
-            .min(release_time(release).unwrap_or(i64::MAX)),
-    )
-    .unwrap_or_default()
-    .strftime("%a, %d %b %Y %H:%M:%S +0000");
+    // The release's own time (never later than now), so rebuilding the
+    // package of a release gives the same changelog.
+    let now = jiff::Timestamp::now();
+    let date = release
+        .release
+        .released_at
+        .parse::<jiff::Timestamp>()
+        .map_or(now, |released| released.min(now))
+        .strftime("%a, %d %b %Y %H:%M:%S +0000");
     format!(
         "jarvis ({}) stable; urgency=medium\n\n  * Jarvis {} ({}).\n\n -- {maintainer}  {date}\n",
         release.release.version, release.release.version, release.channel
     )
-}
-
-fn release_time(release: &SignedRelease) -> Option<i64> {
-    let at: jiff::Timestamp = release.release.released_at.parse().ok()?;
-    Some(at.as_second())
 }
 
 /// gzip without a name or time in the header, so builds are reproducible.

@@ -67,16 +67,12 @@ impl SignedRelease {
     }
 
     pub fn is_windows(&self) -> bool {
-        self.target().contains("windows")
+        crate::exe_suffix(self.target()) == ".exe"
     }
 
     /// The launcher's file name on the release's OS.
-    pub fn launcher_name(&self) -> &'static str {
-        if self.is_windows() {
-            "jarvis.exe"
-        } else {
-            "jarvis"
-        }
+    pub fn launcher_name(&self) -> String {
+        format!("jarvis{}", crate::exe_suffix(self.target()))
     }
 
     /// The launcher the release ships (installers install it first).

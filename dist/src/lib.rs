@@ -24,6 +24,16 @@
 /// The target triple this build runs on; releases must match it.
 pub const TARGET: &str = env!("JARVIS_DIST_TARGET");
 
+/// `.exe` for a Windows target triple, nothing for the others: how the
+/// executables of a release for `target` are named.
+pub fn exe_suffix(target: &str) -> &'static str {
+    if target.contains("windows") {
+        ".exe"
+    } else {
+        ""
+    }
+}
+
 pub mod appimage;
 pub mod deb;
 pub mod delta;

@@ -346,11 +346,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             schema_max,
             out,
         } => {
-            let exe = if target.contains("windows") {
-                ".exe"
-            } else {
-                ""
-            };
+            let exe = jarvis_dist::exe_suffix(&target);
             let mut list = vec![(format!("jarvis-core{exe}"), core, true)];
             if let Some(core_v3) = core_v3 {
                 list.push((format!("jarvis-core-x86-64-v3{exe}"), core_v3, true));

@@ -58,6 +58,7 @@ pub fn build(release: &SignedRelease, out: &Path) -> Result<PathBuf, DistError> 
 /// The WiX source: one component per folder (per-user components key on
 /// an HKCU value, and remove their folder on uninstall).
 fn wix_source(release: &SignedRelease, payload: &Path) -> Result<String, DistError> {
+    let launcher = release.launcher_name();
     let mut folders: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for file in list_files(payload)? {
         let (dir, _) = file.rsplit_once('/').unwrap_or(("", &file));
@@ -100,7 +101,7 @@ fn wix_source(release: &SignedRelease, payload: &Path) -> Result<String, DistErr
         );
         for file in files {
             let name = file.rsplit('/').next().unwrap_or(file);
-            let id = if file == release.launcher_name() {
+            let id = if *file == launcher {
                 "launcher".to_owned()
             } else {
                 file_index += 1;
@@ -147,7 +148,6 @@ fn wix_source(release: &SignedRelease, payload: &Path) -> Result<String, DistErr
     tree("", &folders, &ids, 6, &mut directories);
 
     let version = release.release.version;
-    let launcher = release.launcher_name();
     Ok(format!(
         r#"<?xml version="1.0" encoding="utf-8"?>
 <Wix xmlns="http://schemas.microsoft.com/wix/2006/wi">
