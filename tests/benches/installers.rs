@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use jarvis_tests::{TestHome, dist};
+use jarvis_tests::{TestHome, dist, installer};
 
 fn main() {
     let bin = jarvis_tests::bin_dir();
@@ -77,36 +77,18 @@ fn main() {
     ]);
     let out = work.join("out");
     let started = Instant::now();
-    let appimage = PathBuf::from(dist(&[
-        &"installer",
-        &"appimage",
-        &"--feed",
+    let appimage = installer(
+        "appimage",
         &feed,
-        &"--runtime",
-        &jarvis_tests::appimage_runtime(),
-        &"--out",
         &out,
-    ]));
+        &[&"--runtime", &jarvis_tests::appimage_runtime()],
+    );
     let appimage_build = started.elapsed();
     let started = Instant::now();
-    let deb = PathBuf::from(dist(&[
-        &"installer",
-        &"deb",
-        &"--feed",
-        &feed,
-        &"--out",
-        &out,
-    ]));
+    let deb = installer("deb", &feed, &out, &[]);
     let deb_build = started.elapsed();
     let started = Instant::now();
-    let tarball = PathBuf::from(dist(&[
-        &"installer",
-        &"tar",
-        &"--feed",
-        &feed,
-        &"--out",
-        &out,
-    ]));
+    let tarball = installer("tar", &feed, &out, &[]);
     let tar_build = started.elapsed();
 
     let full: u64 = jarvis_dist::feed::list_files(&v1)

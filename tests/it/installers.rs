@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use jarvis_tests::{
-    DpkgRoot, TestHome, Version, binary, core_bin, dist, jarvis_bin, publish, running_version,
-    snapshot,
+    DpkgRoot, TestHome, Version, binary, core_bin, installer, jarvis_bin, publish, publish_with,
+    running_version, snapshot,
 };
 
 /// A release 1.0.0 of the real launcher and core, signed with the test key
@@ -42,16 +42,12 @@ fn the_appimage_installs_on_first_launch_runs_from_the_install_folder_and_is_nev
     let work = home.scratch().join("release");
     let feed = published_release(&work);
     let runtime = jarvis_tests::appimage_runtime();
-    let appimage = PathBuf::from(dist(&[
-        &"installer",
-        &"appimage",
-        &"--feed",
+    let appimage = installer(
+        "appimage",
         &feed,
-        &"--runtime",
-        &runtime,
-        &"--out",
         &work.join("out"),
-    ]));
+        &[&"--runtime", &runtime],
+    );
     assert!(
         appimage.ends_with("Jarvis-1.0.0-x86_64.AppImage"),
         "{appimage:?}"
@@ -186,15 +182,7 @@ fn the_deb_installs_runs_leaves_updates_to_apt_and_uninstalls_without_touching_d
     let home = TestHome::new();
     let work = home.scratch().join("release");
     let feed = published_release(&work);
-    let deb = PathBuf::from(dist(&[
-        &"installer",
-        &"deb",
-        &"--feed",
-        &feed,
-        &"--fast",
-        &"--out",
-        &work.join("out"),
-    ]));
+    let deb = installer("deb", &feed, &work.join("out"), &[&"--fast"]);
     assert!(deb.ends_with("jarvis_1.0.0_amd64.deb"), "{deb:?}");
 
     // Structure: the control fields and the files, as dpkg-deb reads them.
@@ -306,15 +294,7 @@ fn the_deb_is_lintian_clean_of_errors() {
     let home = TestHome::new();
     let work = home.scratch().join("release");
     let feed = published_release(&work);
-    let deb = dist(&[
-        &"installer",
-        &"deb",
-        &"--feed",
-        &feed,
-        &"--fast",
-        &"--out",
-        &work.join("out"),
-    ]);
+    let deb = installer("deb", &feed, &work.join("out"), &[&"--fast"]);
     let out = Command::new("lintian")
         .args(["--no-cfg", "--fail-on", "error", "--suppress-tags"])
         .arg("unstripped-binary-or-object")
@@ -335,14 +315,7 @@ fn the_tar_installer_installs_per_user_and_uninstalls_keeping_data() {
     let home = TestHome::new();
     let work = home.scratch().join("release");
     let feed = published_release(&work);
-    let archive = PathBuf::from(dist(&[
-        &"installer",
-        &"tar",
-        &"--feed",
-        &feed,
-        &"--out",
-        &work.join("out"),
-    ]));
+    let archive = installer("tar", &feed, &work.join("out"), &[]);
     let target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     assert!(
         archive.ends_with(format!("Jarvis-1.0.0-{target}.tar.gz")),
@@ -417,17 +390,12 @@ fn the_dmg_folder_holds_a_well_formed_app_bundle() {
             previous: &[],
         },
     );
-    let folder = PathBuf::from(dist(&[
-        &"installer",
-        &"dmg",
-        &"--feed",
+    let folder = installer(
+        "dmg",
         &feed,
-        &"--target",
-        &target,
-        &"--app-only",
-        &"--out",
         &work.join("out"),
-    ]));
+        &[&"--target", &target, &"--app-only"],
+    );
     assert!(folder.ends_with("Jarvis-1.2.3-aarch64-dmg"), "{folder:?}");
     assert_eq!(
         std::fs::read_link(folder.join("Applications")).unwrap(),
@@ -515,16 +483,12 @@ fn an_appimage_install_updates_in_the_background_and_rolls_back_a_broken_version
     let home = TestHome::new();
     let work = home.scratch().join("release");
     let carried = published_release(&work);
-    let appimage = PathBuf::from(dist(&[
-        &"installer",
-        &"appimage",
-        &"--feed",
+    let appimage = installer(
+        "appimage",
         &carried,
-        &"--runtime",
-        &jarvis_tests::appimage_runtime(),
-        &"--out",
         &work.join("out"),
-    ]));
+        &[&"--runtime", &jarvis_tests::appimage_runtime()],
+    );
     let xdg = home.scratch().join("xdg");
     let install = xdg.join("jarvis-app");
     home.set_env("XDG_DATA_HOME", xdg.to_str().unwrap());
@@ -629,35 +593,18 @@ fn an_expired_carried_release_installs_fresh_but_never_updates_an_install() {
     let work = home.scratch().join("release");
     let feed = work.join("feed");
     let expired_release = |version: &str, feed: &Path| {
-        let bundle = work.join(format!("bundle-{version}"));
-        let ui = work.join("ui");
-        std::fs::create_dir_all(&ui).unwrap();
-        std::fs::write(ui.join("index.html"), "<h1>Jarvis</h1>").unwrap();
-        dist(&[
-            &"bundle",
-            &"--version",
-            &version,
-            &"--core",
-            &core_bin(),
-            &"--launcher",
-            &jarvis_bin(),
-            &"--ui",
-            &ui,
-            &"--out",
-            &bundle,
-        ]);
-        dist(&[
-            &"release",
-            &"--bundle",
-            &bundle,
-            &"--feed",
-            &feed,
-            &"--key",
-            &jarvis_tests::release_test_key_dir().join("release.key"),
-            &"--level",
-            &"3",
-            &"--expired",
-        ]);
+        publish_with(
+            &work,
+            feed,
+            &Version {
+                version,
+                target: jarvis_dist::TARGET,
+                core: &core_bin(),
+                launcher: &jarvis_bin(),
+                previous: &[],
+            },
+            &[&"--expired"],
+        );
     };
     expired_release("1.0.0", &feed);
     let install = home.scratch().join("app");

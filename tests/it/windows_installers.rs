@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use jarvis_tests::{TestHome, Version, dist, publish, snapshot};
+use jarvis_tests::{TestHome, Version, publish, snapshot};
 
 const TARGET: &str = "x86_64-pc-windows-gnu";
 
@@ -56,21 +56,11 @@ fn windows_release(work: &Path, version: &str) -> PathBuf {
 }
 
 fn installer(format: &str, feed: &Path, out: &Path) -> PathBuf {
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
-        &"installer",
-        &format,
-        &"--feed",
-        &feed,
-        &"--target",
-        &TARGET,
-        &"--out",
-        &out,
-    ];
-    if format == "nsis" {
-        // zlib, not solid LZMA: a minute less on a debug launcher.
-        args.push(&"--fast");
-    }
-    PathBuf::from(dist(&args))
+    // Setup.exe with zlib, not solid LZMA: a minute less on a debug launcher.
+    let fast: &[&dyn AsRef<std::ffi::OsStr>] = if format == "nsis" { &[&"--fast"] } else { &[] };
+    let mut extra: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"--target", &TARGET];
+    extra.extend_from_slice(fast);
+    jarvis_tests::installer(format, feed, out, &extra)
 }
 
 /// A Wine prefix of the test's own: a fresh Windows user profile.

@@ -857,6 +857,20 @@ pub fn dist(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// `jarvis-dist installer <format> --feed <feed> --out <out> <extra...>`:
+/// the path of the installer it made.
+pub fn installer(
+    format: &str,
+    feed: &Path,
+    out: &Path,
+    extra: &[&dyn AsRef<std::ffi::OsStr>],
+) -> PathBuf {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+        vec![&"installer", &format, &"--feed", &feed, &"--out", &out];
+    args.extend_from_slice(extra);
+    PathBuf::from(dist(&args))
+}
+
 /// A root folder with a package database of its own, where the real
 /// `dpkg` installs and removes packages as apt would on the machine.
 #[derive(Debug)]
@@ -911,6 +925,16 @@ pub struct Version<'a> {
 /// (zstd level 3: level 19 on a debug core takes minutes); returns the
 /// version folder.
 pub fn publish(work: &Path, feed: &Path, v: &Version<'_>) -> PathBuf {
+    publish_with(work, feed, v, &[])
+}
+
+/// [`publish`] with more `jarvis-dist release` arguments (`--expired`).
+pub fn publish_with(
+    work: &Path,
+    feed: &Path,
+    v: &Version<'_>,
+    release_args: &[&dyn AsRef<std::ffi::OsStr>],
+) -> PathBuf {
     let ui = work.join(format!("ui-{}", v.version));
     std::fs::create_dir_all(&ui).unwrap();
     std::fs::write(
@@ -950,6 +974,7 @@ pub fn publish(work: &Path, feed: &Path, v: &Version<'_>) -> PathBuf {
         args.push(&"--previous");
         args.push(p);
     }
+    args.extend_from_slice(release_args);
     dist(&args);
     bundle
 }
