@@ -186,12 +186,16 @@ fn the_deb_installs_runs_leaves_updates_to_apt_and_uninstalls_without_touching_d
     assert!(deb.ends_with("jarvis_1.0.0_amd64.deb"), "{deb:?}");
 
     // Structure: the control fields and the files, as dpkg-deb reads them.
-    let info = Command::new("dpkg-deb")
-        .arg("-I")
-        .arg(&deb)
-        .output()
-        .unwrap();
-    let info = String::from_utf8_lossy(&info.stdout);
+    let dpkg_deb = |flag: &str| {
+        let out = Command::new("dpkg-deb")
+            .arg(flag)
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dpkg-deb {flag}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let info = dpkg_deb("-I");
     for field in [
         "Package: jarvis",
         "Version: 1.0.0",
@@ -200,12 +204,7 @@ fn the_deb_installs_runs_leaves_updates_to_apt_and_uninstalls_without_touching_d
     ] {
         assert!(info.contains(field), "{field} not in:\n{info}");
     }
-    let contents = Command::new("dpkg-deb")
-        .arg("-c")
-        .arg(&deb)
-        .output()
-        .unwrap();
-    let contents = String::from_utf8_lossy(&contents.stdout);
+    let contents = dpkg_deb("-c");
     for path in [
         "./usr/lib/jarvis/jarvis",
         "./usr/lib/jarvis/resources/managed-by",
