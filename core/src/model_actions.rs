@@ -100,17 +100,27 @@ pub fn call_schema(choice: ToolChoice) -> Option<Value> {
 }
 
 /// A tool's argument schema as the model is constrained to it: the tool's
-/// own, with strings no longer than [`MODEL_MAX_STRING_CHARS`], less the
-/// string formats and patterns a token-level grammar cannot enforce
-/// together with lengths (the arguments are checked in full afterwards,
-/// by the core and again by the launcher).
+/// own, with strings no longer than [`MODEL_MAX_STRING_CHARS`]. A string
+/// with a form the grammar can enforce (a web address, a time) gets a
+/// pattern that bounds its length itself ([`model_pattern`]): the grammar
+/// cannot decide quickly whether a pattern and a separate length limit
+/// together still allow some string. Other formats and patterns are left
+/// out. The arguments are checked in full afterwards, by the core and
+/// again by the launcher.
 fn model_schema(tool: Tool) -> Value {
     let mut schema = tool.schema();
     if let Some(properties) = schema["properties"].as_object_mut() {
-        for property in properties.values_mut() {
-            if let Some(object) = property.as_object_mut() {
-                object.remove("format");
-                object.remove("pattern");
+        for (name, property) in properties.iter_mut() {
+            let Some(object) = property.as_object_mut() else {
+                continue;
+            };
+            object.remove("format");
+            object.remove("pattern");
+            if let Some(pattern) = model_pattern(tool, name) {
+                object.remove("minLength");
+                object.remove("maxLength");
+                object.insert("pattern".into(), json!(pattern));
+            } else {
                 let longest = object
                     .get("maxLength")
                     .and_then(Value::as_u64)
@@ -120,6 +130,27 @@ fn model_schema(tool: Tool) -> Value {
         }
     }
     schema
+}
+
+/// The pattern a model-written argument must match, where its form can be
+/// spelled as a regular expression of bounded length: an http(s) address
+/// with a plain host (a small model otherwise writes "tea" for
+/// "example.org/tea"), and an RFC 3339 time. No quote or backslash, so
+/// the pattern matches the string as written in the JSON.
+fn model_pattern(tool: Tool, argument: &str) -> Option<String> {
+    match (tool, argument) {
+        // Scheme, host and port take at most 600 characters; the rest is
+        // for the path, query and fragment.
+        (Tool::OpenUrl, "url") => Some(format!(
+            r#"^https?://[A-Za-z0-9-]{{1,63}}(\.[A-Za-z0-9-]{{1,63}}){{0,8}}(:[0-9]{{1,5}})?([/?#][^\s"\\]{{0,{}}})?$"#,
+            MODEL_MAX_STRING_CHARS - 600
+        )),
+        (Tool::SetReminder, "due_at") => Some(
+            r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+                .to_owned(),
+        ),
+        _ => None,
+    }
 }
 
 /// What the system prompt adds so that the model knows the tools.
@@ -237,10 +268,86 @@ mod tests {
         let branches = only["anyOf"].as_array().unwrap();
         assert_eq!(branches.len(), 1);
         assert_eq!(branches[0]["properties"]["tool"]["const"], "open_url");
-        // Checked afterwards, not by the grammar; and no endless strings.
-        let url = &branches[0]["properties"]["arguments"]["properties"]["url"];
-        assert!(url.get("pattern").is_none());
-        assert_eq!(url["maxLength"], MODEL_MAX_STRING_CHARS);
+        // Free text has a length limit; no endless strings.
+        let note = call_schema(ToolChoice::Only(Tool::WriteNote)).unwrap();
+        let content = &note["anyOf"][0]["properties"]["arguments"]["properties"]["content"];
+        assert_eq!(content["maxLength"], MODEL_MAX_STRING_CHARS);
+    }
+
+    /// Whether llguidance, as mistralrs drives it, lets the model write
+    /// `text` under `schema` (one byte per token).
+    fn grammar_allows(schema: &Value, text: &str) -> bool {
+        use llguidance::api::TopLevelGrammar;
+        use llguidance::toktrie::ApproximateTokEnv;
+        use llguidance::{Matcher, ParserFactory};
+        let env = ApproximateTokEnv::single_byte_env();
+        let mut factory = ParserFactory::new_simple(&env).unwrap();
+        factory.quiet();
+        let parser = factory.create_parser(TopLevelGrammar::from_json_schema(schema.clone()));
+        let mut matcher = Matcher::new(parser);
+        assert!(!matcher.is_error(), "{:?}", matcher.get_error());
+        let tokens = env.tokenize_bytes(text.as_bytes());
+        matcher.consume_tokens(&tokens).is_ok() && matcher.is_accepting().unwrap()
+    }
+
+    #[test]
+    fn every_call_schema_compiles_in_the_real_grammar_library() {
+        let auto = call_schema(ToolChoice::Auto).unwrap();
+        assert!(grammar_allows(&auto, r#"{"tool":"none"}"#));
+        assert!(grammar_allows(
+            &auto,
+            r#"{"tool":"system_info","arguments":{}}"#
+        ));
+        assert!(!grammar_allows(&auto, r#"{"tool":"rm_rf","arguments":{}}"#));
+        // Compact JSON only.
+        assert!(!grammar_allows(&auto, r#"{ "tool":"none"}"#));
+        for tool in Tool::ALL {
+            let only = call_schema(ToolChoice::Only(tool)).unwrap();
+            assert!(!grammar_allows(&only, r#"{"tool":"none"}"#), "{tool}");
+        }
+    }
+
+    #[test]
+    fn the_grammar_lets_the_model_write_only_a_web_address_to_open() {
+        let schema = call_schema(ToolChoice::Only(Tool::OpenUrl)).unwrap();
+        let call = |url: &str| format!(r#"{{"tool":"open_url","arguments":{{"url":"{url}"}}}}"#);
+        for good in [
+            "https://example.org/tea",
+            "http://localhost:8080/a?b=c#d",
+            "https://en.wikipedia.org/wiki/Tea_(drink)",
+        ] {
+            assert!(grammar_allows(&schema, &call(good)), "{good}");
+            assert!(
+                jarvis_actions::validate(Tool::OpenUrl, &json!({"url": good}), Timestamp::now())
+                    .is_ok()
+            );
+        }
+        // What a small model wrote once ("tea"), other schemes, spaces,
+        // and endless addresses cannot be written at all.
+        let endless = format!("https://example.org/{}", "a".repeat(1000));
+        for bad in [
+            "tea",
+            "example.org",
+            "file:///etc/passwd",
+            "https://a b",
+            &endless,
+        ] {
+            assert!(!grammar_allows(&schema, &call(bad)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_grammar_lets_the_model_write_only_an_rfc3339_time_for_a_reminder() {
+        let schema = call_schema(ToolChoice::Only(Tool::SetReminder)).unwrap();
+        let call = |due: &str| {
+            format!(r#"{{"tool":"set_reminder","arguments":{{"text":"Tea","due_at":"{due}"}}}}"#)
+        };
+        for good in ["2026-11-30T22:30:00Z", "2026-11-30T23:30:00.5+01:00"] {
+            assert!(grammar_allows(&schema, &call(good)), "{good}");
+        }
+        for bad in ["in ten minutes", "2026-11-30", "2026-11-30 22:30:00Z", ""] {
+            assert!(!grammar_allows(&schema, &call(bad)), "{bad}");
+        }
     }
 
     #[test]
