@@ -20,14 +20,18 @@ fn igpu_memory_fraction() -> f64 {
         .unwrap_or(0.75)
 }
 
+// Jarvis patch: memory figures come from `System::new()` +
+// `refresh_memory()`, not `System::new_all()` (every process and the CPU
+// performance counters, which Wine does not implement), see
+// third_party/README.md.
 impl MemoryUsage {
     /// Amount of available memory in bytes.
     #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
     pub fn get_memory_available(&self, device: &Device) -> Result<usize> {
         match device {
             Device::Cpu => {
-                let mut sys = System::new_all();
-                sys.refresh_cpu_all();
+                let mut sys = System::new();
+                sys.refresh_memory();
                 Ok(usize::try_from(sys.available_memory())?)
             }
             #[cfg(feature = "cuda")]
@@ -35,8 +39,8 @@ impl MemoryUsage {
                 if super::normal::is_integrated_gpu(device) {
                     // For integrated GPUs with unified memory, use system memory
                     // scaled by a configurable fraction (default 75%)
-                    let mut sys = System::new_all();
-                    sys.refresh_cpu_all();
+                    let mut sys = System::new();
+                    sys.refresh_memory();
                     let avail = usize::try_from(sys.available_memory())?;
                     let fraction = igpu_memory_fraction();
                     Ok((avail as f64 * fraction) as usize)
@@ -74,8 +78,8 @@ impl MemoryUsage {
     pub fn get_total_memory(&self, device: &Device) -> Result<usize> {
         match device {
             Device::Cpu => {
-                let mut sys = System::new_all();
-                sys.refresh_cpu_all();
+                let mut sys = System::new();
+                sys.refresh_memory();
                 Ok(usize::try_from(sys.total_memory())?)
             }
             #[cfg(feature = "cuda")]
@@ -83,8 +87,8 @@ impl MemoryUsage {
                 if super::normal::is_integrated_gpu(device) {
                     // For integrated GPUs with unified memory, use system total memory
                     // scaled by a configurable fraction (default 75%)
-                    let mut sys = System::new_all();
-                    sys.refresh_cpu_all();
+                    let mut sys = System::new();
+                    sys.refresh_memory();
                     let total = usize::try_from(sys.total_memory())?;
                     let fraction = igpu_memory_fraction();
                     Ok((total as f64 * fraction) as usize)
@@ -108,8 +112,8 @@ impl MemoryUsage {
 
                 // Get system RAM in MB
                 let system_ram_mb = {
-                    let mut sys = System::new_all();
-                    sys.refresh_cpu_all();
+                    let mut sys = System::new();
+                    sys.refresh_memory();
                     usize::try_from(sys.total_memory())? / SIZE_IN_MB
                 };
 
