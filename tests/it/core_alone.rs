@@ -1,52 +1,21 @@
 //! `jarvis-core` started on its own: it waits for Redis, never creates
 //! folders, and reconnects when Redis comes (back).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use jarvis_protocol::env;
-use jarvis_tests::{Api, TestRedis, core_bin, free_port, wait_for};
+use jarvis_tests::{Api, CoreProcess, TestRedis, core_bin, free_port, wait_for};
 
-struct Core {
-    child: Child,
-    url: String,
-    stderr_log: std::path::PathBuf,
-}
-
-impl Drop for Core {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_core(data: &std::path::Path, redis_url: &str, token: &str) -> Core {
-    let stderr_log = data.join("core-stderr.log");
-    let mut child = Command::new(core_bin())
-        .env(env::DATA_DIR, data)
-        .env(env::MODELS_DIR, data)
-        .env(env::REDIS_URL, redis_url)
-        .env(env::API_TOKEN, token)
-        .env(env::CORE_ADDR, "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening: ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Core {
-        child,
-        url,
-        stderr_log,
-    }
+fn start_core(data: &std::path::Path, redis_url: &str, token: &str) -> CoreProcess {
+    CoreProcess::start(
+        Command::new(core_bin()),
+        data,
+        data,
+        redis_url,
+        token,
+        &data.join("core-stderr.log"),
+    )
 }
 
 #[test]

@@ -350,17 +350,13 @@ fn windows_path(path: &Path) -> String {
 #[test]
 #[ignore = "needs the release Windows core: scripts/check-windows-core runs it"]
 fn the_windows_core_chats_remembers_and_transcribes_under_wine() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-
-    use jarvis_protocol::env;
     use jarvis_tests::brain::{Socket, install_models, speak, transcription, wait_engine};
 
-    let core =
+    let exe =
         PathBuf::from(std::env::var_os("JARVIS_WINDOWS_CORE").expect(
             "JARVIS_WINDOWS_CORE names jarvis-core.exe (scripts/check-windows-core sets it)",
         ));
-    assert!(core.is_file(), "{} is missing", core.display());
+    assert!(exe.is_file(), "{} is missing", exe.display());
     let home = TestHome::new();
     install_models(&home, true);
     let redis_dir = home.scratch().join("redis");
@@ -368,43 +364,15 @@ fn the_windows_core_chats_remembers_and_transcribes_under_wine() {
     let redis = jarvis_tests::TestRedis::start(&redis_dir, &[]);
     let wine = Wine::new(&home.scratch());
 
-    let stderr_log = home.scratch().join("core-stderr.log");
-    let mut child = wine
-        .command(&[&core])
-        .env(env::DATA_DIR, windows_path(&home.data_dir()))
-        .env(env::MODELS_DIR, windows_path(&home.path("models")))
-        .env(
-            env::REDIS_URL,
-            format!("redis://127.0.0.1:{}/0", redis.port),
-        )
-        .env(env::API_TOKEN, "windows-token")
-        .env(env::CORE_ADDR, "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_log).unwrap())
-        .spawn()
-        .unwrap();
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let stdout = child.stdout.take().unwrap();
-    let _child = KillOnDrop(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening: ")
-        .unwrap_or_else(|| {
-            panic!(
-                "the Windows core said {line:?}: {}",
-                std::fs::read_to_string(&stderr_log).unwrap_or_default()
-            )
-        })
-        .to_owned();
-    let api = jarvis_tests::Api::new(&url, "windows-token");
+    let core = jarvis_tests::CoreProcess::start(
+        wine.command(&[&exe]),
+        windows_path(&home.data_dir()),
+        windows_path(&home.path("models")),
+        &format!("redis://127.0.0.1:{}/0", redis.port),
+        "windows-token",
+        &home.scratch().join("core-stderr.log"),
+    );
+    let api = jarvis_tests::Api::new(&core.url, "windows-token");
     let llm = wait_engine(&api, "llm", "ready");
     assert_eq!(llm["model"]["name"], "smollm2-135m-instruct", "{llm}");
     wait_engine(&api, "stt", "ready");

@@ -58,6 +58,67 @@ pub fn core_bin() -> PathBuf {
     binary("jarvis-core")
 }
 
+/// A `jarvis-core` started by a test (not by the launcher), killed on drop.
+#[derive(Debug)]
+pub struct CoreProcess {
+    child: Child,
+    /// The address it printed on its first line (`listening: URL`).
+    pub url: String,
+    /// Where its stderr (the log) goes.
+    pub stderr_log: PathBuf,
+}
+
+impl CoreProcess {
+    /// Starts `core` (a `jarvis-core`, or Wine running `jarvis-core.exe`)
+    /// on a loopback port it chooses, with the core's environment for
+    /// `data_dir`, `models_dir`, `redis_url` and `token`, as the caller
+    /// writes paths for it; stderr goes to `stderr_log`. Waits for the
+    /// `listening:` line.
+    pub fn start(
+        mut core: Command,
+        data_dir: impl AsRef<std::ffi::OsStr>,
+        models_dir: impl AsRef<std::ffi::OsStr>,
+        redis_url: &str,
+        token: &str,
+        stderr_log: &Path,
+    ) -> Self {
+        let mut child = core
+            .env(env::DATA_DIR, data_dir)
+            .env(env::MODELS_DIR, models_dir)
+            .env(env::REDIS_URL, redis_url)
+            .env(env::API_TOKEN, token)
+            .env(env::CORE_ADDR, "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(stderr_log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(url) = line.trim().strip_prefix("listening: ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the core's first line was {line:?}: {}",
+                std::fs::read_to_string(stderr_log).unwrap_or_default()
+            );
+        };
+        Self {
+            url: url.to_owned(),
+            child,
+            stderr_log: stderr_log.to_owned(),
+        }
+    }
+}
+
+impl Drop for CoreProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A `redis-server` to test with: `$JARVIS_REDIS_SERVER` or the one on PATH.
 pub fn redis_server_bin() -> PathBuf {
     if let Some(p) = std::env::var_os(env::REDIS_SERVER) {
