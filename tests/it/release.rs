@@ -175,6 +175,22 @@ fn the_release_script_makes_every_installer_signed_with_checksums() {
         .args(["-c", "SHA256SUMS"])
         .current_dir(&dir));
 
+    // The Linux release ships its own redis-server, so the .deb needs
+    // none from apt.
+    let shipped = work.join(format!(
+        "feed/stable/{arch}-unknown-linux-gnu/files/1.0.0/redis-server"
+    ));
+    assert_eq!(
+        std::fs::read(&shipped).unwrap(),
+        std::fs::read(jarvis_tests::bundled_redis_server()).unwrap()
+    );
+    let depends = run(Command::new("dpkg-deb")
+        .args(["-f"])
+        .arg(dir.join("jarvis_1.0.0_amd64.deb"))
+        .arg("Depends"));
+    let depends = String::from_utf8_lossy(&depends.stdout);
+    assert!(!depends.contains("redis"), "{depends}");
+
     // Authenticode: the installers, and the launcher inside the release.
     for signed in [
         dir.join("Jarvis-1.0.0-x86_64.msi"),

@@ -53,6 +53,7 @@ fn windows_release(work: &Path, version: &str) -> PathBuf {
             core: &core,
             launcher: &windows_launcher(),
             previous: &[],
+            redis: None,
         },
     );
     feed

@@ -979,6 +979,9 @@ pub struct Version<'a> {
     pub launcher: &'a Path,
     /// Earlier version folders to make deltas from.
     pub previous: &'a [&'a Path],
+    /// A redis-server to ship in the version folder
+    /// ([`bundled_redis_server`]); `None` leaves it to the system's.
+    pub redis: Option<&'a Path>,
 }
 
 /// Makes the version folder `<work>/bundle-<version>-<target>` (with a
@@ -1004,7 +1007,7 @@ pub fn publish_with(
     )
     .unwrap();
     let bundle = work.join(format!("bundle-{}-{}", v.version, v.target));
-    dist(&[
+    let mut bundle_args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
         &"bundle",
         &"--version",
         &v.version,
@@ -1018,7 +1021,12 @@ pub fn publish_with(
         &ui,
         &"--out",
         &bundle,
-    ]);
+    ];
+    if let Some(redis) = &v.redis {
+        bundle_args.push(&"--redis");
+        bundle_args.push(redis);
+    }
+    dist(&bundle_args);
     let key = release_test_key_dir().join("release.key");
     let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
         &"release",
@@ -1091,6 +1099,28 @@ pub fn release_test_key_dir() -> PathBuf {
 }
 
 /// The AppImage runtime `scripts/fetch-appimage-runtime` fetched.
+/// The redis-server the Linux bundle ships, built from Debian's source by
+/// `scripts/build-redis-server` (which scripts/test runs): the newest
+/// build in its cache.
+pub fn bundled_redis_server() -> PathBuf {
+    let cache = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+        .join(".cache/jarvis/redis-server");
+    let mut builds: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("redis-server"))
+        .filter(|p| p.is_file())
+        .collect();
+    builds.sort();
+    builds.pop().unwrap_or_else(|| {
+        panic!(
+            "no redis-server in {}: run scripts/build-redis-server (scripts/test does)",
+            cache.display()
+        )
+    })
+}
+
 pub fn appimage_runtime() -> PathBuf {
     let path = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
         .join(".cache/jarvis/appimage/runtime-x86_64");
