@@ -182,7 +182,12 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(code) => code,
+        Ok(up::Finish::Exit(code)) => code,
+        Ok(up::Finish::Relaunch) => {
+            // Every socket, child and lock of this run closes first.
+            drop(runtime);
+            up::relaunch()
+        }
         Err(error) => {
             report(&error);
             ExitCode::FAILURE
@@ -190,27 +195,27 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli) -> anyhow::Result<up::Finish> {
     let paths = paths::AppPaths::resolve()?;
     // `up` logs to a file in the data folder once it exists; every other
     // command only to the terminal.
     if !matches!(cli.command, None | Some(Command::Up { .. })) {
         logs::init_terminal();
     }
-    match cli.command {
+    let code = match cli.command {
         None => {
             let options = up::UpOptions {
                 no_browser: cli.no_browser,
                 pull: false,
             };
-            up::up(paths, options).await
+            return up::up(paths, options).await;
         }
         Some(Command::Up { no_browser, pull }) => {
             let options = up::UpOptions {
                 no_browser: no_browser || cli.no_browser,
                 pull,
             };
-            up::up(paths, options).await
+            return up::up(paths, options).await;
         }
         Some(Command::Migrate { command }) => cli::data::migrate(&paths, command).await,
         Some(Command::Backup { command }) => cli::data::backup(&paths, command).await,
@@ -251,7 +256,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Chat(args)) => cli::client::chat(&paths, args).await,
         Some(Command::Transcribe(args)) => cli::client::transcribe(&paths, args).await,
-    }
+    };
+    code.map(up::Finish::Exit)
 }
 
 /// The one place errors reach the user: `error:`, then each cause, then

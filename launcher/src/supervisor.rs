@@ -92,6 +92,7 @@ pub async fn start_children(
         ),
         ui_url: None,
         approvals_url: None,
+        healthy_since: Instant::now(),
     })
 }
 
@@ -110,29 +111,55 @@ pub struct Supervisor {
     ui_url: Option<String>,
     /// The approval surface's origin, published in `instance.json`.
     approvals_url: Option<String>,
+    /// When both children were last (re)started.
+    healthy_since: Instant,
+}
+
+/// Why [`Supervisor::supervise`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Supervised {
+    /// A stop was asked for.
+    Stopped,
+    /// Both children ran through the probation without a restart.
+    Healthy,
 }
 
 /// Which child needs attention.
 enum Wake {
     Shutdown,
+    Healthy,
     CheckModels,
     RedisExited(std::io::Result<std::process::ExitStatus>),
     CoreExited(std::io::Result<std::process::ExitStatus>),
 }
 
 impl Supervisor {
-    /// Runs until a stop is asked for (`Ok`) or a child keeps failing (`Err`).
-    pub async fn supervise(&mut self, shutdown: &mut ShutdownSignal) -> anyhow::Result<()> {
+    /// Runs until a stop is asked for, or (with `probation`) until both
+    /// children have run that long since their last restart, or until a
+    /// child keeps failing (`Err`).
+    pub async fn supervise(
+        &mut self,
+        shutdown: &mut ShutdownSignal,
+        probation: Option<Duration>,
+    ) -> anyhow::Result<Supervised> {
         let mut model_watch = tokio::time::interval(MODEL_WATCH_INTERVAL);
         loop {
+            let probation_over = async {
+                match probation {
+                    Some(p) => tokio::time::sleep_until((self.healthy_since + p).into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let event = tokio::select! {
                 () = shutdown.recv() => Wake::Shutdown,
+                () = probation_over => Wake::Healthy,
                 _ = model_watch.tick() => Wake::CheckModels,
                 status = self.redis.wait_exit() => Wake::RedisExited(status.map_err(std::io::Error::other)),
                 status = self.core.wait_exit() => Wake::CoreExited(status),
             };
             match event {
-                Wake::Shutdown => return Ok(()),
+                Wake::Shutdown => return Ok(Supervised::Stopped),
+                Wake::Healthy => return Ok(Supervised::Healthy),
                 Wake::CheckModels => {
                     self.models.announce_changes(&self.redis).await;
                     continue;
@@ -144,8 +171,9 @@ impl Supervisor {
                         describe(&status)
                     );
                     if !self.restart_redis(shutdown).await? {
-                        return Ok(());
+                        return Ok(Supervised::Stopped);
                     }
+                    self.healthy_since = Instant::now();
                 }
                 Wake::CoreExited(status) => {
                     tracing::warn!(?status, "jarvis-core exited unexpectedly; restarting it");
@@ -154,8 +182,9 @@ impl Supervisor {
                         describe(&status)
                     );
                     if !self.restart_core(shutdown).await? {
-                        return Ok(());
+                        return Ok(Supervised::Stopped);
                     }
+                    self.healthy_since = Instant::now();
                 }
             }
             self.publish()?;

@@ -24,10 +24,20 @@ use crate::instance::{self, LockAttempt};
 use crate::maintenance::redis_config;
 use crate::paths::AppPaths;
 use crate::shutdown::ShutdownSignal;
-use crate::supervisor::start_children;
+use crate::supervisor::{Supervised, start_children};
 use crate::ui::{self, Ui, UiConfig};
-use crate::updater::trial::{Attempt, Trial};
+use crate::updater::trial::{self, Attempt, Trial};
 use crate::{logs, models, secrets, updater};
+
+/// How `jarvis up` ended.
+#[derive(Debug)]
+pub enum Finish {
+    Exit(ExitCode),
+    /// An update was rolled back while running: start again, on the
+    /// previous version, once everything of this run is closed
+    /// ([`relaunch`]).
+    Relaunch,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct UpOptions {
@@ -37,7 +47,9 @@ pub struct UpOptions {
     pub pull: bool,
 }
 
-pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode> {
+pub async fn up(paths: AppPaths, mut options: UpOptions) -> anyhow::Result<Finish> {
+    // Started again after a rollback: the UI is open in the browser already.
+    options.no_browser |= std::env::var_os(jarvis_protocol::env::RELAUNCHED).is_some();
     // 1. Which app version runs, and its programs, found before anything
     //    is created, so a missing prerequisite leaves no half-made folder.
     let install = Install::new(&paths.bundle_dir);
@@ -57,7 +69,7 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
         LockAttempt::Acquired(lock) => lock,
         LockAttempt::HeldBy(running) => {
             report_already_running(&paths, running.as_deref(), options.no_browser).await;
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Finish::Exit(ExitCode::SUCCESS));
         }
     };
     let mut shutdown = ShutdownSignal::install()?;
@@ -80,7 +92,7 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
         r = prepare_models(&paths, options.pull || config.auto_download) => r?,
         () = shutdown.recv() => {
             eprintln!("Start-up cancelled; partial downloads were kept and resume next time.");
-            return Ok(ExitCode::from(130));
+            return Ok(Finish::Exit(ExitCode::from(130)));
         }
     };
     logs::rotate_if_large(&paths.logs_dir, "core");
@@ -119,13 +131,13 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
             () = shutdown.recv() => {
                 instance::remove_runtime_files(&paths)?;
                 eprintln!("Start-up cancelled.");
-                return Ok(ExitCode::from(130));
+                return Ok(Finish::Exit(ExitCode::from(130)));
             }
         };
         match (started, trial.as_mut()) {
-            (Ok(supervisor), _) => {
-                if let Some(on_trial) = trial.take() {
-                    on_trial.commit()?;
+            (Ok(supervisor), on_trial) => {
+                if let Some(on_trial) = on_trial {
+                    on_trial.reached_ready(trial::probation());
                 }
                 break supervisor;
             }
@@ -164,18 +176,85 @@ pub async fn up(paths: AppPaths, options: UpOptions) -> anyhow::Result<ExitCode>
     if !options.no_browser {
         ui::open::open_in_browser(&signin);
     }
-    if config.auto_update && app.version.is_some() {
-        tokio::spawn(updater::stage_in_background(paths.clone()));
+    // Not while a version is on probation: the next update is staged
+    // over a committed one only.
+    let stage_in_background = || {
+        if config.auto_update && app.version.is_some() {
+            tokio::spawn(updater::stage_in_background(paths.clone()));
+        }
+    };
+    if trial.is_none() {
+        stage_in_background();
     }
 
-    // 6. Supervise until asked to stop or a child keeps failing; 7. stop
-    //    the core, then Redis, then remove the runtime files.
-    let outcome = supervisor.supervise(&mut shutdown).await;
+    // 6. Supervise until asked to stop or a child keeps failing; a version
+    //    on trial is committed once it ran through its probation, and
+    //    rolled back when it crash-loops before. 7. Stop the core, then
+    //    Redis, then remove the runtime files.
+    let outcome = loop {
+        let probation = trial.as_ref().map(|_| trial::probation());
+        match supervisor.supervise(&mut shutdown, probation).await {
+            Ok(Supervised::Healthy) => {
+                if let Some(on_trial) = trial.take() {
+                    // Jarvis runs on either way; an uncommitted version is
+                    // on trial again at the next start.
+                    match on_trial.commit() {
+                        Ok(()) => stage_in_background(),
+                        Err(e) => eprintln!("warning: could not commit the update: {e:#}"),
+                    }
+                }
+            }
+            Ok(Supervised::Stopped) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
     supervisor.stop().await;
     instance::remove_runtime_files(&paths)?;
-    outcome?;
+    match (outcome, trial) {
+        (Ok(()), Some(on_trial)) => on_trial.stopped_during_probation()?,
+        (Ok(()), None) => {}
+        (Err(e), Some(on_trial)) => {
+            crate::report(&e);
+            on_trial.crash_looped(&e)?;
+            eprintln!("Starting Jarvis again on the previous version.");
+            return Ok(Finish::Relaunch);
+        }
+        (Err(e), None) => return Err(e),
+    }
     eprintln!("Jarvis stopped.");
-    Ok(ExitCode::SUCCESS)
+    Ok(Finish::Exit(ExitCode::SUCCESS))
+}
+
+/// Starts this launcher again with the same arguments, after everything
+/// of the run that rolled an update back was closed: on Unix in place
+/// (the same process, so whoever waits for Jarvis keeps waiting), on
+/// Windows as a child whose exit code becomes ours.
+pub fn relaunch() -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("error: could not find this program to start it again: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env(jarvis_protocol::env::RELAUNCHED, "1");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt as _;
+        let e = cmd.exec();
+        eprintln!("error: could not start {} again: {e}", exe.display());
+        ExitCode::FAILURE
+    }
+    #[cfg(not(unix))]
+    match cmd.status() {
+        Ok(status) => ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: could not start {} again: {e}", exe.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Reports (or, with `pull`, downloads) required models that are missing,

@@ -232,7 +232,7 @@ test("push-to-talk puts the transcript into the composer for editing", async () 
 test("update banners: a staged update and the last rollback", async () => {
   const page = await signedInPage(browser, jarvis);
   assert.match(await page.textContent("#update-ready"), /update is ready \(Jarvis 0\.3\.0\).*restart/);
-  assert.match(await page.textContent("#update-notice"), /0\.2\.1 failed to start and was rolled back to 0\.2\.0: the core exited/);
+  assert.match(await page.textContent("#update-notice"), /0\.2\.1 did not keep running and was rolled back to 0\.2\.0: the core exited/);
   await screenshot(page, "update-banners-light");
   await page.click("#update-notice button:has-text('Dismiss')");
   await page.waitForSelector("#update-notice", { state: "detached" });

@@ -354,11 +354,7 @@ fn v1_to_v2_by_delta_and_v2_to_v3_in_full_keep_all_data() {
     );
 
     let launcher = home.up();
-    assert!(
-        launcher.stderr().contains("update is committed"),
-        "{}",
-        launcher.stderr()
-    );
+    launcher.wait_stderr("update is committed", Duration::from_secs(30));
     assert_eq!(running_version(&home), "2.0.0");
     assert_data_intact(&home, &id, &models);
     drop(launcher);
@@ -369,7 +365,8 @@ fn v1_to_v2_by_delta_and_v2_to_v3_in_full_keep_all_data() {
     assert_eq!(applied["delta_files"], 0);
     assert!(applied["full_files"].as_u64().unwrap() >= 3);
     assert_eq!(applied["unchanged_files"], 1);
-    let _launcher = home.up();
+    let launcher = home.up();
+    launcher.wait_stderr("update is committed", Duration::from_secs(30));
     assert_eq!(running_version(&home), "3.0.0");
     assert_data_intact(&home, &id, &models);
     // Settings are the user's: an update never rewrites them.
@@ -429,11 +426,7 @@ fn updates_download_silently_in_the_background_and_apply_at_the_next_launch() {
         "{}",
         launcher.stderr()
     );
-    assert!(
-        launcher.stderr().contains("update is committed"),
-        "{}",
-        launcher.stderr()
-    );
+    launcher.wait_stderr("update is committed", Duration::from_secs(30));
     assert_eq!(running_version(&home), "2.0.0");
     assert_data_intact(&home, &id, &models);
     // ... and after the switch, "updated to 2.0.0" until dismissed.
@@ -493,6 +486,108 @@ fn a_v2_whose_core_does_not_start_is_rolled_back_to_v1_with_all_data() {
         Value::Null,
         "a rejected version is not offered again"
     );
+}
+
+/// A core that starts and reaches ready, then dies two seconds later,
+/// every time: the real core behind a shell script.
+fn crash_looping_core() -> String {
+    format!(
+        "#!/bin/sh\n\
+         case \"$1\" in -*) exec '{core}' \"$@\" ;; esac\n\
+         '{core}' \"$@\" &\n\
+         core=$!\n\
+         trap 'kill -9 $core; exit 1' TERM INT\n\
+         sleep 2 & wait $!\n\
+         kill -9 $core\n\
+         exit 1\n",
+        core = core_bin().display()
+    )
+}
+
+/// Finding 1 of issue 16: a version that reaches ready and then
+/// crash-loops used to be committed at its first ready (the previous
+/// version deleted) and then given up on. Now it is on probation: the
+/// crash loop rolls it back to the kept previous version, with the data,
+/// and the same launcher process starts again on that version.
+#[test]
+fn a_v2_that_crash_loops_after_ready_is_rolled_back_during_its_probation() {
+    let shop = Workshop::new();
+    let (home, id) = installed_v1(&shop);
+    let models = snapshot(&home.path("models"));
+    let v2 = shop.bundle_of("2.0.0", crash_looping_core().as_bytes(), &[]);
+    shop.release(
+        "feed-current",
+        &v2,
+        &[&shop.path("bundles/1.0.0")],
+        &[],
+        &shop.key(),
+    );
+    json(&home.run(&["update", "apply", "--json"]));
+
+    let mut launcher = home.spawn_up(&[(env::UPDATE_PROBATION_S, "120")]);
+    launcher.wait_ready();
+    assert_eq!(running_version(&home), "2.0.0");
+    let said = launcher.stderr();
+    assert!(said.contains("final after 120 s"), "{said}");
+    // On probation: the version to go back to is still there.
+    assert!(shop.path("install/resources/app/1.0.0").is_dir());
+
+    let said = launcher.wait_stderr("Switched back to Jarvis 1.0.0", Duration::from_secs(120));
+    assert!(said.contains("kept crashing"), "{said}");
+    let instance = wait_for(
+        Duration::from_secs(60),
+        "Jarvis 1.0.0 running again",
+        || {
+            home.instance()
+                .filter(|i| i.core.executable.contains("resources/app/1.0.0"))
+        },
+    );
+    assert_eq!(
+        instance.launcher.pid,
+        launcher.pid(),
+        "the same launcher process starts again"
+    );
+    wait_for(Duration::from_secs(30), "the API to answer", || {
+        home.api().ready().then_some(())
+    });
+    assert_data_intact(&home, &id, &models);
+    let status = json(&home.run(&["update", "status", "--json"]));
+    assert_eq!(status["current"], "1.0.0", "{status}");
+    assert_eq!(status["rejected"], serde_json::json!(["2.0.0"]), "{status}");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("during its probation"),
+        "{status}"
+    );
+    assert!(launcher.try_exit().is_none(), "{}", launcher.stderr());
+}
+
+/// Quitting during probation is no failure: however often a person quits
+/// early, a good version is never rolled back for it, and it is committed
+/// once it has run through a whole probation.
+#[test]
+fn quitting_during_probation_never_rolls_a_good_version_back() {
+    let shop = Workshop::new();
+    let (home, id) = installed_v1(&shop);
+    let models = snapshot(&home.path("models"));
+    apply_v2(&shop, &home, false);
+    for _ in 0..4 {
+        let mut launcher = home.spawn_up(&[(env::UPDATE_PROBATION_S, "600")]);
+        launcher.wait_ready();
+        assert_eq!(running_version(&home), "2.0.0", "{}", launcher.stderr());
+        assert_eq!(launcher.terminate().code(), Some(0));
+        let status = json(&home.run(&["update", "status", "--json"]));
+        assert_eq!(status["pending"]["version"], "2.0.0", "{status}");
+        assert!(shop.path("install/resources/app/1.0.0").is_dir());
+    }
+    let launcher = home.up();
+    launcher.wait_stderr("update is committed", Duration::from_secs(30));
+    assert_data_intact(&home, &id, &models);
+    let status = json(&home.run(&["update", "status", "--json"]));
+    assert_eq!(status["pending"], Value::Null, "{status}");
+    assert_eq!(status["rejected"], serde_json::json!([]), "{status}");
 }
 
 #[test]
@@ -774,11 +869,12 @@ fn the_launcher_replaces_itself_once_the_new_version_has_started() {
 
     let mut running = home.spawn_program(&launcher, &["up", "--no-browser"]);
     running.wait_ready();
-    assert!(
-        running.stderr().contains("launcher was updated too"),
-        "{}",
-        running.stderr()
+    assert_eq!(
+        Sha256Digest::of_file(&launcher).unwrap(),
+        original,
+        "not before the new version ran through its probation"
     );
+    running.wait_stderr("launcher was updated too", Duration::from_secs(30));
     running.terminate();
     assert_eq!(
         Sha256Digest::of_file(&launcher).unwrap(),
@@ -870,11 +966,7 @@ fn a_version_needing_a_newer_data_schema_migrates_on_its_trial_and_a_failed_tria
     shop.release("feed-current", &v3, &[&v1], &[], &shop.key());
     json(&home.run(&["update", "apply", "--json"]));
     let launcher = home.up();
-    assert!(
-        launcher.stderr().contains("update is committed"),
-        "{}",
-        launcher.stderr()
-    );
+    launcher.wait_stderr("update is committed", Duration::from_secs(30));
     assert_eq!(running_version(&home), "3.0.0");
     assert_eq!(schema_of(&home), 2);
     let conversation = &expected["conversations"][0];

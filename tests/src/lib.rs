@@ -243,6 +243,9 @@ impl TestHome {
             .env(env::HOME, self.data_dir())
             .env_remove(env::BUNDLE_DIR)
             .env_remove(env::CATALOG)
+            // An update is committed 1 s after its version is ready (the
+            // product waits 60 s); tests that need longer set their own.
+            .env(env::UPDATE_PROBATION_S, "1")
             .stdin(Stdio::null());
         for (k, v) in self.env.lock().unwrap().iter() {
             cmd.env(k, v);
@@ -396,6 +399,15 @@ impl Launcher {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `timeout`) until the launcher has said `needle` on
+    /// stderr; returns all it said.
+    pub fn wait_stderr(&self, needle: &str, timeout: Duration) -> String {
+        wait_for(timeout, &format!("the launcher to say {needle:?}"), || {
+            let said = self.stderr();
+            said.contains(needle).then_some(said)
+        })
     }
 
     /// Further stdout lines printed so far.

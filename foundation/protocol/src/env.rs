@@ -67,6 +67,17 @@ pub const UPDATE_URL: &str = "JARVIS_UPDATE_URL";
 /// own releases with it. Release builds ignore it.
 pub const UPDATE_TRUSTED_KEYS: &str = "JARVIS_UPDATE_TRUSTED_KEYS";
 
+/// Launcher: seconds a version switched to by an update must run without
+/// a restart of its core or Redis before the update is committed (old
+/// versions removed, the launcher replaced); default 60. A crash loop
+/// before then rolls the update back.
+pub const UPDATE_PROBATION_S: &str = "JARVIS_UPDATE_PROBATION_S";
+
+/// Launcher: set by a launcher that rolled an update back and started
+/// itself again on the previous version; the new start opens no browser
+/// (the UI is open already).
+pub const RELAUNCHED: &str = "JARVIS_RELAUNCHED";
+
 /// Launcher, tests only: abort the process (as if killed) when it reaches the
 /// named checkpoint, so crash tests can stop it at an exact step.
 pub const CRASH_AT: &str = "JARVIS_CRASH_AT";

@@ -1,9 +1,15 @@
 //! A version switched to by an update is on trial: `jarvis up` gives it
-//! [`MAX_ATTEMPTS`] tries to reach ready. Once it does, the update is
-//! committed (older version folders go; a launcher it ships replaces this
-//! one). If it never does, the data goes back to how it was before the
-//! trial migrated it, `current` goes back to the previous version, and the
-//! failed version is never offered again.
+//! [`MAX_ATTEMPTS`] tries to reach ready. Reaching ready starts its
+//! probation ([`probation`]): only once it has run that long without its
+//! core or Redis restarting is the update committed (older version folders
+//! go; a launcher it ships replaces this one). If it never reaches ready,
+//! or crash-loops during probation, the data goes back to how it was
+//! before the trial migrated it, `current` goes back to the previous
+//! version (kept until the commit), and the failed version is never
+//! offered again. A person quitting during probation is no failure: the
+//! next start is on trial again, with its tries counted afresh.
+
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use jarvis_dist::manifest::AppVersion;
@@ -68,7 +74,9 @@ impl Trial {
             self.roll_back()?;
             return Ok(Attempt::RolledBack);
         }
-        if pending.attempts == 0 {
+        // Recorded once per trial: a later try (after a quit during
+        // probation) finds the data already migrated for this version.
+        if pending.schema_before.is_none() {
             pending.schema_before = Some(Migrator::new(&self.paths.data_dir).schema_version()?);
         }
         pending.attempts += 1;
@@ -84,8 +92,43 @@ impl Trial {
         self.state.save(&self.paths)
     }
 
-    /// The version reached ready: commit it, clear out old versions and let
-    /// a launcher it ships replace this one.
+    /// The version reached ready: its probation starts.
+    pub fn reached_ready(&self, probation: Duration) {
+        if let Some(pending) = &self.state.pending {
+            eprintln!(
+                "Jarvis {} started and is on probation: the update becomes final after {} s without a crash.",
+                pending.version,
+                probation.as_secs()
+            );
+        }
+    }
+
+    /// Jarvis was asked to stop during probation: not a failure. The next
+    /// start is on trial again with its tries counted afresh (the data
+    /// schema from before the trial is kept for a rollback).
+    pub fn stopped_during_probation(mut self) -> anyhow::Result<()> {
+        if let Some(pending) = self.state.pending.as_mut() {
+            pending.attempts = 0;
+            self.state.save(&self.paths)?;
+        }
+        Ok(())
+    }
+
+    /// The core or Redis kept crashing during probation (`error`, after
+    /// the children were stopped): roll back now, without further tries.
+    pub fn crash_looped(mut self, error: &anyhow::Error) -> anyhow::Result<()> {
+        let version = self.state.pending.as_ref().map(|p| p.version);
+        if let Some(version) = version {
+            eprintln!("Jarvis {version} kept crashing after it started; rolling the update back.");
+        }
+        self.state.last_error = Some(format!("{error:#}"));
+        self.state.save(&self.paths)?;
+        checkpoint("update:crash-looped");
+        self.roll_back()
+    }
+
+    /// The version ran through its probation: commit it, clear out old
+    /// versions and let a launcher it ships replace this one.
     pub fn commit(mut self) -> anyhow::Result<()> {
         let Some(pending) = self.state.pending.take() else {
             return Ok(());
@@ -98,7 +141,7 @@ impl Trial {
         self.state.save(&self.paths)?;
         checkpoint("update:committed");
         eprintln!(
-            "Jarvis {} started; the update is committed.",
+            "Jarvis {} ran through its probation; the update is committed.",
             pending.version
         );
         if let Err(e) = remove_old_versions(&self.install) {
@@ -112,7 +155,8 @@ impl Trial {
         Ok(())
     }
 
-    /// After [`MAX_ATTEMPTS`] failed starts: the data back to how it was
+    /// After [`MAX_ATTEMPTS`] failed starts or a crash loop in probation:
+    /// the data back to how it was
     /// before the trial migrated it, back to the previous version, and never
     /// offer the failed one again.
     fn roll_back(&mut self) -> anyhow::Result<()> {
@@ -151,9 +195,13 @@ impl Trial {
         state.rejected.push(pending.version);
         let reason = state.last_error.clone().unwrap_or_default();
         state.last_error = Some(format!(
-            "Jarvis {} failed to start {} times and was rolled back to {previous}{}: {reason}",
+            "Jarvis {} failed {} and was rolled back to {previous}{}: {reason}",
             pending.version,
-            MAX_ATTEMPTS,
+            if pending.attempts >= MAX_ATTEMPTS {
+                format!("to start {MAX_ATTEMPTS} times")
+            } else {
+                "during its probation".to_owned()
+            },
             restored
                 .as_ref()
                 .map(|id| format!(" with the data from backup {id}"))
@@ -167,7 +215,7 @@ impl Trial {
         state.save(paths)?;
         checkpoint("update:rolled-back");
         eprintln!(
-            "Switched back to Jarvis {previous}: {} did not start after {MAX_ATTEMPTS} tries and will not be installed again.",
+            "Switched back to Jarvis {previous}: {} did not keep running and will not be installed again.",
             pending.version
         );
         if let Some(id) = restored {
@@ -177,5 +225,22 @@ impl Trial {
             );
         }
         Ok(())
+    }
+}
+
+/// How long a version switched to by an update must run without a crash
+/// before the update is committed: `JARVIS_UPDATE_PROBATION_S`, else 60 s.
+pub fn probation() -> Duration {
+    const DEFAULT: Duration = Duration::from_secs(60);
+    match std::env::var(jarvis_protocol::env::UPDATE_PROBATION_S) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .map(Duration::from_secs)
+            .unwrap_or_else(|_| {
+                tracing::warn!(value = %s, "ignoring an unreadable update probation; using 60 s");
+                DEFAULT
+            }),
+        Err(_) => DEFAULT,
     }
 }

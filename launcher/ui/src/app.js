@@ -309,7 +309,7 @@ class App {
     if (u?.notice?.kind === "updated") {
       banners.push(banner("info", `Jarvis was updated to ${u.notice.version}.`, "update-notice", () => this.dismissNotice()));
     } else if (u?.notice?.kind === "rolled_back") {
-      banners.push(banner("", `Jarvis ${u.notice.version} failed to start and was rolled back to ${u.notice.previous}: ${u.notice.reason}`, "update-notice", () => this.dismissNotice()));
+      banners.push(banner("", `Jarvis ${u.notice.version} did not keep running and was rolled back to ${u.notice.previous}: ${u.notice.reason}`, "update-notice", () => this.dismissNotice()));
     }
     if (u?.staged) {
       banners.push(banner("info", `An update is ready (Jarvis ${u.staged}) — restart Jarvis to apply it.`, "update-ready"));
