@@ -2,7 +2,7 @@
 //! real model files, killed processes, full disks and hostile packs.
 
 use std::io::Write;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jarvis_tests::catalog::{document, file, model};
@@ -148,6 +148,96 @@ fn a_failed_update_leaves_the_active_version_untouched() {
     let out = home.run(&["models", "rollback", "tiny"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(active(&home, "tiny").as_deref(), Some("v1"));
+}
+
+/// Finding 7 of issue 16: a checkpoint was recorded before the bytes it
+/// vouches for reached the disk, so a power cut could leave a sidecar
+/// claiming data the partial does not hold. Watched with `strace` on the
+/// real `jarvis models pull`: every sidecar that records a checkpoint past
+/// zero is renamed into place only after the partial itself was synced.
+#[test]
+fn a_download_checkpoint_is_recorded_only_after_its_bytes_are_on_disk() {
+    let chunk = 4 * MIB;
+    let bytes = pseudo_random_bytes(13 * MIB, 29);
+    let server = FaultServer::start();
+    let home = TestHome::new();
+    home.use_catalog(&document(vec![served_model(
+        &server,
+        "synced",
+        "v1",
+        &bytes,
+        Some(chunk),
+    )]));
+    let trace = home.scratch().join("strace.log");
+    let jarvis = home.jarvis(&["models", "pull", "synced"]);
+    let mut traced = Command::new("strace");
+    traced
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=openat,fsync,fdatasync,rename,renameat,renameat2",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(jarvis.get_program())
+        .args(jarvis.get_args());
+    for (key, value) in jarvis.get_envs() {
+        match value {
+            Some(v) => traced.env(key, v),
+            None => traced.env_remove(key),
+        };
+    }
+    let out = traced.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    // Walk the trace: the partial's descriptors, its syncs, and each
+    // sidecar rename (the first records offset 0 and needs no sync).
+    let log = std::fs::read_to_string(&trace).unwrap();
+    let mut partial_fds = std::collections::HashSet::new();
+    let mut synced_since_rename = false;
+    let mut sidecar_renames = 0;
+    for line in log.lines() {
+        let call = line
+            .split_once(' ')
+            .map_or(line, |(_, rest)| rest.trim_start());
+        if call.starts_with("openat(") && call.contains("weights.bin.partial\"") {
+            if let Some(fd) = call
+                .rsplit("= ")
+                .next()
+                .and_then(|fd| fd.trim().parse::<i32>().ok())
+            {
+                partial_fds.insert(fd);
+            }
+        } else if call.starts_with("fsync(") || call.starts_with("fdatasync(") {
+            let fd = call
+                .split(['(', ')'])
+                .nth(1)
+                .and_then(|fd| fd.parse::<i32>().ok());
+            if fd.is_some_and(|fd| partial_fds.contains(&fd)) {
+                synced_since_rename = true;
+            }
+        } else if call.starts_with("rename") && call.contains("weights.bin.partial.json\"") {
+            if sidecar_renames > 0 {
+                assert!(
+                    synced_since_rename,
+                    "checkpoint {sidecar_renames} recorded before its bytes were synced:\n{log}"
+                );
+            }
+            sidecar_renames += 1;
+            synced_since_rename = false;
+        }
+    }
+    assert!(
+        sidecar_renames >= 3,
+        "expected a checkpoint per 4 MiB chunk; the trace:\n{log}"
+    );
+    assert_eq!(
+        active(&home, "synced").as_deref(),
+        Some("v1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -263,9 +263,16 @@ impl Partial {
         self.reset()
     }
 
+    /// Records the checkpoint in the sidecar, after the bytes it vouches
+    /// for are on the disk: a power cut must never leave a sidecar
+    /// claiming bytes the partial does not hold.
     pub(crate) fn save_checkpoint(&mut self) -> Result<(), DownloadError> {
         if self.pos == 0 {
             self.checkpoint = (0, Sha256::new().serialize().to_vec());
+        } else {
+            self.file
+                .sync_data()
+                .map_err(|e| file_error("flush to disk", &self.path, e))?;
         }
         let (sha256, size, chunk_size) = self.expected;
         let state = Sidecar {
