@@ -62,18 +62,28 @@ pub fn checkpoint(name: &str) {
     }
 }
 
-/// Copies a file durably: into a temporary file beside `to`, fsynced, then
-/// renamed over `to`. `role` names the file in errors.
+/// Copies a file durably, with its permissions (an executable stays
+/// one): into a temporary file beside `to`, fsynced, then renamed over
+/// `to`. `role` names the file in errors.
 pub fn copy_atomic(role: &'static str, from: &Path, to: &Path) -> Result<u64, FileError> {
     let mut source = fs::File::open(from).map_err(|e| FileError::new("open", role, from, e))?;
-    replace_with(to, Visibility::Normal, |file| io::copy(&mut source, file))
-        .map_err(|(action, e)| FileError::new(action.unwrap_or("copy"), role, to, e))
+    let permissions = source
+        .metadata()
+        .map_err(|e| FileError::new("read the permissions of", role, from, e))?
+        .permissions();
+    replace_with(to, Visibility::Normal, |file| {
+        let copied = io::copy(&mut source, file)?;
+        file.set_permissions(permissions)?;
+        Ok(copied)
+    })
+    .map_err(|(action, e)| FileError::new(action.unwrap_or("copy"), role, to, e))
 }
 
 /// Who may read a file that [`write_atomic`] creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Visibility {
-    /// The usual permissions for a new file (umask applies).
+    /// The usual permissions for a new file: 0644 less the umask on Unix
+    /// (a temporary file alone would be 0600).
     Normal,
     /// Owner read/write only (secrets: tokens, passwords).
     OwnerOnly,
@@ -100,8 +110,14 @@ fn replace_with<T>(
     fill: impl FnOnce(&mut fs::File) -> io::Result<T>,
 ) -> Result<T, (Option<&'static str>, io::Error)> {
     let dir = parent_dir(path);
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tmp-");
+    #[cfg(unix)]
+    if visibility == Visibility::Normal {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o644));
+    }
+    let mut temp = builder
         .tempfile_in(dir)
         .map_err(|e| (Some("create a temporary file for"), e))?;
     if visibility == Visibility::OwnerOnly {
@@ -238,6 +254,29 @@ mod tests {
         write_atomic("API token", &token, b"secret", Visibility::OwnerOnly).unwrap();
         let mode = fs::metadata(&token).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    /// Issue 16, finding 12: a temporary file is 0600, and every Normal
+    /// file used to keep that (a copied launcher lost its execute bits).
+    #[cfg(unix)]
+    #[test]
+    fn normal_files_get_the_usual_mode_and_copies_keep_theirs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let reference = dir.path().join("reference");
+        fs::File::create(&reference).unwrap();
+        let normal = dir.path().join("current");
+        write_atomic("pointer", &normal, b"1.0.0", Visibility::Normal).unwrap();
+        assert_eq!(mode(&normal), mode(&reference) & 0o644);
+
+        let program = dir.path().join("jarvis");
+        fs::write(&program, b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.path().join("jarvis.previous");
+        copy_atomic("previous launcher", &program, &copy).unwrap();
+        assert_eq!(mode(&copy), 0o755);
+        assert_eq!(fs::read(&copy).unwrap(), b"#!/bin/sh\n");
     }
 
     #[test]
