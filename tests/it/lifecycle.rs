@@ -112,6 +112,9 @@ fn status_reports_running_and_stopped_as_text_and_json() {
     assert!(text.stdout.contains(&instance.base_url), "{}", text.stdout);
 }
 
+/// `jarvis stop` asks through the launcher's UI origin with the API
+/// token, the same on every OS (finding 11 of issue 16: it used to send
+/// `SIGTERM` only, which cannot stop anything on Windows).
 #[test]
 fn jarvis_stop_stops_the_running_instance_gracefully() {
     let home = TestHome::new();
@@ -122,6 +125,13 @@ fn jarvis_stop_stops_the_running_instance_gracefully() {
     assert!(out.stdout.contains("stopped"), "{}", out.stdout);
     let status = launcher.wait_exit(Duration::from_secs(30));
     assert!(status.success());
+    assert!(
+        launcher
+            .stderr()
+            .contains("Stop requested by `jarvis stop`"),
+        "{}",
+        launcher.stderr()
+    );
     assert!(!alive(instance.redis.pid) && !alive(instance.core.pid));
     // Redis was saved and shut down, not killed.
     let log = std::fs::read_to_string(home.path("logs/redis.log")).unwrap();

@@ -132,6 +132,30 @@ fn sign_in_urls_come_from_up_a_second_launch_and_open_and_work_once() {
         ),
     );
     assert_eq!(status(&foreign), 403, "{foreign}");
+    // The same for the stop `jarvis stop` asks for: no token, a wrong
+    // token or a page's origin stops nothing.
+    for request in [
+        format!(
+            "POST /launcher/stop HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+        format!(
+            "POST /launcher/stop HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer nope\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+        format!(
+            "POST /launcher/stop HTTP/1.1\r\nHost: {host}\r\nOrigin: http://127.0.0.1:1\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            home.token()
+        ),
+    ] {
+        let reply = raw(&origin, &request);
+        assert!([401, 403].contains(&status(&reply)), "{request}: {reply}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        jarvis.try_exit().is_none(),
+        "Jarvis stopped: {}",
+        jarvis.stderr()
+    );
+    assert!(home.api().ready());
 
     jarvis.terminate();
     let closed = home.run(&["open", "--no-browser"]);

@@ -65,8 +65,17 @@ pub async fn stop(paths: &AppPaths) -> anyhow::Result<ExitCode> {
         anyhow::bail!("Jarvis is still starting; try `jarvis stop` again in a moment");
     };
     let pid = record.launcher.pid;
-    if !jarvis_redis_bundle::process::terminate(pid) {
-        anyhow::bail!("could not signal the launcher (pid {pid})");
+    // Asked through its UI origin on every OS; a signal where that fails
+    // (a launcher from before it, a UI that does not answer) and the OS
+    // has them.
+    if let Err(e) = crate::ui::open::request_stop(paths).await {
+        tracing::info!("asking the launcher to stop over HTTP failed: {e:#}");
+        if !cfg!(unix) {
+            return Err(e.context(format!("could not ask the launcher (pid {pid}) to stop")));
+        }
+        if !jarvis_redis_bundle::process::terminate(pid) {
+            anyhow::bail!("could not signal the launcher (pid {pid})");
+        }
     }
     eprintln!("Stopping Jarvis (launcher pid {pid})...");
     let deadline = Duration::from_secs(60);

@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
 
 use super::guard;
-use super::state::{SIGNIN_CODES_PATH, UiState, signin_url};
+use super::state::{SIGNIN_CODES_PATH, STOP_PATH, UiState, signin_url};
 use crate::hint::hints;
 use crate::install::Install;
 use crate::updater::UpdateState;
@@ -48,6 +48,7 @@ pub fn router() -> Router<Arc<UiState>> {
         .route("/launcher/session", get(session))
         .route("/launcher/signout", post(signout))
         .route(SIGNIN_CODES_PATH, post(signin_code))
+        .route(STOP_PATH, post(stop))
         .route("/launcher/status", get(status))
         .route("/launcher/doctor", get(doctor))
         .route("/launcher/models", get(models))
@@ -177,6 +178,20 @@ async fn signout(State(ui): State<Arc<UiState>>, headers: HeaderMap) -> Response
 /// `POST /launcher/signin-codes` with `Authorization: Bearer <API token>`:
 /// a fresh sign-in URL, for `jarvis open` and a second launch.
 async fn signin_code(State(ui): State<Arc<UiState>>, headers: HeaderMap) -> Result<Json<Value>> {
+    require_api_token(&ui, &headers)?;
+    Ok(Json(json!({"url": signin_url(&ui)})))
+}
+
+/// `jarvis stop` on every OS: the launcher stops as on `SIGTERM`.
+async fn stop(State(ui): State<Arc<UiState>>, headers: HeaderMap) -> Result<Json<Value>> {
+    require_api_token(&ui, &headers)?;
+    eprintln!("Stop requested by `jarvis stop`.");
+    crate::shutdown::request_stop();
+    Ok(Json(json!({"stopping": true})))
+}
+
+/// The tools' requests (`jarvis open`, `jarvis stop`) carry the API token.
+fn require_api_token(ui: &UiState, headers: &HeaderMap) -> Result<()> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -189,7 +204,7 @@ async fn signin_code(State(ui): State<Arc<UiState>>, headers: HeaderMap) -> Resu
             anyhow::anyhow!("a valid API token is required"),
         ));
     }
-    Ok(Json(json!({"url": signin_url(&ui)})))
+    Ok(())
 }
 
 async fn status(State(ui): State<Arc<UiState>>) -> Json<Value> {

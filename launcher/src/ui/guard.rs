@@ -95,9 +95,11 @@ fn check(ui: &UiState, request: &Request) -> Result<(), Refusal> {
         .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
     let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD);
     let path = request.uri().path();
-    // `jarvis open` asks for a sign-in code with the API token; it is no
-    // browser and sends no `Origin` (every browser sends one on a POST).
-    let token_client = path == super::state::SIGNIN_CODES_PATH && origin.is_none();
+    // `jarvis open` asks for a sign-in code, and `jarvis stop` for a stop,
+    // with the API token; it is no browser and sends no `Origin` (every
+    // browser sends one on a POST).
+    let token_path = path == super::state::SIGNIN_CODES_PATH || path == super::state::STOP_PATH;
+    let token_client = token_path && origin.is_none();
     if (changes_state || is_upgrade) && !token_client && origin != Some(own_origin.as_str()) {
         return Err((
             StatusCode::FORBIDDEN,
@@ -113,7 +115,7 @@ fn check(ui: &UiState, request: &Request) -> Result<(), Refusal> {
     // cross-site `<script src>` or `<img src>` carrying our cookie is
     // refused here (and by `Cross-Origin-Resource-Policy` below).
     check_fetch_site(headers, "the Jarvis API answers only the Jarvis UI")?;
-    if path == super::state::SIGNIN_CODES_PATH {
+    if token_path {
         return Ok(()); // authenticated by the API token instead
     }
     let session = session_cookie(headers, &ui.cookie_name);

@@ -6,13 +6,40 @@ use std::time::Duration;
 use anyhow::Context as _;
 use jarvis_protocol::instance::TOKEN_FILE_NAME;
 
-use super::state::SIGNIN_CODES_PATH;
+use super::state::{SIGNIN_CODES_PATH, STOP_PATH};
 use crate::hint::hinted;
 use crate::instance;
 use crate::paths::AppPaths;
 
 /// Asks the running Jarvis for a one-time sign-in URL, proving with the
 /// API token (owner-only, in `<data>/run/`) that we are its user.
+/// Asks the running launcher to stop (`jarvis stop`), through its UI
+/// origin with the API token: the same on every OS.
+pub async fn request_stop(paths: &AppPaths) -> anyhow::Result<()> {
+    let record = instance::require_running(paths)?;
+    let ui_url = record.ui_url.with_context(|| {
+        format!(
+            "the running Jarvis {} has no UI (it predates it)",
+            record.version
+        )
+    })?;
+    let token_file = paths.run_dir.join(TOKEN_FILE_NAME);
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("could not read the API token in {}", token_file.display()))?;
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()?
+        .post(format!("{ui_url}{STOP_PATH}"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .with_context(|| format!("could not reach the Jarvis UI at {ui_url}"))?
+        .error_for_status()
+        .context("the running Jarvis refused to stop")?;
+    Ok(())
+}
+
 pub async fn request_signin_url(paths: &AppPaths) -> anyhow::Result<String> {
     let record = instance::require_running(paths)?;
     let Some(ui_url) = record.ui_url else {

@@ -14,6 +14,9 @@ use crate::paths::AppPaths;
 /// Where `jarvis open` asks the running launcher for a sign-in code (with
 /// the API token).
 pub const SIGNIN_CODES_PATH: &str = "/launcher/signin-codes";
+/// Where `jarvis stop` asks the launcher to stop, with the API token (a
+/// signal cannot reach it on Windows).
+pub const STOP_PATH: &str = "/launcher/stop";
 
 /// What every UI request can reach.
 #[derive(Debug)]
