@@ -56,8 +56,26 @@ impl AppConfig {
 
     /// Reads `config.json` if there is one. A file from a newer data schema
     /// is an error that leaves the folder untouched; an unreadable one is
-    /// kept aside and replaced by defaults (the only write here).
+    /// kept aside and replaced by defaults (the only write here: call it
+    /// under the instance lock).
     pub fn load_existing(paths: &AppPaths) -> anyhow::Result<Option<Self>> {
+        let Some(bytes) = Self::read_and_refuse_newer(paths)? else {
+            return Ok(None);
+        };
+        let config = match serde_json::from_slice::<Self>(&bytes) {
+            Ok(config) => config,
+            Err(error) => Self::replace_corrupt(paths, &error.to_string())?,
+        };
+        Ok(Some(config))
+    }
+
+    /// Refuses a data folder a newer Jarvis wrote, reading only: what
+    /// `jarvis up` checks before it creates or changes anything.
+    pub fn refuse_newer(paths: &AppPaths) -> anyhow::Result<()> {
+        Self::read_and_refuse_newer(paths).map(drop)
+    }
+
+    fn read_and_refuse_newer(paths: &AppPaths) -> anyhow::Result<Option<Vec<u8>>> {
         let path = &paths.config_file;
         let Some(bytes) = read_optional("config file", path)? else {
             return Ok(None);
@@ -82,11 +100,7 @@ impl AppConfig {
                  (`jarvis backup list`, `jarvis backup restore ID`)",
             ));
         }
-        let config = match serde_json::from_slice::<Self>(&bytes) {
-            Ok(config) => config,
-            Err(error) => Self::replace_corrupt(paths, &error.to_string())?,
-        };
-        Ok(Some(config))
+        Ok(Some(bytes))
     }
 
     /// Keeps a config file that cannot be read as `config.json.corrupt-<time>`

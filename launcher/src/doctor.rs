@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::config::AppConfig;
 use crate::hint::{hinted, hints};
+use crate::maintenance::installed_app;
 use crate::paths::AppPaths;
 
 /// One check's verdict.
@@ -50,8 +51,8 @@ pub async fn run(paths: &AppPaths) -> Vec<Check> {
         Check::from_result("redis-server", check_redis(paths).await),
         Check::from_result(
             "jarvis-core",
-            paths
-                .require_core_binary()
+            installed_app(paths)
+                .and_then(|app| paths.require_core_binary(&app))
                 .map(|p| format!("found at {}", p.display())),
         ),
         Check::from_result("data folder", check_data_dir(paths)),
@@ -71,7 +72,7 @@ pub async fn run(paths: &AppPaths) -> Vec<Check> {
 }
 
 async fn check_redis(paths: &AppPaths) -> anyhow::Result<String> {
-    let binary = paths.locate_redis(&paths.bundle_dir)?;
+    let binary = paths.locate_redis(&installed_app(paths)?)?;
     let output = tokio::process::Command::new(&binary)
         .arg("--version")
         .output()

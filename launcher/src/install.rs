@@ -4,6 +4,7 @@
 //! checkout has no `resources/app`; then the core is found beside the
 //! launcher.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -22,13 +23,58 @@ const CURRENT: &str = "current";
 const PREVIOUS: &str = "previous";
 
 /// The app version to run and the folder holding its core.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AppChoice {
     /// `None` in a development checkout (no installed versions).
     pub version: Option<AppVersion>,
     pub dir: PathBuf,
     /// The data schemas this version's core works with.
     pub schema: SchemaRange,
+    /// The files its signed manifest lists, each checked; `None` in a
+    /// development checkout, where nothing is signed.
+    listed: Option<BTreeSet<String>>,
+}
+
+impl AppChoice {
+    /// Whether the program `name` in [`Self::dir`] may be run: only what
+    /// the signed manifest lists (and verification checked) in an
+    /// installed version, anything in a development checkout.
+    pub fn may_run(&self, name: &str) -> bool {
+        self.listed.as_ref().is_none_or(|l| l.contains(name))
+    }
+
+    /// The development layout: the launcher's own folder, unsigned.
+    pub fn development(dir: PathBuf) -> Self {
+        Self {
+            version: None,
+            dir,
+            schema: SchemaRange {
+                min: CURRENT_SCHEMA_VERSION,
+                max: CURRENT_SCHEMA_VERSION,
+            },
+            listed: None,
+        }
+    }
+
+    fn installed(install: &Install, version: AppVersion, release: &Release) -> Self {
+        Self {
+            version: Some(version),
+            dir: install.version_dir(version),
+            schema: release.data_schema,
+            listed: Some(release.files.iter().map(|f| f.path.clone()).collect()),
+        }
+    }
+}
+
+/// What [`Install::select`] found: the version to run and the pointer
+/// switches that running it takes (an installer's newer version adopted,
+/// a damaged current one left for the previous).
+#[derive(Debug)]
+pub struct Selection {
+    pub app: AppChoice,
+    switches: Vec<AppVersion>,
+    /// Why the current version is not the one chosen, for the person.
+    damaged: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,17 +144,31 @@ impl Install {
         Ok(String::from_utf8_lossy(&bytes).trim().parse().ok())
     }
 
-    /// Switches to the installer's version when it is newer than
-    /// `current` (or nothing is current yet): a newer MSI wins over an
-    /// older updater version, a newer updater version over an older MSI.
-    pub fn adopt_installer_version(&self) -> anyhow::Result<()> {
+    /// The installer's version when it is newer than `current` (or
+    /// nothing is current yet) and complete: a newer MSI wins over an older
+    /// updater version, a newer updater version over an older MSI.
+    fn installer_version_to_adopt(&self) -> anyhow::Result<Option<AppVersion>> {
         let Some(version) = self.installer_version()? else {
-            return Ok(());
+            return Ok(None);
         };
         if !self.version_dir(version).join(MANIFEST_NAME).is_file() {
-            return Ok(());
+            return Ok(None);
         }
-        if self.current()?.is_none_or(|current| current < version) {
+        Ok(self
+            .current()?
+            .is_none_or(|current| current < version)
+            .then_some(version))
+    }
+
+    /// The version that runs next: `current`, or an installer's newer one
+    /// that the next start adopts. Reads only.
+    pub fn next_current(&self) -> anyhow::Result<Option<AppVersion>> {
+        Ok(self.installer_version_to_adopt()?.or(self.current()?))
+    }
+
+    /// Switches to the installer's version when [`Self::select`] would.
+    pub fn adopt_installer_version(&self) -> anyhow::Result<()> {
+        if let Some(version) = self.installer_version_to_adopt()? {
             self.switch_to(version)?;
         }
         Ok(())
@@ -146,9 +206,14 @@ impl Install {
     }
 
     /// Checks an installed version against its signed manifest: signature,
-    /// then every file's size and SHA-256.
+    /// that it is this version for this target, then every file's size and
+    /// SHA-256.
     pub fn verify(&self, version: AppVersion) -> anyhow::Result<Release> {
-        let dir = self.version_dir(version);
+        self.verify_folder(&self.version_dir(version), version)
+    }
+
+    /// [`Self::verify`] for the folder `dir`, which must hold `version`.
+    pub fn verify_folder(&self, dir: &Path, version: AppVersion) -> anyhow::Result<Release> {
         let manifest = jarvis_durable::read("release manifest", &dir.join(MANIFEST_NAME))?;
         let signature =
             jarvis_durable::read_to_string("release signature", &dir.join(SIGNATURE_NAME))?;
@@ -156,8 +221,21 @@ impl Install {
             || format!("the installed version {version} is not signed by a trusted key"),
         )?;
         let release = Release::parse_verified(&manifest)?;
+        if release.version != version {
+            bail!(
+                "the folder of version {version} holds the signed release of {}",
+                release.version
+            );
+        }
+        if release.target != jarvis_dist::TARGET {
+            bail!(
+                "version {version} was built for {}, this is {}",
+                release.target,
+                jarvis_dist::TARGET
+            );
+        }
         for file in &release.files {
-            let path = jarvis_dist::feed::under(&dir, &file.path);
+            let path = jarvis_dist::feed::under(dir, &file.path);
             let actual = Sha256Digest::of_file(&path)
                 .with_context(|| format!("'{}' is missing", path.display()))?;
             if actual != file.sha256 {
@@ -171,52 +249,76 @@ impl Install {
     }
 
     /// The current installed version, checked against its signed manifest;
-    /// the previous one if the current is damaged (switching back to it);
-    /// the launcher's own folder in a development checkout.
-    pub fn choose(&self) -> anyhow::Result<AppChoice> {
-        self.adopt_installer_version()?;
-        let Some(current) = self.current()? else {
-            return Ok(AppChoice {
-                version: None,
-                dir: self
-                    .app_dir
-                    .parent()
-                    .and_then(Path::parent)
-                    .map(Path::to_owned)
-                    .unwrap_or_default(),
-                schema: SchemaRange {
-                    min: CURRENT_SCHEMA_VERSION,
-                    max: CURRENT_SCHEMA_VERSION,
-                },
+    /// the previous one if the current is damaged; the launcher's own
+    /// folder in a development checkout. Reads only: the pointer switches
+    /// it takes are made by [`Self::choose`].
+    pub fn select(&self) -> anyhow::Result<Selection> {
+        let mut switches = Vec::new();
+        let mut current = self.current()?;
+        let mut previous = self.previous()?;
+        if let Some(adopted) = self.installer_version_to_adopt()? {
+            switches.push(adopted);
+            previous = current.or(previous);
+            current = Some(adopted);
+        }
+        let Some(current) = current else {
+            let dir = self
+                .app_dir
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_owned)
+                .unwrap_or_default();
+            return Ok(Selection {
+                app: AppChoice::development(dir),
+                switches,
+                damaged: None,
             });
         };
         match self.verify(current) {
-            Ok(release) => Ok(AppChoice {
-                version: Some(current),
-                dir: self.version_dir(current),
-                schema: release.data_schema,
+            Ok(release) => Ok(Selection {
+                app: AppChoice::installed(self, current, &release),
+                switches,
+                damaged: None,
             }),
             Err(error) => {
-                let previous = self.previous()?.filter(|p| self.verify(*p).is_ok());
-                let Some(previous) = previous else {
+                let intact = previous
+                    .filter(|p| *p != current)
+                    .and_then(|p| Some((p, self.verify(p).ok()?)));
+                let Some((previous, release)) = intact else {
                     return Err(hinted_with(
                         error,
                         "the installed app is damaged and no previous version is intact",
                         "reinstall Jarvis; your data is untouched",
                     ));
                 };
-                eprintln!(
-                    "warning: Jarvis {current} is damaged ({error:#}); starting {previous} instead."
-                );
-                let release = self.verify(previous)?;
-                self.switch_to(previous)?;
-                Ok(AppChoice {
-                    version: Some(previous),
-                    dir: self.version_dir(previous),
-                    schema: release.data_schema,
+                switches.push(previous);
+                Ok(Selection {
+                    app: AppChoice::installed(self, previous, &release),
+                    switches,
+                    damaged: Some(format!(
+                        "Jarvis {current} is damaged ({error:#}); starting {previous} instead."
+                    )),
                 })
             }
         }
+    }
+
+    /// [`Self::select`], then the pointer switches it takes. Only under
+    /// the instance lock (`jarvis up`), so no running Jarvis sees
+    /// `current` move under it.
+    pub fn choose(&self) -> anyhow::Result<AppChoice> {
+        let Selection {
+            app,
+            switches,
+            damaged,
+        } = self.select()?;
+        if let Some(damaged) = damaged {
+            eprintln!("warning: {damaged}");
+        }
+        for version in switches {
+            self.switch_to(version)?;
+        }
+        Ok(app)
     }
 
     fn pointer(&self, name: &str) -> anyhow::Result<Option<AppVersion>> {

@@ -9,6 +9,7 @@ use jarvis_migrations::Migrator;
 use jarvis_redis_bundle::{RedisConfig, RedisServer};
 
 use crate::hint::hinted;
+use crate::install::{AppChoice, Install};
 use crate::instance::{self, InstanceLock, LockAttempt};
 use crate::paths::AppPaths;
 use crate::secrets;
@@ -76,9 +77,17 @@ pub fn lock_stopped(paths: &AppPaths) -> anyhow::Result<InstanceLock> {
     }
 }
 
-/// Starts the folder's Redis for a maintenance command.
-pub async fn start_redis(paths: &AppPaths) -> anyhow::Result<RedisServer> {
-    let binary = paths.locate_redis(&paths.bundle_dir)?;
+/// The app version `jarvis up` would run (read only: no pointer moves),
+/// whose Redis and data schema the maintenance commands work with; the
+/// development layout in a checkout.
+pub fn installed_app(paths: &AppPaths) -> anyhow::Result<AppChoice> {
+    Ok(Install::new(&paths.bundle_dir).select()?.app)
+}
+
+/// Starts the folder's Redis for a maintenance command: the one `app`
+/// runs with.
+pub async fn start_redis(paths: &AppPaths, app: &AppChoice) -> anyhow::Result<RedisServer> {
+    let binary = paths.locate_redis(app)?;
     Ok(RedisServer::start(
         &binary,
         redis_config(paths),

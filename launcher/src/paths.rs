@@ -8,6 +8,7 @@ use jarvis_protocol::{env, instance};
 use serde::Serialize;
 
 use crate::hint::hinted;
+use crate::install::AppChoice;
 
 /// The user-data folder's name under the OS's roaming data directory.
 pub const DATA_FOLDER_NAME: &str = "SparkAI";
@@ -115,26 +116,35 @@ impl AppPaths {
         self.run_dir.join("redis.pid")
     }
 
-    /// The core executable of the development layout (beside `jarvis`),
-    /// or an error that says how to get one.
-    pub fn require_core_binary(&self) -> anyhow::Result<PathBuf> {
-        self.require_core_binary_in(&self.bundle_dir)
-    }
-
-    /// The core executable in `dir` (a version folder, or the launcher's own
-    /// folder in a development checkout).
+    /// The core executable of `app` (a version folder, or the launcher's
+    /// own folder in a development checkout). In an installed version only
+    /// a program its signed manifest lists is ever chosen.
     ///
     /// Where the folder also holds a core built for x86-64-v3 (AVX2, FMA:
     /// the model runtimes pick their SIMD kernels at compile time, so it
     /// decodes several times faster) and this CPU has those features, that
     /// build is used; `JARVIS_CORE_VARIANT=baseline` forces the other.
-    pub fn require_core_binary_in(&self, dir: &Path) -> anyhow::Result<PathBuf> {
+    pub fn require_core_binary(&self, app: &AppChoice) -> anyhow::Result<PathBuf> {
+        let dir = &app.dir;
         let path = dir.join(CORE_BINARY_NAME);
         let fast = dir.join(CORE_V3_BINARY_NAME);
         let forced_baseline = std::env::var(env::CORE_VARIANT).is_ok_and(|v| v == "baseline");
-        if fast.is_file() && !forced_baseline && cpu_has_x86_64_v3() {
+        if app.may_run(CORE_V3_BINARY_NAME)
+            && fast.is_file()
+            && !forced_baseline
+            && cpu_has_x86_64_v3()
+        {
             tracing::debug!(core = %fast.display(), "using the x86-64-v3 core");
             return Ok(fast);
+        }
+        if !app.may_run(CORE_BINARY_NAME) {
+            return Err(hinted(
+                format!(
+                    "Jarvis {} lists no {CORE_BINARY_NAME} in its signed release",
+                    app.version.map(|v| v.to_string()).unwrap_or_default()
+                ),
+                "reinstall Jarvis; your data is untouched",
+            ));
         }
         if !path.is_file() {
             return Err(hinted(
@@ -149,12 +159,18 @@ impl AppPaths {
         Ok(path)
     }
 
-    /// The `redis-server` to run: the one in `dir` (an app version folder,
-    /// or the launcher's own folder), else `JARVIS_REDIS_SERVER`, else
-    /// `PATH`.
-    pub fn locate_redis(&self, dir: &Path) -> Result<PathBuf, jarvis_redis_bundle::RedisError> {
+    /// The `redis-server` to run: the one in `app`'s folder where it may
+    /// run it (listed in its signed release; anything in a development
+    /// checkout), else `JARVIS_REDIS_SERVER`, else `PATH`.
+    pub fn locate_redis(
+        &self,
+        app: &AppChoice,
+    ) -> Result<PathBuf, jarvis_redis_bundle::RedisError> {
+        let bundled = app
+            .may_run(jarvis_redis_bundle::BINARY_NAME)
+            .then_some(app.dir.as_path());
         jarvis_redis_bundle::locate(
-            dir,
+            bundled,
             env::REDIS_SERVER,
             std::env::var_os(env::REDIS_SERVER).map(PathBuf::from),
             std::env::var_os("PATH"),

@@ -50,19 +50,20 @@ pub struct UpOptions {
 pub async fn up(paths: AppPaths, mut options: UpOptions) -> anyhow::Result<Finish> {
     // Started again after a rollback: the UI is open in the browser already.
     options.no_browser |= std::env::var_os(jarvis_protocol::env::RELAUNCHED).is_some();
-    // 1. Which app version runs, and its programs, found before anything
-    //    is created, so a missing prerequisite leaves no half-made folder.
+    // 1. Which app version would run, and its programs, found by reading
+    //    only, before anything is created: a missing prerequisite leaves
+    //    no half-made folder. A folder from a newer Jarvis is refused
+    //    before anything in it is touched.
     let install = Install::new(&paths.bundle_dir);
-    if install.current()?.is_some() && paths.data_dir.exists() {
-        updater::apply_staged(&paths, &install)?;
-    }
-    let mut app = install.choose()?;
-    let mut redis_binary = paths.locate_redis(&app.dir)?;
-    let core_binary = paths.require_core_binary_in(&app.dir)?;
-    // Refuse a folder from a newer Jarvis before touching anything in it.
-    let existing_config = AppConfig::load_existing(&paths)?;
+    let preview = install.select()?.app;
+    paths.locate_redis(&preview)?;
+    paths.require_core_binary(&preview)?;
+    AppConfig::refuse_newer(&paths)?;
 
-    // 2. The data tree, the single-instance lock, the config.
+    // 2. The data tree, the single-instance lock; only under the lock is
+    //    anything changed: a corrupt config repaired, a staged update
+    //    switched to, `current` moved (so a second launch never switches
+    //    the version under a running Jarvis).
     paths.create_tree()?;
     logs::init_with_file(&paths.logs_dir);
     let _lock = match instance::try_lock(&paths)? {
@@ -73,10 +74,22 @@ pub async fn up(paths: AppPaths, mut options: UpOptions) -> anyhow::Result<Finis
         }
     };
     let mut shutdown = ShutdownSignal::install()?;
-    let config = match existing_config {
+    let config = match AppConfig::load_existing(&paths)? {
         Some(config) => config,
         None => AppConfig::create_default(&paths)?,
     };
+    if install.current()?.is_some() {
+        updater::apply_staged(&paths, &install)?;
+    }
+    let mut app = install.choose()?;
+    let mut redis_binary = paths.locate_redis(&app)?;
+    let core_binary = paths.require_core_binary(&app)?;
+    // What killed runs left in the app folder; a staging folder of a
+    // newer version is kept, the next background update resumes it.
+    let current = install.current()?;
+    updater::stage::clean_leftovers(&install, &[], |staging| {
+        staging.is_none_or(|v| current.is_none_or(|c| v <= c))
+    });
 
     // 3. What a killed launcher left: orphans, a cut-short migration (Redis
     //    is down here: the one moment it can be rolled back to its
@@ -116,13 +129,18 @@ pub async fn up(paths: AppPaths, mut options: UpOptions) -> anyhow::Result<Finis
     instance::write_token(&paths, &core_spec.token)?;
     let start = Instant::now();
     let mut trial = Trial::begin(&paths, &install, app.version)?;
+    if trial.is_none()
+        && let Some(version) = app.version
+    {
+        updater::self_update::finish_launcher_replacement(&paths, &install, version);
+    }
     let mut supervisor = loop {
         if let Some(on_trial) = trial.as_mut()
             && on_trial.next_attempt()? == Attempt::RolledBack
         {
             app = install.choose()?;
-            core_spec.binary = paths.require_core_binary_in(&app.dir)?;
-            redis_binary = paths.locate_redis(&app.dir)?;
+            core_spec.binary = paths.require_core_binary(&app)?;
+            redis_binary = paths.locate_redis(&app)?;
             trial = None;
             continue;
         }

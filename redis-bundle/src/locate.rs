@@ -9,20 +9,24 @@ pub const BINARY_NAME: &str = if cfg!(windows) {
     "redis-server"
 };
 
-/// Finds `redis-server`: in the app bundle first, then at `env_override`
-/// (the value of `env_var`), then on `path_var` (the `PATH` value).
+/// Finds `redis-server`: in the app bundle first (`None`: the bundle may
+/// not run one, e.g. its signed manifest lists none), then at
+/// `env_override` (the value of `env_var`), then on `path_var` (the `PATH`
+/// value).
 ///
 /// An override that is set but wrong is an error of its own rather than a
 /// silent fall-through, so a typo does not run some other Redis.
 pub fn locate(
-    bundle_dir: &Path,
+    bundle_dir: Option<&Path>,
     env_var: &'static str,
     env_override: Option<PathBuf>,
     path_var: Option<std::ffi::OsString>,
 ) -> Result<PathBuf, RedisError> {
-    let bundled = bundle_dir.join(BINARY_NAME);
-    if is_executable(&bundled) {
-        return Ok(bundled);
+    if let Some(bundle_dir) = bundle_dir {
+        let bundled = bundle_dir.join(BINARY_NAME);
+        if is_executable(&bundled) {
+            return Ok(bundled);
+        }
     }
     if let Some(path) = env_override.filter(|p| !p.as_os_str().is_empty()) {
         if is_executable(&path) {
@@ -39,7 +43,8 @@ pub fn locate(
         }
     }
     Err(RedisError::NotFound {
-        bundle: bundle_dir.display().to_string(),
+        bundle: bundle_dir
+            .map_or_else(|| "none it may run".to_owned(), |d| d.display().to_string()),
         env_var,
     })
 }
@@ -84,13 +89,17 @@ mod tests {
         let bundled = fake_binary(bundle.path());
         let elsewhere = fake_binary(other.path());
         let found = locate(
-            bundle.path(),
+            Some(bundle.path()),
             "X",
-            Some(elsewhere),
+            Some(elsewhere.clone()),
             Some(other.path().as_os_str().to_owned()),
         )
         .unwrap();
         assert_eq!(found, bundled);
+        // A bundle that may not run its own: the override, never the
+        // bundled file.
+        let found = locate(None, "X", Some(elsewhere.clone()), None).unwrap();
+        assert_eq!(found, elsewhere);
     }
 
     #[cfg(unix)]
@@ -100,7 +109,7 @@ mod tests {
         let on_path = tempfile::tempdir().unwrap();
         let expected = fake_binary(on_path.path());
         let path_var = std::env::join_paths([Path::new("/nonexistent"), on_path.path()]).unwrap();
-        let found = locate(bundle.path(), "X", None, Some(path_var)).unwrap();
+        let found = locate(Some(bundle.path()), "X", None, Some(path_var)).unwrap();
         assert_eq!(found, expected);
     }
 
@@ -108,7 +117,7 @@ mod tests {
     fn a_wrong_override_is_an_error_not_a_fall_through() {
         let bundle = tempfile::tempdir().unwrap();
         let err = locate(
-            bundle.path(),
+            Some(bundle.path()),
             "JARVIS_REDIS_SERVER",
             Some(PathBuf::from("/nonexistent/redis-server")),
             None,
@@ -122,7 +131,7 @@ mod tests {
         // The fix (which package to install) is the launcher's hint:
         // `launcher/src/hint.rs` tests it, `tests/it/lifecycle.rs` sees it.
         let bundle = tempfile::tempdir().unwrap();
-        let err = locate(bundle.path(), "JARVIS_REDIS_SERVER", None, None).unwrap_err();
+        let err = locate(Some(bundle.path()), "JARVIS_REDIS_SERVER", None, None).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("app bundle"), "{text}");
         assert!(text.contains("JARVIS_REDIS_SERVER"), "{text}");

@@ -13,7 +13,7 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn redis_server() -> PathBuf {
     jarvis_redis_bundle::locate(
-        Path::new("/nonexistent"),
+        Some(Path::new("/nonexistent")),
         "JARVIS_REDIS_SERVER",
         std::env::var_os("JARVIS_REDIS_SERVER").map(PathBuf::from),
         std::env::var_os("PATH"),

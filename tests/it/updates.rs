@@ -590,6 +590,310 @@ fn quitting_during_probation_never_rolls_a_good_version_back() {
     assert_eq!(status["rejected"], serde_json::json!([]), "{status}");
 }
 
+/// Finding 2 of issue 16: a verified version folder is verified only for
+/// the files its signed `release.json` lists, and the launcher used to run
+/// any `jarvis-core-x86-64-v3` or `redis-server` it found there. Now a
+/// program the signed manifest does not list never runs.
+#[test]
+fn programs_a_version_folder_holds_but_its_signed_release_does_not_list_never_run() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let shop = Workshop::new();
+    let (home, id) = installed_v1(&shop);
+    let dir = shop.path("install/resources/app/1.0.0");
+    let ran = home.scratch().join("impostor-ran");
+    let impostor = format!("#!/bin/sh\necho \"$0\" >> '{}'\nexit 1\n", ran.display());
+    for name in ["jarvis-core-x86-64-v3", "redis-server"] {
+        let path = dir.join(name);
+        std::fs::write(&path, &impostor).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    let launcher = home.up();
+    let instance = home.instance().unwrap();
+    assert_eq!(
+        Path::new(&instance.core.executable),
+        dir.join("jarvis-core"),
+        "{}",
+        launcher.stderr()
+    );
+    assert!(
+        !instance.redis.executable.starts_with(dir.to_str().unwrap()),
+        "{instance:?}"
+    );
+    assert_eq!(home.api().messages(&id).unwrap(), vec!["remember me"]);
+    drop(launcher);
+    let doctor = home.run(&["doctor"]);
+    assert!(
+        !doctor
+            .stdout
+            .contains(dir.join("redis-server").to_str().unwrap()),
+        "{}",
+        doctor.stdout
+    );
+    assert!(!ran.exists(), "an unlisted program ran");
+}
+
+/// Finding 3 of issue 16: staging downloaded `release.json` and its
+/// signature a second time and installed whatever that said, and a folder
+/// was not checked to hold its own version. Now the manifest is fetched
+/// once, exactly those bytes are installed, and a folder whose signed
+/// manifest names another version is damaged.
+#[test]
+fn the_manifest_checked_is_the_manifest_installed_and_names_its_folder() {
+    let shop = Workshop::new();
+    let (home, _id) = installed_v1(&shop);
+    let v2 = shop.bundle("2.0.0", false);
+    shop.release(
+        "feed-current",
+        &v2,
+        &[&shop.path("bundles/1.0.0")],
+        &[],
+        &shop.key(),
+    );
+    let manifest_path = format!("/feed-current/stable/{}/release.json", jarvis_dist::TARGET);
+    let fetches = || {
+        shop.server
+            .requests()
+            .iter()
+            .filter(|r| r.path == manifest_path)
+            .count()
+    };
+    let before = fetches();
+    json(&home.run(&["update", "apply", "--json"]));
+    assert_eq!(fetches() - before, 1, "release.json fetched more than once");
+    assert_eq!(
+        std::fs::read(shop.path("install/resources/app/2.0.0/release.json")).unwrap(),
+        std::fs::read(shop.feed_file("feed-current", "release.json")).unwrap()
+    );
+
+    // A verified 1.0.0 copied under the name 3.0.0 and made current: its
+    // signature is good, its files match, but it is not 3.0.0.
+    let app = shop.path("install/resources/app");
+    copy_dir(&app.join("1.0.0"), &app.join("3.0.0"));
+    std::fs::write(app.join("current"), "3.0.0\n").unwrap();
+    std::fs::write(app.join("previous"), "2.0.0\n").unwrap();
+    let launcher = home.up();
+    assert_eq!(running_version(&home), "2.0.0");
+    assert!(
+        launcher
+            .stderr()
+            .contains("the folder of version 3.0.0 holds the signed release of 1.0.0"),
+        "{}",
+        launcher.stderr()
+    );
+}
+
+/// Finding 8 of issue 16: an app-update download started over on every
+/// run (`.staging-<v>` was deleted first), and what killed runs left
+/// (`.patches-*`, `.incoming-*`, `.trash-*`) stayed for ever. Now a
+/// killed `update apply` resumes from its checkpoint, and leftovers no run
+/// owns are removed, while a newer version's staging is kept to resume.
+#[test]
+fn a_killed_update_download_resumes_and_leftovers_are_cleaned() {
+    let shop = Workshop::new();
+    let (home, id) = installed_v1(&shop);
+    let models = snapshot(&home.path("models"));
+    // Full files only (no deltas): the 100+ MB core is fetched whole.
+    let v2 = shop.bundle("2.0.0", false);
+    shop.release("feed-current", &v2, &[], &[], &shop.key());
+    let total: u64 = snapshot(&v2)
+        .keys()
+        .map(|k| std::fs::metadata(v2.join(k)).unwrap().len())
+        .sum();
+
+    shop.server.set_rate_limit(40 * 1024 * 1024);
+    let partial = shop.path("install/resources/app/.staging-2.0.0/jarvis-core.partial");
+    let mut child = home
+        .jarvis(&["update", "apply", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "part of the core downloaded",
+        || (std::fs::metadata(&partial).ok()?.len() > 20 * 1024 * 1024).then_some(()),
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept = std::fs::metadata(&partial).unwrap().len();
+    assert_eq!(
+        std::fs::read_to_string(shop.path("install/resources/app/current"))
+            .unwrap()
+            .trim(),
+        "1.0.0"
+    );
+
+    shop.server.set_rate_limit(0);
+    let before = shop.server.bytes_sent();
+    let applied = json(&home.run(&["update", "apply", "--json"]));
+    let refetched = shop.server.bytes_sent() - before;
+    assert_eq!(applied["version"], "2.0.0", "{applied}");
+    assert!(
+        refetched + kept <= total + 9 * 1024 * 1024,
+        "fetched {refetched} B again of {total} B after keeping {kept} B"
+    );
+
+    // Leftovers of killed runs, and a newer version's staging to resume.
+    let app = shop.path("install/resources/app");
+    for leftover in [
+        ".trash-0.9.0",
+        ".patches-2.0.0",
+        ".incoming-abc123",
+        ".staging-1.5.0",
+    ] {
+        std::fs::create_dir_all(app.join(leftover).join("inside")).unwrap();
+    }
+    std::fs::create_dir_all(app.join(".staging-3.0.0")).unwrap();
+    let launcher = home.up();
+    assert_eq!(running_version(&home), "2.0.0");
+    assert_data_intact(&home, &id, &models);
+    let mut left: Vec<String> = std::fs::read_dir(&app)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    left.sort();
+    assert_eq!(left, [".staging-3.0.0"], "{}", launcher.stderr());
+}
+
+/// Finding 9 of issue 16: the staged-rollout bucket was drawn again at
+/// every check (it was never saved when nothing was installed), so every
+/// install got into a 10 % rollout within a few checks. Now it is drawn
+/// once and kept.
+#[test]
+fn the_rollout_bucket_is_drawn_once_and_kept() {
+    let shop = Workshop::new();
+    let (home, _id) = installed_v1(&shop);
+    let v2 = shop.bundle("2.0.0", false);
+    shop.release(
+        "feed-current",
+        &v2,
+        &[&shop.path("bundles/1.0.0")],
+        &["--rollout-percent", "50"],
+        &shop.key(),
+    );
+    let bucket = || {
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(home.path("update-state.json")).unwrap())
+                .unwrap();
+        state["bucket"].clone()
+    };
+    let first = json(&home.run(&["update", "check", "--json"]));
+    let drawn = bucket();
+    assert!(drawn.as_u64().is_some_and(|b| b < 100), "{drawn}");
+    for _ in 0..5 {
+        let again = json(&home.run(&["update", "check", "--json"]));
+        assert_eq!(again["available"], first["available"]);
+        assert_eq!(bucket(), drawn);
+    }
+    assert_eq!(
+        first["available"].is_null(),
+        drawn.as_u64().unwrap() >= 50,
+        "{first} with bucket {drawn}"
+    );
+}
+
+/// Finding 5 of issue 16: `jarvis doctor` and `jarvis migrate run` used
+/// the launcher's folder and schema, not the installed app's: they now
+/// find the Redis the installed version ships and migrate the data only
+/// as far as that version reads.
+#[test]
+fn maintenance_commands_use_the_installed_versions_redis_and_data_schema() {
+    let shop = Workshop::new();
+    let (home, _) = jarvis_tests::home_from_fixture(1);
+    home.set_env("JARVIS_BUNDLE_DIR", shop.path("install").to_str().unwrap());
+    home.set_env("JARVIS_UPDATE_TRUSTED_KEYS", &shop.public_key);
+    set_auto_update(&home, false);
+    let redis = jarvis_tests::bundled_redis_server();
+    let v1 = shop.bundle_with(
+        "1.0.0",
+        false,
+        &[
+            "--schema-min",
+            "1",
+            "--schema-max",
+            "1",
+            "--redis",
+            redis.to_str().unwrap(),
+        ],
+    );
+    shop.release("feed1", &v1, &[], &[], &shop.key());
+    let feed = shop.path("feed1");
+    json(&home.run(&[
+        "update",
+        "apply",
+        "--from",
+        feed.to_str().unwrap(),
+        "--json",
+    ]));
+    let shipped = shop.path("install/resources/app/1.0.0/redis-server");
+
+    let doctor = home.run(&["doctor"]);
+    assert!(
+        doctor.stdout.contains(shipped.to_str().unwrap()),
+        "{}",
+        doctor.stdout
+    );
+    let status = json(&home.run(&["migrate", "status", "--json"]));
+    assert_eq!(status["current_schema_version"], 1, "{status}");
+    assert_eq!(status["pending"], serde_json::json!([]), "{status}");
+    let run = json(&home.run(&["migrate", "run", "--json"]));
+    assert_eq!(run["to"], 1, "{run}");
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(home.path("config.json")).unwrap()).unwrap();
+    assert_eq!(config["schema_version"], 1);
+}
+
+/// Finding 6 of issue 16: a second `jarvis up` changed state before it
+/// found the first one holding the lock: it switched `current` to a staged
+/// update under the running Jarvis and "repaired" its config. Now it only
+/// reports the running Jarvis.
+#[test]
+fn a_second_launch_changes_nothing_under_a_running_jarvis() {
+    let shop = Workshop::new();
+    let (home, _id) = installed_v1(&shop);
+    let v2 = shop.bundle("2.0.0", false);
+    shop.release(
+        "feed-current",
+        &v2,
+        &[&shop.path("bundles/1.0.0")],
+        &[],
+        &shop.key(),
+    );
+    set_auto_update(&home, true);
+    let _running = home.up();
+    wait_for(Duration::from_secs(60), "the update to be staged", || {
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(home.path("update-state.json")).ok()?).ok()?;
+        (state["staged"] == "2.0.0").then_some(())
+    });
+    let current = shop.path("install/resources/app/current");
+    let state_before = std::fs::read(home.path("update-state.json")).unwrap();
+    std::fs::write(home.path("config.json"), b"{ not json").unwrap();
+
+    let second = home.run(&["up", "--no-browser"]);
+    assert!(second.status.success(), "{second:?}");
+    assert!(second.stdout.contains("already running"), "{second:?}");
+    assert_eq!(std::fs::read_to_string(&current).unwrap().trim(), "1.0.0");
+    assert_eq!(
+        std::fs::read(home.path("update-state.json")).unwrap(),
+        state_before
+    );
+    assert_eq!(
+        std::fs::read(home.path("config.json")).unwrap(),
+        b"{ not json"
+    );
+    let aside: Vec<_> = std::fs::read_dir(home.data_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
+        .collect();
+    assert!(aside.is_empty(), "{aside:?}");
+    assert_eq!(running_version(&home), "1.0.0");
+}
+
 #[test]
 fn kill9_at_every_update_checkpoint_always_leaves_a_working_version_with_intact_data() {
     let shop = Workshop::new();
@@ -899,6 +1203,88 @@ fn the_launcher_replaces_itself_once_the_new_version_has_started() {
         "{:?}",
         std::fs::read_dir(&install).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
     );
+}
+
+/// Finding 4 of issue 16: the launcher replaced itself once, right after
+/// the commit; when that failed, it never tried again (and releases that
+/// need the newer launcher were refused for good). Now every start with
+/// no version on trial finishes the replacement.
+#[test]
+fn a_launcher_replacement_that_failed_is_finished_at_a_later_start() {
+    let shop = Workshop::new();
+    let install = shop.path("install");
+    std::fs::create_dir_all(&install).unwrap();
+    let launcher = install.join("jarvis");
+    std::fs::copy(binary("jarvis"), &launcher).unwrap();
+    let original = Sha256Digest::of_file(&launcher).unwrap();
+    let mut shipped = std::fs::read(binary("jarvis")).unwrap();
+    shipped.extend_from_slice(b"launcher of 1.0.0");
+    let shipped_path = shop.path("launcher-1.0.0");
+    std::fs::write(&shipped_path, &shipped).unwrap();
+    let v1 = shop.bundle_with(
+        "1.0.0",
+        false,
+        &["--launcher", shipped_path.to_str().unwrap()],
+    );
+    shop.release("feed1", &v1, &[], &[], &shop.key());
+    let home = TestHome::new();
+    home.set_env("JARVIS_UPDATE_TRUSTED_KEYS", &shop.public_key);
+    let feed = shop.path("feed1");
+    let out = home
+        .command(
+            &launcher,
+            &["update", "apply", "--from", feed.to_str().unwrap()],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    set_auto_update(&home, false);
+
+    // Something in the way of the kept copy: the replacement fails.
+    let blocker = install.join("jarvis.previous");
+    std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
+    let mut running = home.spawn_program(&launcher, &["up", "--no-browser"]);
+    running.wait_ready();
+    running.wait_stderr("update is committed", Duration::from_secs(30));
+    let said = running.wait_stderr("could not update the launcher", Duration::from_secs(30));
+    assert!(said.contains("tried again at the next start"), "{said}");
+    running.terminate();
+    assert_eq!(Sha256Digest::of_file(&launcher).unwrap(), original);
+
+    // Cleared: the next start finishes it, and the start after runs it.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let mut running = home.spawn_program(&launcher, &["up", "--no-browser"]);
+    running.wait_ready();
+    assert!(
+        running
+            .stderr()
+            .contains("launcher of Jarvis 1.0.0 is installed now"),
+        "{}",
+        running.stderr()
+    );
+    running.terminate();
+    assert_eq!(
+        Sha256Digest::of_file(&launcher).unwrap(),
+        Sha256Digest::of(&shipped)
+    );
+    assert_eq!(
+        Sha256Digest::of_file(&blocker).unwrap(),
+        original,
+        "the replaced launcher is kept"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    for program in [&launcher, &blocker] {
+        let mode = std::fs::metadata(program).unwrap().permissions().mode();
+        assert_eq!(mode & 0o111, 0o111, "{program:?} is not executable");
+    }
+    let mut again = home.spawn_program(&launcher, &["up", "--no-browser"]);
+    again.wait_ready();
+    assert!(
+        !again.stderr().contains("could not update the launcher"),
+        "{}",
+        again.stderr()
+    );
+    again.terminate();
 }
 
 #[test]

@@ -5,10 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::Subcommand;
-use jarvis_migrations::{Backup, CURRENT_SCHEMA_VERSION, Migrator};
+use jarvis_migrations::{Backup, Migrator};
 use serde::Serialize;
 
-use crate::maintenance::{REDIS_STOP_DEADLINE, lock_stopped, migrate_data, start_redis};
+use crate::maintenance::{
+    REDIS_STOP_DEADLINE, installed_app, lock_stopped, migrate_data, start_redis,
+};
 use crate::paths::AppPaths;
 
 #[derive(Debug, Subcommand)]
@@ -57,14 +59,18 @@ struct MigrateStatus {
 }
 
 pub async fn migrate(paths: &AppPaths, command: MigrateCommand) -> anyhow::Result<ExitCode> {
-    let migrator = Migrator::new(&paths.data_dir);
+    // The data goes as far as the installed app reads, never further
+    // (the launcher may be newer than the app it runs).
+    let app = installed_app(paths)?;
+    let target = app.schema.max;
+    let migrator = Migrator::new(&paths.data_dir).with_target(target);
     match command {
         MigrateCommand::Status { json } => {
             let (from, _) = migrator.plan()?;
             let dry = dry_report(&migrator)?;
             let status = MigrateStatus {
                 schema_version: from,
-                current_schema_version: CURRENT_SCHEMA_VERSION,
+                current_schema_version: target,
                 pending: dry,
                 interrupted: migrator.interrupted()?,
             };
@@ -72,7 +78,7 @@ pub async fn migrate(paths: &AppPaths, command: MigrateCommand) -> anyhow::Resul
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 println!(
-                    "data schema {} (this Jarvis: {CURRENT_SCHEMA_VERSION})",
+                    "data schema {} (this Jarvis: {target})",
                     status.schema_version
                 );
                 if status.pending.is_empty() {
@@ -133,8 +139,8 @@ pub async fn migrate(paths: &AppPaths, command: MigrateCommand) -> anyhow::Resul
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let redis = start_redis(paths).await?;
-            let redis = migrate_data(paths, redis, CURRENT_SCHEMA_VERSION).await?;
+            let redis = start_redis(paths, &app).await?;
+            let redis = migrate_data(paths, redis, target).await?;
             redis.stop(REDIS_STOP_DEADLINE).await?;
             let to = migrator.schema_version()?;
             if json {

@@ -43,8 +43,10 @@ pub enum UpdateCommand {
 pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<ExitCode> {
     let install = Install::new(&paths.bundle_dir);
     let channel = "stable";
-    install.adopt_installer_version()?;
+    // `status` only reads; the others act on the version an installer
+    // put here last if it is newer.
     if !matches!(command, UpdateCommand::Status { .. }) {
+        install.adopt_installer_version()?;
         install.require_self_managed()?;
     }
     match command {
@@ -53,17 +55,17 @@ pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<Exi
             let mut state = UpdateState::load(paths)?;
             let offer = check(paths, &install, &mut state, &feed, channel).await?;
             match (&offer, json) {
-                (Some(r), true) => println!(
+                (Some(offer), true) => println!(
                     "{}",
-                    serde_json::json!({"available": r.version, "current": install.current()?})
+                    serde_json::json!({"available": offer.release.version, "current": install.current()?})
                 ),
                 (None, true) => println!(
                     "{}",
                     serde_json::json!({"available": null, "current": install.current()?})
                 ),
-                (Some(r), false) => println!(
+                (Some(offer), false) => println!(
                     "Jarvis {} is available (installed: {}).",
-                    r.version,
+                    offer.release.version,
                     show(install.current()?)
                 ),
                 (None, false) => println!("Jarvis {} is up to date.", show(install.current()?)),
@@ -118,7 +120,7 @@ pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<Exi
             let state = UpdateState::load(paths)?;
             let status = serde_json::json!({
                 "managed_by": install.managed_by(),
-                "current": install.current()?,
+                "current": install.next_current()?,
                 "previous": install.previous()?,
                 "installed": install.installed(),
                 "pending": state.pending,
@@ -132,7 +134,7 @@ pub async fn run(paths: &AppPaths, command: UpdateCommand) -> anyhow::Result<Exi
                 if let Some(manager) = install.managed_by() {
                     println!("updates:  through {manager}");
                 }
-                println!("current:  {}", show(install.current()?));
+                println!("current:  {}", show(install.next_current()?));
                 println!("previous: {}", show(install.previous()?));
                 if let Some(p) = &state.pending {
                     println!(
@@ -165,11 +167,11 @@ async fn apply(
     channel: &str,
 ) -> anyhow::Result<Option<StageReport>> {
     let mut state = UpdateState::load(paths)?;
-    let Some(release) = check(paths, install, &mut state, feed, channel).await? else {
+    let Some(offer) = check(paths, install, &mut state, feed, channel).await? else {
         return Ok(None);
     };
-    let report = stage(install, feed, &release).await?;
-    activate(paths, install, &mut state, release.version)?;
+    let report = stage(install, feed, &offer).await?;
+    activate(paths, install, &mut state, offer.release.version)?;
     Ok(Some(report))
 }
 

@@ -18,14 +18,14 @@ pub async fn stage_in_background(paths: AppPaths) {
     let result = async {
         let feed = Feed::online("stable")?;
         let mut state = UpdateState::load(&paths)?;
-        let Some(release) = check(&paths, &install, &mut state, &feed, "stable").await? else {
+        let Some(offer) = check(&paths, &install, &mut state, &feed, "stable").await? else {
             return Ok(None);
         };
-        stage(&install, &feed, &release).await?;
+        stage(&install, &feed, &offer).await?;
         let mut state = UpdateState::load(&paths)?;
-        state.staged = Some(release.version);
+        state.staged = Some(offer.release.version);
         state.save(&paths)?;
-        Ok::<_, anyhow::Error>(Some(release.version))
+        Ok::<_, anyhow::Error>(Some(offer.release.version))
     }
     .await;
     match result {

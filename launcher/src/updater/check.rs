@@ -19,6 +19,16 @@ use crate::install::Install;
 use crate::paths::AppPaths;
 use crate::release_config::trusted_keys;
 
+/// A release this install may take, with the exact bytes of the manifest
+/// and signature it was accepted from: staging installs these bytes, never
+/// a second download that may say something else.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub release: Release,
+    pub manifest: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
 /// The newest acceptable release, or `None` when up to date.
 pub async fn check(
     paths: &AppPaths,
@@ -26,12 +36,12 @@ pub async fn check(
     state: &mut UpdateState,
     feed: &Feed,
     channel: &str,
-) -> anyhow::Result<Option<Release>> {
+) -> anyhow::Result<Option<Offer>> {
     install.require_self_managed()?;
     let manifest_url = feed.url(MANIFEST_NAME);
     let manifest = fetch_small(&manifest_url, MAX_MANIFEST_BYTES).await?;
-    let signature = fetch_small(&feed.url(SIGNATURE_NAME), 1024).await?;
-    let signature = String::from_utf8_lossy(&signature);
+    let signature_bytes = fetch_small(&feed.url(SIGNATURE_NAME), 1024).await?;
+    let signature = String::from_utf8_lossy(&signature_bytes);
     jarvis_dist::signing::verify(&manifest, &signature, &trusted_keys()?)
         .with_context(|| format!("refused the release manifest at {manifest_url}"))?;
     let release = Release::parse_verified(&manifest)?;
@@ -107,9 +117,20 @@ pub async fn check(
         tracing::info!(version = %release.version, "skipping a version that failed its health check");
         return Ok(None);
     }
-    if state.bucket() >= release.rollout_percent {
+    // Drawn once per installation and kept, so a staged rollout reaches
+    // a steady share of installs instead of everyone at their tenth try.
+    let drawn = state.bucket.is_none();
+    let bucket = state.bucket();
+    if drawn {
+        state.save(paths)?;
+    }
+    if bucket >= release.rollout_percent {
         tracing::info!(version = %release.version, "not in this release's staged rollout yet");
         return Ok(None);
     }
-    Ok(Some(release))
+    Ok(Some(Offer {
+        release,
+        manifest,
+        signature: signature_bytes,
+    }))
 }

@@ -14,7 +14,7 @@ use crate::install::Install;
 pub struct Feed {
     base: String,
     /// Keeps an unpacked offline archive alive.
-    _unpacked: Option<tempfile::TempDir>,
+    unpacked: Option<tempfile::TempDir>,
     /// The release an installer carries, going into an empty install
     /// folder: see [`Feed::for_first_install`].
     pub(super) first_install: bool,
@@ -54,6 +54,12 @@ impl Feed {
         Self::at(root.as_str(), channel, Some(unpacked))
     }
 
+    /// Where an offline archive was unpacked (`.incoming-*` in the app
+    /// folder), while this feed is in use.
+    pub fn unpacked_dir(&self) -> Option<&Path> {
+        self.unpacked.as_ref().map(tempfile::TempDir::path)
+    }
+
     /// Marks the release an installer carries, installed into an empty
     /// install folder: its manifest may have expired (the installer was
     /// downloaded long after its release). The expiry defends a running
@@ -79,7 +85,7 @@ impl Feed {
         );
         Ok(Self {
             base,
-            _unpacked: unpacked,
+            unpacked,
             first_install: false,
         })
     }

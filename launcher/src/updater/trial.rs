@@ -16,7 +16,7 @@ use jarvis_dist::manifest::AppVersion;
 use jarvis_durable::checkpoint;
 use jarvis_migrations::Migrator;
 
-use super::self_update::replace_launcher;
+use super::self_update::{replace_launcher, report_failed_replacement};
 use super::state::{MAX_ATTEMPTS, Notice, UpdateState};
 use super::switch::remove_old_versions;
 use crate::hint::hinted;
@@ -150,7 +150,7 @@ impl Trial {
         match replace_launcher(&self.paths, &self.install, pending.version) {
             Ok(true) => eprintln!("The launcher was updated too; it takes over at the next start."),
             Ok(false) => {}
-            Err(e) => tracing::warn!("could not update the launcher: {e:#}"),
+            Err(e) => report_failed_replacement(&e),
         }
         Ok(())
     }
