@@ -635,6 +635,29 @@ fn corrupt_model_files_are_refused_with_a_clear_error_and_the_core_stays_up() {
         stt["detail"].as_str().unwrap().contains("ggml-model.bin"),
         "{stt}"
     );
+    // Issue 16, finding 12: without the token `/readyz` says the states,
+    // never the details (they name files and folders).
+    let anonymous: Value = api
+        .anonymous(Method::GET, "/readyz")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let engines = anonymous["models"]["engines"].as_array().unwrap();
+    assert!(
+        engines.iter().any(|e| e["state"] == "failed"),
+        "{anonymous}"
+    );
+    assert!(
+        engines.iter().all(|e| e.get("detail").is_none()),
+        "{anonymous}"
+    );
+    assert!(
+        !anonymous
+            .to_string()
+            .contains(&home.data_dir().display().to_string()),
+        "{anonymous}"
+    );
 
     let response = api
         .request(Method::POST, "/v1/chat/completions")

@@ -1240,7 +1240,7 @@ pub mod brain {
             &format!("the {role} engine to be {state}"),
             || {
                 let body: Value = api
-                    .anonymous(reqwest::Method::GET, "/readyz")
+                    .request(reqwest::Method::GET, "/readyz")
                     .send()
                     .ok()?
                     .json()

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use jarvis_protocol::health::{ComponentState, Health, Readiness};
@@ -28,7 +28,14 @@ async fn healthz() -> Json<Health> {
     })
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Readiness>) {
+/// Ready or not, for anyone on loopback (the launcher's start-up, an
+/// orchestrator's probe); the details (error texts, which name files and
+/// folders) only with the API token.
+async fn readyz(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Readiness>) {
+    let with_details = state.has_api_token(&headers);
     let redis = match state.memory.ping().await {
         Ok(()) => ComponentState {
             ok: true,
@@ -39,6 +46,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Readine
             detail: Some(e.to_string()),
         },
     };
+    let mut redis = redis;
     let ready = redis.ok;
     let status = if ready {
         StatusCode::OK
@@ -50,12 +58,18 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Readine
         Json(Readiness {
             ready,
             version: VERSION.to_owned(),
-            redis,
             models: {
                 let mut models = state.models.state();
                 models.engines = state.engines.status();
+                if !with_details {
+                    redis.detail = None;
+                    for engine in &mut models.engines {
+                        engine.detail = None;
+                    }
+                }
                 models
             },
+            redis,
         }),
     )
 }

@@ -41,6 +41,19 @@ impl AppState {
         &self.api_token
     }
 
+    /// Whether `headers` carry the API token (compared in constant time).
+    pub fn has_api_token(&self, headers: &axum::http::HeaderMap) -> bool {
+        use subtle::ConstantTimeEq as _;
+        let presented = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // ct_eq on slices of different lengths is false without leaking
+        // where they differ; the length of a random token is no secret.
+        !presented.is_empty() && bool::from(presented.as_bytes().ct_eq(self.api_token.as_bytes()))
+    }
+
     /// The port the core listens on.
     pub fn port(&self) -> u16 {
         self.port

@@ -212,6 +212,7 @@ async fn status(State(ui): State<Arc<UiState>>) -> Json<Value> {
     let core = match ui
         .http
         .get(format!("{}/readyz", ui.core_url))
+        .bearer_auth(&ui.core_token)
         .timeout(Duration::from_secs(3))
         .send()
         .await
