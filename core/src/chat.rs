@@ -110,9 +110,33 @@ pub async fn prepare(
         .settings(&request.conversation)
         .await?
         .ok_or_else(not_found)?;
+    let max_tokens = request
+        .max_tokens
+        .or(settings.max_tokens)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
     let user_index = match &request.input {
         TurnInput::Message(content) => {
             let tokens = engine.count_tokens(content).await.ok();
+            // A message that cannot fit even alone (with the system prompt
+            // and room for the answer) is refused before it is stored:
+            // kept, it would fail every later turn of the conversation.
+            let system = settings.system_prompt.as_deref().map(|content| Sized {
+                role: jarvis_llm::Role::System,
+                content,
+                tokens: prompt::estimate_tokens(content),
+            });
+            let alone = Sized {
+                role: jarvis_llm::Role::User,
+                content,
+                tokens: tokens.unwrap_or_else(|| prompt::estimate_tokens(content)),
+            };
+            prompt::fit(
+                system,
+                &[alone],
+                engine.context_length(),
+                max_tokens as usize,
+            )
+            .map_err(ChatError::ContextLengthExceeded)?;
             let (index, _) = memory
                 .append_message(
                     &request.conversation,
@@ -165,10 +189,7 @@ pub async fn prepare(
         conversation: request.conversation,
         user_index,
         model,
-        max_tokens: request
-            .max_tokens
-            .or(settings.max_tokens)
-            .unwrap_or(DEFAULT_MAX_TOKENS),
+        max_tokens,
         temperature: request.temperature.or(settings.temperature),
         settings,
         engine,

@@ -82,6 +82,30 @@ fn greedy_chat_answers_paris_and_a_conversation_continues_after_a_core_restart()
         "the history was not in the prompt: {first_prompt} then {second_prompt}"
     );
     assert_eq!(api.messages(&conversation).unwrap().len(), 4);
+
+    // Issue 16, finding 12: a message longer than the whole context is
+    // refused before it is stored (kept, it failed every later turn), and
+    // a turn's temperature is checked like the settings' are.
+    let huge = "The quick brown fox jumps over the lazy dog. ".repeat(4000);
+    let (_, refused) = socket.chat("t3", &conversation, &huge);
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(
+        refused["error"]["code"], "context_length_exceeded",
+        "{refused}"
+    );
+    socket.send(&json!({
+        "type": "chat",
+        "turn_id": "t4",
+        "conversation_id": conversation,
+        "content": "Hello",
+        "temperature": 7.0,
+    }));
+    let (_, refused) = socket.collect("t4");
+    assert_eq!(refused["error"]["code"], "bad_request", "{refused}");
+    assert_eq!(api.messages(&conversation).unwrap().len(), 4);
+    let (_, done) = socket.chat("t5", &conversation, FRANCE);
+    assert_eq!(done["type"], "done", "{done}");
+    assert_eq!(api.messages(&conversation).unwrap().len(), 6);
     assert!(jarvis.try_exit().is_none());
 }
 

@@ -185,14 +185,7 @@ async fn put_conversation_settings(
 ) -> Result<Json<Settings>, ApiError> {
     let id = parse_id(&id)?;
     let Json(settings) = body?;
-    if settings
-        .temperature
-        .is_some_and(|t| !(0.0..=2.0).contains(&t))
-    {
-        return Err(ApiError::BadRequest(
-            "temperature must be between 0 and 2".into(),
-        ));
-    }
+    super::error::check_sampling(settings.temperature, None)?;
     if settings.max_tokens == Some(0) {
         return Err(ApiError::BadRequest("max_tokens must be at least 1".into()));
     }

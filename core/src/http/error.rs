@@ -217,3 +217,45 @@ pub fn parse_id(raw: &str) -> Result<ConversationId, ApiError> {
 pub fn conversation_not_found(id: &ConversationId) -> ApiError {
     ApiError::NotFound(format!("no conversation '{}'", id.as_str()))
 }
+
+/// Sampling settings a request may carry, checked the same way on every
+/// route (REST, WebSocket, OpenAI-compatible): `temperature` in 0–2,
+/// `top_p` in (0, 1].
+pub fn check_sampling(temperature: Option<f64>, top_p: Option<f64>) -> Result<(), ApiError> {
+    if temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        return Err(ApiError::BadRequest(
+            "temperature must be between 0 and 2".into(),
+        ));
+    }
+    if top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+        return Err(ApiError::BadRequest(
+            "top_p must be greater than 0 and at most 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod sampling_tests {
+    use crate::http::error::check_sampling;
+
+    /// Issue 16, finding 12: `top_p` (and a WebSocket turn's
+    /// `temperature`) reached the sampler unchecked.
+    #[test]
+    fn sampling_settings_out_of_range_are_refused() {
+        assert!(check_sampling(None, None).is_ok());
+        assert!(check_sampling(Some(0.0), Some(1.0)).is_ok());
+        assert!(check_sampling(Some(2.0), Some(0.01)).is_ok());
+        for (t, p) in [
+            (Some(-0.1), None),
+            (Some(2.5), None),
+            (Some(f64::NAN), None),
+            (None, Some(0.0)),
+            (None, Some(1.5)),
+            (None, Some(-1.0)),
+            (None, Some(f64::NAN)),
+        ] {
+            assert!(check_sampling(t, p).is_err(), "{t:?} {p:?}");
+        }
+    }
+}

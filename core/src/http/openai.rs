@@ -144,14 +144,7 @@ pub async fn chat_completions(
     if request.n.is_some_and(|n| n != 1) {
         return Err(ApiError::BadRequest("only n = 1 is supported".into()));
     }
-    if request
-        .temperature
-        .is_some_and(|t| !(0.0..=2.0).contains(&t))
-    {
-        return Err(ApiError::BadRequest(
-            "temperature must be between 0 and 2".into(),
-        ));
-    }
+    super::error::check_sampling(request.temperature, request.top_p)?;
     if request.messages.is_empty() {
         return Err(ApiError::BadRequest("messages must not be empty".into()));
     }

@@ -215,6 +215,10 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
             let _ = out.send(error_json(Some(&turn_id), &e)).await;
             continue;
         };
+        if let Err(e) = super::error::check_sampling(temperature, None) {
+            let _ = out.send(error_json(Some(&turn_id), &e)).await;
+            continue;
+        }
         let tool_choice = match tool_choice.as_deref().map(|c| (c, ToolChoice::parse(c))) {
             None => None,
             Some((_, Some(choice))) => Some(choice),
