@@ -114,25 +114,29 @@ pub async fn load_catalog() -> anyhow::Result<Catalog> {
     let Some(location) = std::env::var(env::CATALOG).ok().filter(|v| !v.is_empty()) else {
         return Ok(Catalog::builtin()?);
     };
-    let bytes = if location.starts_with("http://") || location.starts_with("https://") {
-        let response = reqwest::Client::new()
-            .get(&location)
-            .timeout(Duration::from_secs(30))
-            .send()
+    // Read up to the bound and no further, wherever it comes from: a
+    // server (or a file) sending without end is refused, not buffered.
+    const MAX_CATALOG_BYTES: u64 = 16 * 1024 * 1024;
+    let bytes = if location.starts_with("http://")
+        || location.starts_with("https://")
+        || location.starts_with("file://")
+    {
+        crate::updater::feed::fetch_small(&location, MAX_CATALOG_BYTES)
             .await
-            .and_then(reqwest::Response::error_for_status)
-            .with_context(|| format!("could not fetch the model catalog from {location}"))?;
-        let bytes = response
-            .bytes()
-            .await
-            .context("could not read the model catalog")?;
-        if bytes.len() > 16 * 1024 * 1024 {
+            .with_context(|| format!("could not fetch the model catalog from {location}"))?
+    } else {
+        let file = std::fs::File::open(&location)
+            .with_context(|| format!("could not read the model catalog at {location}"))?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_CATALOG_BYTES + 1),
+            &mut bytes,
+        )
+        .with_context(|| format!("could not read the model catalog at {location}"))?;
+        if bytes.len() as u64 > MAX_CATALOG_BYTES {
             bail!("the model catalog at {location} is larger than 16 MiB");
         }
-        bytes.to_vec()
-    } else {
-        let path = location.strip_prefix("file://").unwrap_or(&location);
-        jarvis_durable::read("model catalog", std::path::Path::new(path))?
+        bytes
     };
     Catalog::parse(&bytes).with_context(|| format!("the model catalog from {location} was refused"))
 }

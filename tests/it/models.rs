@@ -240,6 +240,26 @@ fn a_download_checkpoint_is_recorded_only_after_its_bytes_are_on_disk() {
     );
 }
 
+/// Issue 16, finding 12: a catalog over HTTP was read whole before its
+/// size was checked; a server sending without end filled the memory. Now
+/// reading stops at the bound.
+#[test]
+fn a_catalog_server_sending_without_end_is_refused_at_the_bound() {
+    let server = FaultServer::start();
+    server.add_bytes("/catalog.json", b"{".to_vec());
+    server.push_faults([Fault::ExtraData(1 << 30)]);
+    let home = TestHome::new();
+    home.set_env("JARVIS_CATALOG", &server.url("/catalog.json"));
+    let out = home.run(&["models", "status", "--json"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("larger than"), "{}", out.stderr);
+    assert!(
+        server.bytes_sent() < 64 * MIB as u64,
+        "{} bytes were sent before the refusal",
+        server.bytes_sent()
+    );
+}
+
 #[test]
 fn kill9_of_pull_at_random_points_resumes_and_refetches_at_most_one_chunk() {
     let chunk = 4 * MIB;
