@@ -795,6 +795,45 @@ fn the_rollout_bucket_is_drawn_once_and_kept() {
     );
 }
 
+/// Issue 16, finding 12: an unreadable `update-state.json` used to reset
+/// the anti-rollback floor to nothing, so after a manual rollback a
+/// replayed older release was accepted. Now the file is kept aside and the
+/// floor rebuilt from the installed versions.
+#[test]
+fn an_unreadable_update_state_never_lowers_the_anti_rollback_floor() {
+    let shop = Workshop::new();
+    let (home, _id) = installed_v1(&shop);
+    apply_v2(&shop, &home, false);
+    let launcher = home.up();
+    launcher.wait_stderr("update is committed", Duration::from_secs(30));
+    drop(launcher);
+    json(&home.run(&["update", "rollback", "--json"]));
+    std::fs::write(home.path("update-state.json"), b"{\"highest_acc").unwrap();
+
+    // A validly signed 1.5.0: newer than what runs, older than 2.0.0.
+    let replay = shop.bundle("1.5.0", false);
+    shop.release("feed-current", &replay, &[], &[], &shop.key());
+    let out = home.run(&["update", "check", "--json"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("already accepted"), "{}", out.stderr);
+    assert!(out.stderr.contains("was unreadable"), "{}", out.stderr);
+    let kept: Vec<_> = std::fs::read_dir(home.data_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("update-state.json.corrupt-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        std::fs::read(kept[0].path()).unwrap(),
+        b"{\"highest_acc",
+        "the unreadable file is kept as it was"
+    );
+}
+
 /// Finding 5 of issue 16: `jarvis doctor` and `jarvis migrate run` used
 /// the launcher's folder and schema, not the installed app's: they now
 /// find the Redis the installed version ships and migrate the data only

@@ -6,6 +6,9 @@ use jarvis_dist::manifest::AppVersion;
 use jarvis_durable::{Visibility, read_optional, write_atomic};
 use serde::{Deserialize, Serialize};
 
+use anyhow::Context as _;
+
+use crate::install::Install;
 use crate::paths::AppPaths;
 
 /// Tries a new version gets to reach ready before it is rolled back.
@@ -64,15 +67,65 @@ pub struct Pending {
 }
 
 impl UpdateState {
+    /// The saved state. An unreadable file is kept aside
+    /// (`update-state.json.corrupt-<time>`) and rebuilt from what can be
+    /// read of it and from the installed versions, so the anti-rollback
+    /// floor never goes below any version this install ever held.
     pub fn load(paths: &AppPaths) -> anyhow::Result<Self> {
         let path = paths.data_dir.join(STATE_FILE);
-        Ok(match read_optional("update state", &path)? {
-            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!("ignoring an unreadable update state: {e}");
-                Self::default()
-            }),
-            None => Self::default(),
-        })
+        let Some(bytes) = read_optional("update state", &path)? else {
+            return Ok(Self::default());
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(state) => Ok(state),
+            Err(e) => Self::rebuild(paths, &path, &bytes, &e.to_string()),
+        }
+    }
+
+    fn rebuild(
+        paths: &AppPaths,
+        path: &std::path::Path,
+        bytes: &[u8],
+        problem: &str,
+    ) -> anyhow::Result<Self> {
+        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+        let aside = path.with_file_name(format!("{STATE_FILE}.corrupt-{stamp}"));
+        std::fs::rename(path, &aside).with_context(|| {
+            format!(
+                "could not keep the unreadable update state as '{}'",
+                aside.display()
+            )
+        })?;
+        // Whatever fields still read (a file cut short reads as nothing).
+        let salvaged: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+        let field = |name: &str| salvaged.get(name).cloned().unwrap_or_default();
+        let highest: Option<AppVersion> = serde_json::from_value(field("highest_accepted"))
+            .ok()
+            .flatten();
+        let installed = Install::new(&paths.bundle_dir)
+            .installed()
+            .into_iter()
+            .max();
+        let mut state = Self {
+            highest_accepted: highest.max(installed),
+            rejected: serde_json::from_value(field("rejected")).unwrap_or_default(),
+            bucket: serde_json::from_value(field("bucket")).ok().flatten(),
+            ..Self::default()
+        };
+        state.last_error = Some(format!(
+            "the update state was unreadable ({problem}); it was kept as '{}' and rebuilt",
+            aside.display()
+        ));
+        state.save(paths)?;
+        tracing::warn!(aside = %aside.display(), "rebuilt an unreadable update state");
+        eprintln!(
+            "warning: the update state was unreadable ({problem}); it was kept as '{}' and rebuilt (no version older than {} will be installed)",
+            aside.display(),
+            state
+                .highest_accepted
+                .map_or_else(|| "any installed one".to_owned(), |v| v.to_string())
+        );
+        Ok(state)
     }
 
     pub fn save(&self, paths: &AppPaths) -> anyhow::Result<()> {
