@@ -160,13 +160,8 @@ fn is_ours(pid: u32, start_time: Option<u64>, names: &[&str], cwd: &Path) -> boo
     if start_time.is_some() && identity.start_time.is_some() && start_time != identity.start_time {
         return false;
     }
-    let name_matches = identity
-        .command_line
-        .split_whitespace()
-        .next()
-        .is_some_and(|exe| names.iter().any(|name| exe.ends_with(name)));
     let cwd_matches = identity.cwd.as_deref() == Some(cwd);
-    name_matches && cwd_matches
+    identity.runs_one_of(names) && cwd_matches
 }
 
 /// `SIGTERM`, wait up to `deadline`, then `SIGKILL`.

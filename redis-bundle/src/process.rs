@@ -108,6 +108,28 @@ pub struct Identity {
     pub command_line: String,
     /// The working folder, where the OS tells it.
     pub cwd: Option<std::path::PathBuf>,
+    /// The executable's path, where the OS tells it (it may hold spaces,
+    /// as macOS' `Application Support` does).
+    pub executable: Option<std::path::PathBuf>,
+}
+
+impl Identity {
+    /// Whether the process runs a program named one of `names`: its
+    /// executable's file name, else the first word of its command line.
+    pub fn runs_one_of(&self, names: &[&str]) -> bool {
+        let by_exe = self
+            .executable
+            .as_deref()
+            .and_then(std::path::Path::file_name)
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| names.contains(&n));
+        let by_command = self
+            .command_line
+            .split_whitespace()
+            .next()
+            .is_some_and(|exe| names.iter().any(|name| exe.ends_with(name)));
+        by_exe || by_command
+    }
 }
 
 /// The identity of a live process, `None` when no such process exists (or is
@@ -133,26 +155,45 @@ pub fn identity(pid: u32) -> Option<Identity> {
             .collect::<Vec<_>>()
             .join(" ");
         let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+        let executable = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
         Some(Identity {
             start_time,
             command_line,
             cwd,
+            executable,
         })
     }
-    #[cfg(all(unix, not(target_os = "linux")))]
+    #[cfg(not(target_os = "linux"))]
     {
-        // SAFETY: kill with signal 0 only checks for existence.
-        let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
-        alive.then(|| Identity {
-            start_time: None,
-            command_line: String::new(),
-            cwd: None,
+        // macOS and Windows have no /proc: ask the OS through sysinfo for
+        // just this process (start time in seconds since the epoch).
+        use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
+        let pid = sysinfo::Pid::from_u32(pid);
+        let mut system = System::new();
+        system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            true,
+            ProcessRefreshKind::nothing()
+                .with_exe(UpdateKind::Always)
+                .with_cwd(UpdateKind::Always)
+                .with_cmd(UpdateKind::Always),
+        );
+        let process = system.process(pid)?;
+        if process.status() == ProcessStatus::Zombie {
+            return None;
+        }
+        let command_line = process
+            .cmd()
+            .iter()
+            .map(|part| part.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Some(Identity {
+            start_time: Some(process.start_time()),
+            command_line,
+            cwd: process.cwd().map(std::path::Path::to_owned),
+            executable: process.exe().map(std::path::Path::to_owned),
         })
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = pid;
-        None
     }
 }
 
@@ -187,7 +228,28 @@ fn send(pid: u32, signal: Signal) -> bool {
         // SAFETY: plain syscall on a positive pid; no memory is shared.
         unsafe { libc::kill(pid, sig) == 0 }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        // No signals: an orphan (a launcher killed before its job object
+        // held the child) is ended outright; `jarvis stop` asks the
+        // launcher itself over HTTP instead.
+        use windows_sys::Win32::Foundation::CloseHandle;
+        use windows_sys::Win32::System::Threading::{
+            OpenProcess, PROCESS_TERMINATE, TerminateProcess,
+        };
+        let _ = signal;
+        // SAFETY: plain Win32 calls on a handle we open and close here.
+        unsafe {
+            let handle = OpenProcess(PROCESS_TERMINATE, 0, pid);
+            if handle.is_null() {
+                return false;
+            }
+            let ended = TerminateProcess(handle, 1) != 0;
+            CloseHandle(handle);
+            ended
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = (pid, signal);
         false
@@ -205,6 +267,27 @@ mod tests {
         let me = identity(std::process::id()).unwrap();
         assert!(me.start_time.is_some());
         assert!(!me.command_line.is_empty());
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(me.executable.as_deref(), Some(exe.as_path()));
+        let name = exe.file_name().unwrap().to_str().unwrap();
+        assert!(me.runs_one_of(&[name]));
+        assert!(!me.runs_one_of(&["redis-server"]));
+    }
+
+    /// Issue 16, finding 10: a program in a folder whose name holds a space
+    /// (macOS' `Application Support`) is still recognised by its name.
+    #[test]
+    fn a_program_is_recognised_by_its_executable_even_with_spaces_in_the_path() {
+        let identity = Identity {
+            start_time: Some(1),
+            command_line: "/Users/a/Library/Application Support/jarvis-app/resources/app/1.0.0/redis-server 127.0.0.1:6379".to_owned(),
+            cwd: None,
+            executable: Some(std::path::PathBuf::from(
+                "/Users/a/Library/Application Support/jarvis-app/resources/app/1.0.0/redis-server",
+            )),
+        };
+        assert!(identity.runs_one_of(&["redis-server"]));
+        assert!(!identity.runs_one_of(&["jarvis-core"]));
     }
 
     #[test]
