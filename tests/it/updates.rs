@@ -1167,15 +1167,18 @@ fn append_raw(builder: &mut tar::Builder<std::fs::File>, name: &str, kind: tar::
     builder.append(&header, data).unwrap();
 }
 
-#[test]
-fn the_launcher_replaces_itself_once_the_new_version_has_started() {
-    let shop = Workshop::new();
+/// An install whose launcher runs from the install folder itself, with
+/// 1.0.0 installed, which ships its own launcher (the real one with a
+/// marker appended). Returns (home, installed launcher, its digest, the
+/// shipped launcher's bytes).
+fn installed_with_a_shipped_launcher(
+    shop: &Workshop,
+) -> (TestHome, PathBuf, Sha256Digest, Vec<u8>) {
     let install = shop.path("install");
     std::fs::create_dir_all(&install).unwrap();
     let launcher = install.join("jarvis");
     std::fs::copy(binary("jarvis"), &launcher).unwrap();
     let original = Sha256Digest::of_file(&launcher).unwrap();
-    // The shipped launcher: the real one with a marker appended.
     let mut shipped = std::fs::read(binary("jarvis")).unwrap();
     shipped.extend_from_slice(b"launcher of 1.0.0");
     let shipped_path = shop.path("launcher-1.0.0");
@@ -1186,23 +1189,25 @@ fn the_launcher_replaces_itself_once_the_new_version_has_started() {
         &["--launcher", shipped_path.to_str().unwrap()],
     );
     shop.release("feed1", &v1, &[], &[], &shop.key());
-
-    // This home runs the launcher from the install folder itself.
     let home = TestHome::new();
     home.set_env("JARVIS_UPDATE_TRUSTED_KEYS", &shop.public_key);
+    let feed = shop.path("feed1");
     let out = home
         .command(
             &launcher,
-            &[
-                "update",
-                "apply",
-                "--from",
-                shop.path("feed1").to_str().unwrap(),
-            ],
+            &["update", "apply", "--from", feed.to_str().unwrap()],
         )
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    (home, launcher, original, shipped)
+}
+
+#[test]
+fn the_launcher_replaces_itself_once_the_new_version_has_started() {
+    let shop = Workshop::new();
+    let install = shop.path("install");
+    let (home, launcher, original, shipped) = installed_with_a_shipped_launcher(&shop);
     set_auto_update(&home, false);
     assert_eq!(
         Sha256Digest::of_file(&launcher).unwrap(),
@@ -1252,31 +1257,7 @@ fn the_launcher_replaces_itself_once_the_new_version_has_started() {
 fn a_launcher_replacement_that_failed_is_finished_at_a_later_start() {
     let shop = Workshop::new();
     let install = shop.path("install");
-    std::fs::create_dir_all(&install).unwrap();
-    let launcher = install.join("jarvis");
-    std::fs::copy(binary("jarvis"), &launcher).unwrap();
-    let original = Sha256Digest::of_file(&launcher).unwrap();
-    let mut shipped = std::fs::read(binary("jarvis")).unwrap();
-    shipped.extend_from_slice(b"launcher of 1.0.0");
-    let shipped_path = shop.path("launcher-1.0.0");
-    std::fs::write(&shipped_path, &shipped).unwrap();
-    let v1 = shop.bundle_with(
-        "1.0.0",
-        false,
-        &["--launcher", shipped_path.to_str().unwrap()],
-    );
-    shop.release("feed1", &v1, &[], &[], &shop.key());
-    let home = TestHome::new();
-    home.set_env("JARVIS_UPDATE_TRUSTED_KEYS", &shop.public_key);
-    let feed = shop.path("feed1");
-    let out = home
-        .command(
-            &launcher,
-            &["update", "apply", "--from", feed.to_str().unwrap()],
-        )
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let (home, launcher, original, shipped) = installed_with_a_shipped_launcher(&shop);
     set_auto_update(&home, false);
 
     // Something in the way of the kept copy: the replacement fails.
