@@ -20,6 +20,7 @@ mod persistence;
 mod release;
 mod security;
 mod supervision;
+mod torture;
 mod ui;
 mod updates;
 mod windows_installers;

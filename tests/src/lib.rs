@@ -640,6 +640,19 @@ impl Api {
         .unwrap()
     }
 
+    /// [`Self::add_message`]'s status, or `None` when no answer came (the
+    /// server was killed mid-request).
+    pub fn try_add_message(&self, id: &str, role: &str, content: &str) -> Option<u16> {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/v1/conversations/{id}/messages"),
+        )
+        .json(&serde_json::json!({"role": role, "content": content}))
+        .send()
+        .ok()
+        .map(|r| r.status().as_u16())
+    }
+
     /// The contents of the conversation's messages, or `None` on any error.
     pub fn messages(&self, id: &str) -> Option<Vec<String>> {
         let response = self
