@@ -834,6 +834,87 @@ fn an_unreadable_update_state_never_lowers_the_anti_rollback_floor() {
     );
 }
 
+/// Issue 16, faults beside kills: the install folder's disk fills up
+/// while an update is staged. The update fails with a clear error,
+/// nothing switches, Jarvis starts on the old version with its data; once
+/// there is room, the same update resumes and finishes.
+#[test]
+fn a_full_disk_while_staging_an_update_changes_nothing_and_the_update_resumes_later() {
+    let Some(disk) = jarvis_tests::Tmpfs::mount(1) else {
+        eprintln!("note: mounting a tmpfs needs root; this run could not check full disks");
+        return;
+    };
+    let shop = Workshop::new();
+    let v1 = shop.bundle("1.0.0", false);
+    let v1_size: u64 = snapshot(&v1)
+        .keys()
+        .map(|k| std::fs::metadata(v1.join(k)).unwrap().len())
+        .sum();
+    let mib = |bytes: u64| u32::try_from(bytes / (1024 * 1024)).unwrap();
+    // Room for 1.0.0 and a third of another core.
+    disk.resize(mib(v1_size) + mib(v1_size) / 3 + 4);
+    shop.release("feed1", &v1, &[], &[], &shop.key());
+    let home = shop.home("feed-current");
+    let install = disk.path.join("install");
+    home.set_env("JARVIS_BUNDLE_DIR", install.to_str().unwrap());
+    let feed = shop.path("feed1");
+    json(&home.run(&[
+        "update",
+        "apply",
+        "--from",
+        feed.to_str().unwrap(),
+        "--json",
+    ]));
+    set_auto_update(&home, false);
+    let launcher = home.up();
+    let id = home.api().create_conversation();
+    assert_eq!(home.api().add_message(&id, "user", "kept").status(), 201);
+    drop(launcher);
+
+    // 2.0.0 in full (no deltas): the core does not fit.
+    let v2 = shop.bundle("2.0.0", false);
+    shop.release("feed-current", &v2, &[], &[], &shop.key());
+    let before = shop.server.bytes_sent();
+    let out = home.run(&["update", "apply", "--json"]);
+    let failed_bytes = shop.server.bytes_sent() - before;
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.contains("not enough disk space"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(install.join("resources/app/current"))
+            .unwrap()
+            .trim(),
+        "1.0.0"
+    );
+    let launcher = home.up();
+    assert_eq!(running_version(&home), "1.0.0");
+    assert_eq!(home.api().messages(&id).unwrap(), vec!["kept"]);
+    drop(launcher);
+
+    // Room again: the same update finishes, fetching nothing twice (what
+    // a failed try kept is resumed; the space check may refuse before
+    // fetching anything at all).
+    disk.resize(mib(v1_size) * 3 + 16);
+    let before = shop.server.bytes_sent();
+    let applied = json(&home.run(&["update", "apply", "--json"]));
+    assert_eq!(applied["version"], "2.0.0", "{applied}");
+    let v2_size: u64 = snapshot(&v2)
+        .keys()
+        .map(|k| std::fs::metadata(v2.join(k)).unwrap().len())
+        .sum();
+    let finish_bytes = shop.server.bytes_sent() - before;
+    assert!(
+        failed_bytes + finish_bytes < v2_size + 9 * 1024 * 1024,
+        "{failed_bytes} B in the failed try and {finish_bytes} B to finish, for {v2_size} B"
+    );
+    let _launcher = home.up();
+    assert_eq!(running_version(&home), "2.0.0");
+    assert_eq!(home.api().messages(&id).unwrap(), vec!["kept"]);
+}
+
 /// Finding 5 of issue 16: `jarvis doctor` and `jarvis migrate run` used
 /// the launcher's folder and schema, not the installed app's: they now
 /// find the Redis the installed version ships and migrate the data only

@@ -906,6 +906,18 @@ impl Tmpfs {
     }
 }
 
+impl Tmpfs {
+    /// Grows (or shrinks) the disk in place: a person freeing space.
+    pub fn resize(&self, mib: u32) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={mib}m")])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {:?}", self.path);
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
