@@ -915,6 +915,57 @@ fn a_full_disk_while_staging_an_update_changes_nothing_and_the_update_resumes_la
     assert_eq!(home.api().messages(&id).unwrap(), vec!["kept"]);
 }
 
+/// Issue 16, faults beside kills: a read-only install folder (a managed
+/// desktop, a disk gone read-only). Jarvis still starts from it; an update
+/// is refused with a clear error and changes nothing; once the folder is
+/// writable again the update goes through.
+#[test]
+fn a_read_only_install_folder_still_starts_and_an_update_changes_nothing() {
+    let Some(disk) = jarvis_tests::Tmpfs::mount(512) else {
+        eprintln!("note: mounting a tmpfs needs root; this run could not check a read-only disk");
+        return;
+    };
+    let shop = Workshop::new();
+    let v1 = shop.bundle("1.0.0", false);
+    shop.release("feed1", &v1, &[], &[], &shop.key());
+    let home = shop.home("feed-current");
+    let install = disk.path.join("install");
+    home.set_env("JARVIS_BUNDLE_DIR", install.to_str().unwrap());
+    let feed = shop.path("feed1");
+    json(&home.run(&[
+        "update",
+        "apply",
+        "--from",
+        feed.to_str().unwrap(),
+        "--json",
+    ]));
+    set_auto_update(&home, false);
+    let v2 = shop.bundle("2.0.0", false);
+    shop.release("feed-current", &v2, &[&v1], &[], &shop.key());
+    let before = snapshot(&install);
+
+    disk.set_read_only(true);
+    let launcher = home.up();
+    assert_eq!(running_version(&home), "1.0.0");
+    let id = home.api().create_conversation();
+    assert_eq!(home.api().add_message(&id, "user", "kept").status(), 201);
+    drop(launcher);
+    let out = home.run(&["update", "apply", "--json"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.contains("Read-only file system"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(snapshot(&install), before);
+
+    disk.set_read_only(false);
+    json(&home.run(&["update", "apply", "--json"]));
+    let _launcher = home.up();
+    assert_eq!(running_version(&home), "2.0.0");
+    assert_eq!(home.api().messages(&id).unwrap(), vec!["kept"]);
+}
+
 /// Finding 5 of issue 16: `jarvis doctor` and `jarvis migrate run` used
 /// the launcher's folder and schema, not the installed app's: they now
 /// find the Redis the installed version ships and migrate the data only

@@ -909,12 +909,25 @@ impl Tmpfs {
 impl Tmpfs {
     /// Grows (or shrinks) the disk in place: a person freeing space.
     pub fn resize(&self, mib: u32) {
+        self.remount(&format!("remount,size={mib}m"));
+    }
+
+    /// Makes the disk read-only (`true`) or writable again.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.remount(if read_only {
+            "remount,ro"
+        } else {
+            "remount,rw"
+        });
+    }
+
+    fn remount(&self, options: &str) {
         let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={mib}m")])
+            .args(["-o", options])
             .arg(&self.path)
             .status()
             .unwrap();
-        assert!(status.success(), "remount {:?}", self.path);
+        assert!(status.success(), "mount -o {options} {:?}", self.path);
     }
 }
 
