@@ -75,6 +75,17 @@ pub struct Selection {
     switches: Vec<AppVersion>,
     /// Why the current version is not the one chosen, for the person.
     damaged: Option<String>,
+    /// The pointers it was made from; while they are the same, so is the
+    /// selection (version folders never change in place).
+    pointers: Pointers,
+}
+
+/// `current`, `previous` and the installer's version, as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pointers {
+    current: Option<AppVersion>,
+    previous: Option<AppVersion>,
+    installer: Option<AppVersion>,
 }
 
 #[derive(Debug, Clone)]
@@ -253,9 +264,13 @@ impl Install {
     /// folder in a development checkout. Reads only: the pointer switches
     /// it takes are made by [`Self::choose`].
     pub fn select(&self) -> anyhow::Result<Selection> {
+        let pointers = self.pointers()?;
         let mut switches = Vec::new();
-        let mut current = self.current()?;
-        let mut previous = self.previous()?;
+        let Pointers {
+            mut current,
+            mut previous,
+            ..
+        } = pointers;
         if let Some(adopted) = self.installer_version_to_adopt()? {
             switches.push(adopted);
             previous = current.or(previous);
@@ -272,6 +287,7 @@ impl Install {
                 app: AppChoice::development(dir),
                 switches,
                 damaged: None,
+                pointers,
             });
         };
         match self.verify(current) {
@@ -279,6 +295,7 @@ impl Install {
                 app: AppChoice::installed(self, current, &release),
                 switches,
                 damaged: None,
+                pointers,
             }),
             Err(error) => {
                 let intact = previous
@@ -298,6 +315,7 @@ impl Install {
                     damaged: Some(format!(
                         "Jarvis {current} is damaged ({error:#}); starting {previous} instead."
                     )),
+                    pointers,
                 })
             }
         }
@@ -307,11 +325,28 @@ impl Install {
     /// the instance lock (`jarvis up`), so no running Jarvis sees
     /// `current` move under it.
     pub fn choose(&self) -> anyhow::Result<AppChoice> {
+        let selection = self.select()?;
+        self.take(selection)
+    }
+
+    /// [`Self::choose`], reusing `earlier` (a [`Self::select`] made before
+    /// the lock was taken) when the pointers have not moved since, so the
+    /// version is not verified twice on every start.
+    pub fn choose_again(&self, earlier: Selection) -> anyhow::Result<AppChoice> {
+        if self.pointers()? == earlier.pointers {
+            self.take(earlier)
+        } else {
+            self.choose()
+        }
+    }
+
+    fn take(&self, selection: Selection) -> anyhow::Result<AppChoice> {
         let Selection {
             app,
             switches,
             damaged,
-        } = self.select()?;
+            pointers: _,
+        } = selection;
         if let Some(damaged) = damaged {
             eprintln!("warning: {damaged}");
         }
@@ -319,6 +354,14 @@ impl Install {
             self.switch_to(version)?;
         }
         Ok(app)
+    }
+
+    fn pointers(&self) -> anyhow::Result<Pointers> {
+        Ok(Pointers {
+            current: self.current()?,
+            previous: self.previous()?,
+            installer: self.installer_version()?,
+        })
     }
 
     fn pointer(&self, name: &str) -> anyhow::Result<Option<AppVersion>> {

@@ -55,9 +55,9 @@ pub async fn up(paths: AppPaths, mut options: UpOptions) -> anyhow::Result<Finis
     //    no half-made folder. A folder from a newer Jarvis is refused
     //    before anything in it is touched.
     let install = Install::new(&paths.bundle_dir);
-    let preview = install.select()?.app;
-    paths.locate_redis(&preview)?;
-    paths.require_core_binary(&preview)?;
+    let preview = install.select()?;
+    paths.locate_redis(&preview.app)?;
+    paths.require_core_binary(&preview.app)?;
     AppConfig::refuse_newer(&paths)?;
 
     // 2. The data tree, the single-instance lock; only under the lock is
@@ -81,7 +81,7 @@ pub async fn up(paths: AppPaths, mut options: UpOptions) -> anyhow::Result<Finis
     if install.current()?.is_some() {
         updater::apply_staged(&paths, &install)?;
     }
-    let mut app = install.choose()?;
+    let mut app = install.choose_again(preview)?;
     let mut redis_binary = paths.locate_redis(&app)?;
     let core_binary = paths.require_core_binary(&app)?;
     // What killed runs left in the app folder; a staging folder of a
