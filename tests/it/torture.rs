@@ -79,13 +79,10 @@ impl World {
         let core2 = bytes_of("core-2", b"build 2.0.0");
         let broken = work.path().join("core-broken");
         std::fs::write(&broken, &std::fs::read(core_bin()).unwrap()[..4096]).unwrap();
-        let release = |feed: &str, version: &str, core: &Path, previous: &[&Path]| {
-            let feed = work.path().join(feed);
+        let release = |name: &str, version: &str, core: &Path, previous: &[&Path]| {
+            let feed = work.path().join(name);
             let bundle = publish(
-                &work.path().join(format!(
-                    "work-{version}-{}",
-                    feed.display().to_string().len()
-                )),
+                &work.path().join(format!("work-{name}")),
                 &feed,
                 &Version {
                     version,
@@ -116,15 +113,7 @@ impl World {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        let config_path = template.path("config.json");
-        let mut config: serde_json::Value = std::fs::read(&config_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_else(
-                || serde_json::json!({"schema_version": jarvis_migrations::CURRENT_SCHEMA_VERSION}),
-            );
-        config["auto_update"] = false.into();
-        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        template.set_auto_update(false);
         let model = template.scratch().join("m.bin");
         std::fs::write(&model, pseudo_random_bytes(3 * MIB, 61)).unwrap();
         let out = template
@@ -154,7 +143,7 @@ impl World {
         launcher.terminate();
         Self {
             models: snapshot(&template.path("models")),
-            config: std::fs::read(&config_path).unwrap(),
+            config: std::fs::read(template.path("config.json")).unwrap(),
             work,
             server,
             template,

@@ -167,24 +167,47 @@ fn json(out: &Output) -> Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
 }
 
-/// Installs v1 offline from its feed folder and stores some memory and a
-/// model; returns (home, conversation id).
-fn installed_v1(shop: &Workshop) -> (TestHome, String) {
-    let v1 = shop.bundle("1.0.0", false);
-    shop.release("feed1", &v1, &[], &[], &shop.key());
+/// A home that updates from `feed-current`, with the version folder `v1`
+/// (1.0.0) published as `feed1` and installed offline from it into
+/// `install`; background updates off (they are tested on their own;
+/// elsewhere they would race the test's own steps).
+fn home_with_v1_in(shop: &Workshop, v1: &Path, install: &Path) -> TestHome {
+    shop.release("feed1", v1, &[], &[], &shop.key());
     let home = shop.home("feed-current");
-    let out = home.run(&[
+    home.set_env("JARVIS_BUNDLE_DIR", install.to_str().unwrap());
+    let report = json(&home.run(&[
         "update",
         "apply",
         "--from",
         shop.path("feed1").to_str().unwrap(),
         "--json",
-    ]);
-    let report = json(&out);
+    ]));
     assert_eq!(report["version"], "1.0.0");
-    // Background updates are tested on their own; elsewhere they would race
-    // the test's own steps.
-    set_auto_update(&home, false);
+    home.set_auto_update(false);
+    home
+}
+
+/// The bytes of all the files under `dir`.
+fn folder_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|entry| {
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                folder_size(&entry.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+/// Installs v1 offline from its feed folder and stores some memory and a
+/// model; returns (home, conversation id).
+fn installed_v1(shop: &Workshop) -> (TestHome, String) {
+    let v1 = shop.bundle("1.0.0", false);
+    let home = home_with_v1_in(shop, &v1, &shop.path("install"));
     let model = home.scratch().join("m.bin");
     std::fs::write(&model, pseudo_random_bytes(5000, 51)).unwrap();
     assert!(
@@ -219,18 +242,6 @@ fn installed_v1(shop: &Workshop) -> (TestHome, String) {
     (home, id)
 }
 
-fn set_auto_update(home: &TestHome, on: bool) {
-    let path = home.path("config.json");
-    let mut config: Value = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_else(
-            || serde_json::json!({"schema_version": jarvis_migrations::CURRENT_SCHEMA_VERSION}),
-        );
-    config["auto_update"] = on.into();
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-}
-
 /// A version from before the launcher handed the core its socket: its
 /// core binds the address itself, which the socket the launcher holds
 /// makes fail. The launcher lets go of the socket and starts that core the
@@ -255,7 +266,7 @@ fn a_core_that_binds_its_own_address_still_starts_and_restarts() {
         feed.to_str().unwrap(),
         "--json",
     ]));
-    set_auto_update(&home, false);
+    home.set_auto_update(false);
 
     let _launcher = home.up();
     let api = home.api();
@@ -343,10 +354,7 @@ fn v1_to_v2_by_delta_and_v2_to_v3_in_full_keep_all_data() {
         applied["unchanged_files"], 1,
         "an unchanged file is copied, not fetched"
     );
-    let bundle_size: u64 = snapshot(&v2)
-        .keys()
-        .map(|k| std::fs::metadata(v2.join(k)).unwrap().len())
-        .sum();
+    let bundle_size = folder_size(&v2);
     let downloaded = applied["bytes_downloaded"].as_u64().unwrap();
     assert!(
         downloaded * 20 < bundle_size,
@@ -406,7 +414,7 @@ fn updates_download_silently_in_the_background_and_apply_at_the_next_launch() {
         &[],
         &shop.key(),
     );
-    set_auto_update(&home, true);
+    home.set_auto_update(true);
     let mut launcher = home.up();
     assert_eq!(running_version(&home), "1.0.0");
     jarvis_tests::wait_for(Duration::from_secs(60), "the update to be staged", || {
@@ -696,10 +704,7 @@ fn a_killed_update_download_resumes_and_leftovers_are_cleaned() {
     // Full files only (no deltas): the 100+ MB core is fetched whole.
     let v2 = shop.bundle("2.0.0", false);
     shop.release("feed-current", &v2, &[], &[], &shop.key());
-    let total: u64 = snapshot(&v2)
-        .keys()
-        .map(|k| std::fs::metadata(v2.join(k)).unwrap().len())
-        .sum();
+    let total = folder_size(&v2);
 
     shop.server.set_rate_limit(40 * 1024 * 1024);
     let partial = shop.path("install/resources/app/.staging-2.0.0/jarvis-core.partial");
@@ -846,26 +851,12 @@ fn a_full_disk_while_staging_an_update_changes_nothing_and_the_update_resumes_la
     };
     let shop = Workshop::new();
     let v1 = shop.bundle("1.0.0", false);
-    let v1_size: u64 = snapshot(&v1)
-        .keys()
-        .map(|k| std::fs::metadata(v1.join(k)).unwrap().len())
-        .sum();
+    let v1_size = folder_size(&v1);
     let mib = |bytes: u64| u32::try_from(bytes / (1024 * 1024)).unwrap();
     // Room for 1.0.0 and a third of another core.
     disk.resize(mib(v1_size) + mib(v1_size) / 3 + 4);
-    shop.release("feed1", &v1, &[], &[], &shop.key());
-    let home = shop.home("feed-current");
     let install = disk.path.join("install");
-    home.set_env("JARVIS_BUNDLE_DIR", install.to_str().unwrap());
-    let feed = shop.path("feed1");
-    json(&home.run(&[
-        "update",
-        "apply",
-        "--from",
-        feed.to_str().unwrap(),
-        "--json",
-    ]));
-    set_auto_update(&home, false);
+    let home = home_with_v1_in(&shop, &v1, &install);
     let launcher = home.up();
     let id = home.api().create_conversation();
     assert_eq!(home.api().add_message(&id, "user", "kept").status(), 201);
@@ -901,10 +892,7 @@ fn a_full_disk_while_staging_an_update_changes_nothing_and_the_update_resumes_la
     let before = shop.server.bytes_sent();
     let applied = json(&home.run(&["update", "apply", "--json"]));
     assert_eq!(applied["version"], "2.0.0", "{applied}");
-    let v2_size: u64 = snapshot(&v2)
-        .keys()
-        .map(|k| std::fs::metadata(v2.join(k)).unwrap().len())
-        .sum();
+    let v2_size = folder_size(&v2);
     let finish_bytes = shop.server.bytes_sent() - before;
     assert!(
         failed_bytes + finish_bytes < v2_size + 9 * 1024 * 1024,
@@ -927,19 +915,8 @@ fn a_read_only_install_folder_still_starts_and_an_update_changes_nothing() {
     };
     let shop = Workshop::new();
     let v1 = shop.bundle("1.0.0", false);
-    shop.release("feed1", &v1, &[], &[], &shop.key());
-    let home = shop.home("feed-current");
     let install = disk.path.join("install");
-    home.set_env("JARVIS_BUNDLE_DIR", install.to_str().unwrap());
-    let feed = shop.path("feed1");
-    json(&home.run(&[
-        "update",
-        "apply",
-        "--from",
-        feed.to_str().unwrap(),
-        "--json",
-    ]));
-    set_auto_update(&home, false);
+    let home = home_with_v1_in(&shop, &v1, &install);
     let v2 = shop.bundle("2.0.0", false);
     shop.release("feed-current", &v2, &[&v1], &[], &shop.key());
     let before = snapshot(&install);
@@ -976,7 +953,7 @@ fn maintenance_commands_use_the_installed_versions_redis_and_data_schema() {
     let (home, _) = jarvis_tests::home_from_fixture(1);
     home.set_env("JARVIS_BUNDLE_DIR", shop.path("install").to_str().unwrap());
     home.set_env("JARVIS_UPDATE_TRUSTED_KEYS", &shop.public_key);
-    set_auto_update(&home, false);
+    home.set_auto_update(false);
     let redis = jarvis_tests::bundled_redis_server();
     let v1 = shop.bundle_with(
         "1.0.0",
@@ -1033,7 +1010,7 @@ fn a_second_launch_changes_nothing_under_a_running_jarvis() {
         &[],
         &shop.key(),
     );
-    set_auto_update(&home, true);
+    home.set_auto_update(true);
     let _running = home.up();
     wait_for(Duration::from_secs(60), "the update to be staged", || {
         let state: Value =
@@ -1340,7 +1317,7 @@ fn the_launcher_replaces_itself_once_the_new_version_has_started() {
     let shop = Workshop::new();
     let install = shop.path("install");
     let (home, launcher, original, shipped) = installed_with_a_shipped_launcher(&shop);
-    set_auto_update(&home, false);
+    home.set_auto_update(false);
     assert_eq!(
         Sha256Digest::of_file(&launcher).unwrap(),
         original,
@@ -1390,7 +1367,7 @@ fn a_launcher_replacement_that_failed_is_finished_at_a_later_start() {
     let shop = Workshop::new();
     let install = shop.path("install");
     let (home, launcher, original, shipped) = installed_with_a_shipped_launcher(&shop);
-    set_auto_update(&home, false);
+    home.set_auto_update(false);
 
     // Something in the way of the kept copy: the replacement fails.
     let blocker = install.join("jarvis.previous");
@@ -1447,7 +1424,7 @@ fn a_version_needing_a_newer_data_schema_migrates_on_its_trial_and_a_failed_tria
     home.set_env("JARVIS_BUNDLE_DIR", shop.path("install").to_str().unwrap());
     home.set_env("JARVIS_UPDATE_TRUSTED_KEYS", &shop.public_key);
     home.set_env("JARVIS_UPDATE_URL", &shop.server.url("/feed-current"));
-    set_auto_update(&home, false);
+    home.set_auto_update(false);
     let schema = |min: &'static str, max: &'static str| ["--schema-min", min, "--schema-max", max];
 
     // 1.0.0 reads data schema 1 only: the launcher leaves the data there.

@@ -213,6 +213,20 @@ impl TestHome {
         (script, log)
     }
 
+    /// Sets `auto_update` in this home's `config.json` (written with the
+    /// current data schema if there is none yet).
+    pub fn set_auto_update(&self, on: bool) {
+        let path = self.path("config.json");
+        let mut config: serde_json::Value = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(
+                || serde_json::json!({"schema_version": jarvis_migrations::CURRENT_SCHEMA_VERSION}),
+            );
+        config["auto_update"] = on.into();
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+
     /// Writes `catalog` and points `JARVIS_CATALOG` at it.
     pub fn use_catalog(&self, catalog: &serde_json::Value) {
         let path = self.scratch().join("catalog.json");
@@ -631,26 +645,27 @@ impl Api {
     }
 
     pub fn add_message(&self, id: &str, role: &str, content: &str) -> reqwest::blocking::Response {
-        self.request(
-            reqwest::Method::POST,
-            &format!("/v1/conversations/{id}/messages"),
-        )
-        .json(&serde_json::json!({"role": role, "content": content}))
-        .send()
-        .unwrap()
+        self.add_message_request(id, role, content).send().unwrap()
     }
 
     /// [`Self::add_message`]'s status, or `None` when no answer came (the
     /// server was killed mid-request).
     pub fn try_add_message(&self, id: &str, role: &str, content: &str) -> Option<u16> {
+        let response = self.add_message_request(id, role, content).send().ok()?;
+        Some(response.status().as_u16())
+    }
+
+    fn add_message_request(
+        &self,
+        id: &str,
+        role: &str,
+        content: &str,
+    ) -> reqwest::blocking::RequestBuilder {
         self.request(
             reqwest::Method::POST,
             &format!("/v1/conversations/{id}/messages"),
         )
         .json(&serde_json::json!({"role": role, "content": content}))
-        .send()
-        .ok()
-        .map(|r| r.status().as_u16())
     }
 
     /// The contents of the conversation's messages, or `None` on any error.
