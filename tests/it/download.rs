@@ -148,14 +148,64 @@ fn a_corrupt_chunk_is_fetched_again_alone() {
     let dest = dir.path().join("model.bin");
     let outcome = fetch(&spec, &dest, options()).unwrap();
     assert_verified(&dest, &bytes);
-    // Everything up to the end of the bad chunk once, plus that chunk again.
-    let bad_chunk_end = (700_000 / chunk + 1) * chunk;
-    assert_eq!(outcome.bytes_fetched, (bytes.len() + chunk) as u64);
+    // The resume starts at the bad chunk. Chunks are verified on another
+    // thread, and the verdict on one is awaited when the next one is
+    // complete: the bad chunk and at most the one after it come again.
+    let bad_chunk_start = 700_000 / chunk * chunk;
+    let refetched = outcome.bytes_fetched - bytes.len() as u64;
+    assert!(
+        (chunk as u64..=2 * chunk as u64).contains(&refetched),
+        "{refetched} bytes fetched again for one bad chunk of {chunk}"
+    );
     let requests = server.requests();
     assert_eq!(
         requests[1].range.as_deref(),
-        Some(&*format!("bytes={}-", bad_chunk_end - chunk))
+        Some(&*format!("bytes={bad_chunk_start}-"))
     );
+}
+
+/// A checkpoint is recorded behind the data (after an `fdatasync`, on its
+/// own thread): chunks written after it that match their hashes are kept
+/// by a resume, and the first one that does not match ends what is kept.
+#[test]
+fn a_resume_keeps_whole_chunks_written_past_the_checkpoint() {
+    let chunk = 512 * 1024;
+    let bytes = pseudo_random_bytes(3 * MIB, 13);
+    for (corrupt_at, kept) in [(None, 2 * MIB), (Some(MIB + chunk + 7), MIB + chunk)] {
+        let server = FaultServer::start();
+        let spec = spec(&server, &bytes, Some(chunk));
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("model.bin");
+        server.push_faults([Fault::DropAfter(MIB as u64 + 1000)]);
+        let once = DownloadOptions {
+            max_attempts: 1,
+            ..options()
+        };
+        fetch(&spec, &dest, once).unwrap_err();
+        // As if the process had written up to 2.25 MiB and was killed
+        // before the checkpoints after 1 MiB were recorded.
+        let (partial, sidecar) = partial_paths(&dest);
+        let recorded: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+        assert_eq!(recorded["checkpoint"], MIB);
+        let mut written = bytes[..2 * MIB + chunk / 2].to_vec();
+        if let Some(at) = corrupt_at {
+            written[at] ^= 1;
+        }
+        std::fs::write(&partial, &written).unwrap();
+
+        let outcome = fetch(&spec, &dest, options()).unwrap();
+        assert_verified(&dest, &bytes);
+        assert_eq!(
+            outcome.resumed_from, kept as u64,
+            "corrupt at {corrupt_at:?}"
+        );
+        assert_eq!(outcome.bytes_fetched, (bytes.len() - kept) as u64);
+        assert_eq!(
+            server.requests().last().unwrap().range.as_deref(),
+            Some(&*format!("bytes={kept}-"))
+        );
+    }
 }
 
 #[test]

@@ -1,13 +1,18 @@
 //! The one downloader Jarvis uses, for models and app updates alike.
 //!
 //! It follows rustup's design and adds resumable hashing:
-//! - Bytes stream into `<file>.partial`, hashed as they are written. A
-//!   sidecar `<file>.partial.json` (replaced atomically) records the
-//!   expected file, the server's `ETag` and a *checkpoint*: an offset and the
-//!   SHA-256 state after exactly that many bytes. A resume truncates the
-//!   partial to the checkpoint, restores the hash state and continues, so a
-//!   killed download refetches at most one checkpoint interval (8 MiB, or
-//!   one chunk).
+//! - Bytes stream into `<file>.partial`. The same buffers go, uncopied, to
+//!   hash workers on their own threads (the whole file, and the current
+//!   chunk), so receiving, writing and hashing overlap. A sidecar
+//!   `<file>.partial.json` (replaced atomically by a checkpointer thread,
+//!   always after an `fdatasync` of the partial) records the expected file,
+//!   the server's `ETag` and a *checkpoint*: an offset and the SHA-256 state
+//!   after exactly that many bytes. A resume truncates the partial to the
+//!   checkpoint, restores the hash state and continues; with per-chunk
+//!   hashes it first keeps every whole chunk past the checkpoint that
+//!   matches its hash, so a killed download refetches at most the chunk in
+//!   flight (without them, one checkpoint interval, 8 MiB, plus what the
+//!   disk had not yet acknowledged).
 //! - A resume sends `Range` (and `If-Range` with the `ETag`) and accepts only
 //!   `206` with a matching `Content-Range`; a server that ignores `Range`
 //!   (`200`) restarts the file cleanly.
@@ -24,7 +29,9 @@
 //! - `file://` sources go through the same verification (mirrors, USB
 //!   sticks, tests).
 
+mod checkpointer;
 mod digest;
+mod hashing;
 mod partial;
 mod progress;
 mod spec;
@@ -129,6 +136,11 @@ pub enum DownloadError {
         attempts: u32,
         last: Box<DownloadError>,
     },
+
+    #[error(
+        "a download's hashing thread stopped unexpectedly; the partial download was kept, run the same command again to resume"
+    )]
+    HashingStopped,
 
     #[error(transparent)]
     File(#[from] jarvis_durable::FileError),

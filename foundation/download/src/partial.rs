@@ -1,18 +1,24 @@
 //! The resumable partial file on disk: `<dest>.partial`, hashed as it is
-//! written, with its sidecar `<dest>.partial.json` recording a checkpoint
-//! (an offset and the SHA-256 state after exactly that many bytes), so a
-//! resume truncates to the checkpoint and continues the hash. It knows
+//! written (by the workers in `hashing`), with its sidecar
+//! `<dest>.partial.json` recording a checkpoint (an offset and the SHA-256
+//! state after exactly that many bytes, written by the `checkpointer`), so
+//! a resume truncates to the checkpoint and continues the hash. It knows
 //! files and hashes, never the network.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, TryRecvError};
 
-use jarvis_durable::{Visibility, read_optional, remove_if_exists, sync_dir, write_atomic};
+use bytes::Bytes;
+use jarvis_durable::{read_optional, remove_if_exists, sync_dir};
 use serde::{Deserialize, Serialize};
 use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest as _, Sha256};
 
+use crate::checkpointer::Checkpointer;
+use crate::hashing::HashWorker;
 use crate::spec::{DownloadOptions, FileSpec};
 use crate::{DownloadError, Sha256Digest, file_error};
 
@@ -42,23 +48,63 @@ struct Sidecar {
 
 const SIDECAR_FORMAT: u32 = 1;
 
-/// The partial file being filled, with its hash state.
+/// The partial file being filled. Bytes are written here and handed to
+/// hash workers (the whole file, and the current chunk); at each checkpoint
+/// boundary the workers' answers are collected without waiting, a chunk
+/// that fails its hash sends the partial back to the last good checkpoint,
+/// and a good one is recorded by the checkpointer thread.
 pub(crate) struct Partial {
     pub(crate) file: File,
     pub(crate) path: PathBuf,
     pub(crate) sidecar: PathBuf,
     pub(crate) pos: u64,
-    pub(crate) hasher: Sha256,
-    pub(crate) chunk_hasher: Sha256,
-    /// The last checkpoint: offset and serialised hash state there.
-    pub(crate) checkpoint: (u64, Vec<u8>),
-    pub(crate) interval: u64,
-    pub(crate) chunked: bool,
+    whole: HashWorker,
+    /// Only with per-chunk hashes.
+    chunk: Option<HashWorker>,
+    /// Boundaries written whose verdicts have not all come back.
+    pending: VecDeque<Boundary>,
+    checkpointer: Checkpointer,
+    /// The last verified checkpoint: offset and the whole-file hash there.
+    checkpoint: (u64, Sha256),
+    interval: u64,
     pub(crate) etag: Option<String>,
     pub(crate) source: Option<String>,
     pub(crate) fetched: u64,
     /// What the sidecar must match: digest, size, chunk size.
-    pub(crate) expected: (Sha256Digest, u64, Option<u64>),
+    expected: (Sha256Digest, u64, Option<u64>),
+}
+
+/// A checkpoint boundary written, with the workers' answers as they come.
+struct Boundary {
+    pos: u64,
+    /// Chunk index and its digest (with per-chunk hashes).
+    chunk: Option<(u64, Answer<[u8; 32]>)>,
+    whole: Answer<Sha256>,
+}
+
+/// A worker's answer: still to come, or here.
+enum Answer<T> {
+    Waiting(Receiver<T>),
+    Here(T),
+}
+
+impl<T> Answer<T> {
+    /// True once the answer is here (waiting for it when `block`).
+    fn poll(&mut self, block: bool) -> Result<bool, DownloadError> {
+        if let Self::Waiting(receiver) = self {
+            let answer = if block {
+                receiver.recv().map_err(|_| DownloadError::HashingStopped)?
+            } else {
+                match receiver.try_recv() {
+                    Ok(answer) => answer,
+                    Err(TryRecvError::Empty) => return Ok(false),
+                    Err(TryRecvError::Disconnected) => return Err(DownloadError::HashingStopped),
+                }
+            };
+            *self = Self::Here(answer);
+        }
+        Ok(true)
+    }
 }
 
 impl Partial {
@@ -79,16 +125,27 @@ impl Partial {
             Some(c) if c.size > 0 => (c.size, true),
             _ => (options.checkpoint_bytes.max(1), false),
         };
+        // The checkpointer's own handle, opened by name (a write handle:
+        // Windows flushes only through one).
+        let handle = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| file_error("open", &path, e))?;
         let mut partial = Self {
             file,
+            checkpointer: Checkpointer::spawn(handle, path.clone(), sidecar.clone())?,
             path,
             sidecar,
             pos: 0,
-            hasher: Sha256::new(),
-            chunk_hasher: Sha256::new(),
-            checkpoint: (0, Sha256::new().serialize().to_vec()),
+            whole: HashWorker::spawn("download-hash", Sha256::new())?,
+            chunk: if chunked {
+                Some(HashWorker::spawn("download-chunk-hash", Sha256::new())?)
+            } else {
+                None
+            },
+            pending: VecDeque::new(),
+            checkpoint: (0, Sha256::new()),
             interval,
-            chunked,
             etag: None,
             source: None,
             fetched: 0,
@@ -131,45 +188,96 @@ impl Partial {
         let Ok(serialized) = raw.as_slice().try_into() else {
             return Ok(false);
         };
-        let Ok(hasher) = Sha256::deserialize(serialized) else {
+        let Ok(mut hasher) = Sha256::deserialize(serialized) else {
             return Ok(false);
         };
-        // Re-verify the last chunk before the checkpoint: it is the one a
-        // crash could have left half-written.
-        if let Some(chunks) = &spec.chunks
-            && state.checkpoint > 0
-        {
-            let index = (state.checkpoint - 1) / chunks.size;
-            let start = index * chunks.size;
-            let mut piece = vec![0u8; (state.checkpoint - start) as usize];
-            self.file
-                .seek(SeekFrom::Start(start))
-                .and_then(|_| self.file.read_exact(&mut piece))
-                .map_err(|e| file_error("read", &self.path, e))?;
-            if chunks.sha256.get(index as usize) != Some(&Sha256Digest::of(&piece)) {
-                tracing::warn!(
-                    index,
-                    "the last chunk of the partial download is corrupt; starting over"
+        let mut at = state.checkpoint;
+        if let Some(chunks) = spec.chunks.as_ref().filter(|c| c.size > 0) {
+            // Re-verify the last chunk before the checkpoint: it is the one
+            // a crash could have left half-written.
+            if at > 0 {
+                let index = (at - 1) / chunks.size;
+                let start = index * chunks.size;
+                if self.verified_chunk_on_disk(spec, start, at)?.is_none() {
+                    tracing::warn!(
+                        index,
+                        "the last chunk of the partial download is corrupt; starting over"
+                    );
+                    return Ok(false);
+                }
+            }
+            // Checkpoints are recorded behind the network; whole chunks
+            // past the last one that match their hashes need no refetch.
+            let recovered = at;
+            while at % chunks.size == 0 && at < spec.size {
+                let end = (at + chunks.size).min(spec.size);
+                if end > len {
+                    break;
+                }
+                let Some(piece) = self.verified_chunk_on_disk(spec, at, end)? else {
+                    break;
+                };
+                hasher.update(&piece);
+                at = end;
+            }
+            if at > recovered {
+                tracing::info!(
+                    from = recovered,
+                    to = at,
+                    "verified chunks past the last checkpoint"
                 );
-                return Ok(false);
             }
         }
-        self.truncate_to(state.checkpoint)?;
-        self.hasher = hasher;
-        self.chunk_hasher = Sha256::new();
-        self.checkpoint = (state.checkpoint, raw);
+        self.truncate_to(at)?;
+        self.whole.set(hasher.clone())?;
+        self.checkpoint = (at, hasher);
         self.etag = state.etag;
         self.source = state.source;
+        if at > state.checkpoint {
+            self.save_checkpoint()?;
+        }
         Ok(true)
+    }
+
+    /// Bytes `start..end` on disk, when they are the chunk starting at
+    /// `start` (its hash matches).
+    fn verified_chunk_on_disk(
+        &mut self,
+        spec: &FileSpec,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<Vec<u8>>, DownloadError> {
+        let Some(chunks) = spec.chunks.as_ref().filter(|c| c.size > 0) else {
+            return Ok(None);
+        };
+        let mut piece = vec![0u8; (end - start) as usize];
+        self.file
+            .seek(SeekFrom::Start(start))
+            .and_then(|_| self.file.read_exact(&mut piece))
+            .map_err(|e| file_error("read", &self.path, e))?;
+        let expected = chunks.sha256.get((start / chunks.size) as usize);
+        Ok((expected == Some(&Sha256Digest::of(&piece))).then_some(piece))
     }
 
     /// Throws away everything and starts at byte 0.
     pub(crate) fn reset(&mut self) -> Result<(), DownloadError> {
+        self.checkpointer.discard_and_settle()?;
         self.truncate_to(0)?;
-        self.hasher = Sha256::new();
-        self.chunk_hasher = Sha256::new();
+        self.restart_workers_at(Sha256::new())?;
+        self.checkpoint = (0, Sha256::new());
         self.etag = None;
-        self.save_checkpoint()
+        self.save_checkpoint()?;
+        self.checkpointer.settle()
+    }
+
+    /// Forgets every pending boundary; the workers continue from `whole`.
+    fn restart_workers_at(&mut self, whole: Sha256) -> Result<(), DownloadError> {
+        self.pending.clear();
+        self.whole.set(whole)?;
+        if let Some(chunk) = &self.chunk {
+            chunk.set(Sha256::new())?;
+        }
+        Ok(())
     }
 
     pub(crate) fn truncate_to(&mut self, pos: u64) -> Result<(), DownloadError> {
@@ -181,16 +289,18 @@ impl Partial {
         Ok(())
     }
 
-    /// Appends `data`, hashing it, checking chunks and checkpointing at each
-    /// boundary.
+    /// Appends `data` and hands it to the hash workers, marking each
+    /// checkpoint boundary; verdicts that have come back are acted on.
     pub(crate) fn write(
         &mut self,
-        mut data: &[u8],
+        data: &Bytes,
         spec: &FileSpec,
         url: &str,
     ) -> Result<(), DownloadError> {
-        while !data.is_empty() {
-            if self.pos + data.len() as u64 > spec.size {
+        let mut offset = 0;
+        while offset < data.len() {
+            let remaining = data.len() - offset;
+            if self.pos + remaining as u64 > spec.size {
                 return Err(DownloadError::TooMuchData {
                     url: url.to_owned(),
                     label: spec.label.clone(),
@@ -200,38 +310,97 @@ impl Partial {
             let boundary = ((self.pos / self.interval) + 1)
                 .saturating_mul(self.interval)
                 .min(spec.size);
-            let take =
-                usize::try_from(boundary - self.pos).map_or(data.len(), |n| n.min(data.len()));
-            let (piece, rest) = data.split_at(take);
-            self.file.write_all(piece).map_err(|e| {
+            let take = usize::try_from(boundary - self.pos).map_or(remaining, |n| n.min(remaining));
+            let piece = data.slice(offset..offset + take);
+            self.file.write_all(&piece).map_err(|e| {
                 if e.raw_os_error() == Some(28) {
                     self.disk_full(spec)
                 } else {
                     file_error("write", &self.path, e)
                 }
             })?;
-            self.hasher.update(piece);
-            if self.chunked {
-                self.chunk_hasher.update(piece);
+            if let Some(chunk) = &self.chunk {
+                chunk.update(piece.clone())?;
             }
+            self.whole.update(piece)?;
             self.pos += take as u64;
             self.fetched += take as u64;
-            data = rest;
+            offset += take;
             if self.pos == boundary {
-                if let Some(chunks) = &spec.chunks {
-                    let index = (self.pos - 1) / chunks.size;
-                    let calculated =
-                        Sha256Digest::from_bytes(self.chunk_hasher.finalize_reset().into());
-                    if chunks.sha256.get(index as usize) != Some(&calculated) {
-                        self.back_to_checkpoint()?;
-                        return Err(DownloadError::ChunkMismatch {
-                            url: url.to_owned(),
-                            label: spec.label.clone(),
-                            index,
-                        });
-                    }
-                }
-                self.checkpoint = (self.pos, self.hasher.serialize().to_vec());
+                self.mark_boundary(spec, url)?;
+            }
+        }
+        self.collect_verdicts(spec, url, false)
+    }
+
+    fn mark_boundary(&mut self, spec: &FileSpec, url: &str) -> Result<(), DownloadError> {
+        // The workers get a whole interval to answer for the previous
+        // boundary; waiting for it here bounds what a bad chunk costs (it
+        // and the one after it) and how far checkpoints trail.
+        if !self.pending.is_empty() {
+            self.collect_verdicts_keeping(spec, url, 0)?;
+        }
+        let chunk = match (&self.chunk, &spec.chunks) {
+            (Some(worker), Some(chunks)) => Some((
+                (self.pos - 1) / chunks.size,
+                Answer::Waiting(worker.digest_and_reset()?),
+            )),
+            _ => None,
+        };
+        self.pending.push_back(Boundary {
+            pos: self.pos,
+            chunk,
+            whole: Answer::Waiting(self.whole.snapshot()?),
+        });
+        Ok(())
+    }
+
+    /// Acts on the boundaries whose answers are in, oldest first; with
+    /// `block`, waits for all of them (the end of an attempt).
+    pub(crate) fn collect_verdicts(
+        &mut self,
+        spec: &FileSpec,
+        url: &str,
+        block: bool,
+    ) -> Result<(), DownloadError> {
+        self.collect_verdicts_keeping(spec, url, if block { 0 } else { usize::MAX })
+    }
+
+    /// Acts on the boundaries whose answers are in, oldest first, waiting
+    /// for answers while more than `keep` boundaries are pending.
+    fn collect_verdicts_keeping(
+        &mut self,
+        spec: &FileSpec,
+        url: &str,
+        keep: usize,
+    ) -> Result<(), DownloadError> {
+        loop {
+            let block = self.pending.len() > keep;
+            let Some(front) = self.pending.front_mut() else {
+                return Ok(());
+            };
+            let chunk_here = match &mut front.chunk {
+                Some((_, answer)) => answer.poll(block)?,
+                None => true,
+            };
+            if !chunk_here || !front.whole.poll(block)? {
+                return Ok(());
+            }
+            let Some(Boundary { pos, chunk, whole }) = self.pending.pop_front() else {
+                break;
+            };
+            if let (Some((index, Answer::Here(digest))), Some(chunks)) = (chunk, &spec.chunks)
+                && chunks.sha256.get(index as usize) != Some(&Sha256Digest::from_bytes(digest))
+            {
+                self.back_to_checkpoint()?;
+                return Err(DownloadError::ChunkMismatch {
+                    url: url.to_owned(),
+                    label: spec.label.clone(),
+                    index,
+                });
+            }
+            if let Answer::Here(state) = whole {
+                self.checkpoint = (pos, state);
                 self.save_checkpoint()?;
             }
         }
@@ -248,32 +417,20 @@ impl Partial {
         }
     }
 
+    /// Cuts the partial back to the last verified checkpoint.
     pub(crate) fn back_to_checkpoint(&mut self) -> Result<(), DownloadError> {
+        // Only verified checkpoints are ever recorded, so the sidecar never
+        // claims more than what stays.
+        self.checkpointer.settle()?;
         let (pos, state) = self.checkpoint.clone();
         self.truncate_to(pos)?;
-        self.chunk_hasher = Sha256::new();
-        if let Ok(serialized) = state.as_slice().try_into()
-            && let Ok(hasher) = Sha256::deserialize(serialized)
-        {
-            self.hasher = hasher;
-            return Ok(());
-        }
-        // The state was produced by this very process; failing to read it
-        // back means starting over, which is always safe.
-        self.reset()
+        self.restart_workers_at(state)
     }
 
-    /// Records the checkpoint in the sidecar, after the bytes it vouches
-    /// for are on the disk: a power cut must never leave a sidecar
-    /// claiming bytes the partial does not hold.
-    pub(crate) fn save_checkpoint(&mut self) -> Result<(), DownloadError> {
-        if self.pos == 0 {
-            self.checkpoint = (0, Sha256::new().serialize().to_vec());
-        } else {
-            self.file
-                .sync_data()
-                .map_err(|e| file_error("flush to disk", &self.path, e))?;
-        }
+    /// Queues the checkpoint for the sidecar; the checkpointer writes it
+    /// after the bytes it vouches for are on the disk: a power cut must
+    /// never leave a sidecar claiming bytes the partial does not hold.
+    fn save_checkpoint(&mut self) -> Result<(), DownloadError> {
         let (sha256, size, chunk_size) = self.expected;
         let state = Sidecar {
             format: SIDECAR_FORMAT,
@@ -281,19 +438,27 @@ impl Partial {
             size,
             chunk_size,
             checkpoint: self.checkpoint.0,
-            hash_state: hex::encode(&self.checkpoint.1),
+            hash_state: hex::encode(self.checkpoint.1.serialize()),
             etag: self.etag.clone(),
             source: self.source.clone(),
         };
         // Serialising plain data cannot fail.
-        let text = serde_json::to_vec(&state).unwrap_or_default();
-        write_atomic("download state", &self.sidecar, &text, Visibility::Normal)?;
-        Ok(())
+        self.checkpointer
+            .submit(serde_json::to_vec(&state).unwrap_or_default())
     }
 
     /// Checks the whole-file hash; on success the file goes into place.
-    pub(crate) fn finish(self, spec: &FileSpec, dest: &Path) -> Result<(), DownloadError> {
-        let calculated = Sha256Digest::from_bytes(self.hasher.clone().finalize().into());
+    pub(crate) fn finish(mut self, spec: &FileSpec, dest: &Path) -> Result<(), DownloadError> {
+        let source = self.source.clone().unwrap_or_default();
+        self.collect_verdicts(spec, &source, true)?;
+        let state = self
+            .whole
+            .snapshot()?
+            .recv()
+            .map_err(|_| DownloadError::HashingStopped)?;
+        let calculated = Sha256Digest::from_bytes(state.finalize().into());
+        let settled = self.checkpointer.settle();
+        self.checkpointer.stop();
         if self.pos != spec.size || calculated != spec.sha256 {
             drop(self.file);
             remove_if_exists("partial download", &self.path)?;
@@ -304,10 +469,10 @@ impl Partial {
                 calculated,
             });
         }
+        settled?;
         self.file
             .sync_all()
             .map_err(|e| file_error("flush to disk", &self.path, e))?;
-        drop(self.file);
         std::fs::rename(&self.path, dest).map_err(|e| file_error("move into place", dest, e))?;
         remove_if_exists("download state", &self.sidecar)?;
         if let Some(dir) = dest.parent() {

@@ -8,6 +8,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
+use bytes::Bytes;
 use jarvis_durable::remove_if_exists;
 use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, RANGE};
 
@@ -80,6 +81,10 @@ impl Downloader {
             };
             let Err(error) = result else { continue };
             tracing::warn!(label = %spec.label, %source, attempt, %error, "download attempt failed");
+            // Keep what was verified before the failure as a checkpoint.
+            if let Err(e) = partial.collect_verdicts(spec, source, true) {
+                tracing::warn!(label = %spec.label, error = %e, "a chunk before the failure was bad too");
+            }
             if matches!(error, DownloadError::TooMuchData { .. }) {
                 partial.reset()?;
             }
@@ -201,6 +206,7 @@ impl Downloader {
             partial.write(&bytes, spec, url)?;
             reporter.advance(bytes.len() as u64, partial.pos);
         }
+        partial.collect_verdicts(spec, url, true)?;
         if partial.pos < spec.size {
             return Err(DownloadError::Network {
                 url: url.to_owned(),
@@ -256,6 +262,9 @@ fn check_space(spec: &FileSpec, dest: &Path, needed: u64) -> Result<(), Download
     Ok(())
 }
 
+/// Bytes per read from a `file://` source.
+const READ_SIZE: usize = 256 * 1024;
+
 fn copy_file(
     partial: &mut Partial,
     spec: &FileSpec,
@@ -282,18 +291,20 @@ fn copy_file(
     file.seek(SeekFrom::Start(partial.pos))
         .map_err(|e| file_error("read", &path, e))?;
     partial.source = Some(source.to_owned());
-    let mut buf = vec![0u8; 1 << 20];
     while partial.pos < spec.size {
+        // A fresh buffer each time: the hash workers hold on to the last.
+        let mut buf = vec![0u8; READ_SIZE];
         let n = file
             .read(&mut buf)
             .map_err(|e| file_error("read", &path, e))?;
         if n == 0 {
             break;
         }
-        partial.write(&buf[..n], spec, source)?;
+        buf.truncate(n);
+        partial.write(&Bytes::from(buf), spec, source)?;
         reporter.advance(n as u64, partial.pos);
     }
-    Ok(())
+    partial.collect_verdicts(spec, source, true)
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
