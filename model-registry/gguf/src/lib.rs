@@ -51,8 +51,14 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
+    /// The product of the dimensions; `u64::MAX` when it overflows (which
+    /// [`Gguf::open`] refuses).
     pub fn elements(&self) -> u64 {
-        self.dims.iter().product()
+        self.checked_elements().unwrap_or(u64::MAX)
+    }
+
+    fn checked_elements(&self) -> Option<u64> {
+        self.dims.iter().try_fold(1u64, |n, d| n.checked_mul(*d))
     }
 }
 
@@ -145,14 +151,20 @@ impl Gguf {
             alignment,
             data_start,
         };
+        // In u128: the offsets and dimensions are the file's word, and a
+        // sum that wrapped around would pass the check.
         for t in &gguf.tensors {
-            if let Some(size) = byte_size(t.ggml_type, t.elements())
-                && data_start + t.offset + size > len
-            {
-                return Err(GgufError::Corrupt {
-                    path: path.to_owned(),
-                    reason: format!("tensor '{}' runs past the end of the file", t.name),
-                });
+            let corrupt = |reason: &str| GgufError::Corrupt {
+                path: path.to_owned(),
+                reason: format!("tensor '{}' {reason}", t.name),
+            };
+            let elements = t
+                .checked_elements()
+                .ok_or_else(|| corrupt("has more elements than can be counted"))?;
+            let start = u128::from(data_start) + u128::from(t.offset);
+            let size = byte_size(t.ggml_type, elements).unwrap_or(0);
+            if start + size > u128::from(len) {
+                return Err(corrupt("runs past the end of the file"));
             }
         }
         Ok(gguf)
@@ -169,7 +181,7 @@ impl Gguf {
 
 /// Bytes a tensor of `ggml_type` with `elements` takes, for the types
 /// whose layout this crate knows (others are copied by their offsets).
-fn byte_size(ggml_type: u32, elements: u64) -> Option<u64> {
+fn byte_size(ggml_type: u32, elements: u64) -> Option<u128> {
     let (block_bytes, block) = match ggml_type {
         0 => (4, 1),   // f32
         1 => (2, 1),   // f16
@@ -181,7 +193,7 @@ fn byte_size(ggml_type: u32, elements: u64) -> Option<u64> {
     };
     elements
         .is_multiple_of(block)
-        .then_some(elements / block * block_bytes)
+        .then_some(u128::from(elements / block) * block_bytes)
 }
 
 /// What [`requantize_q4_1_to_q8_0`] did.
@@ -218,8 +230,10 @@ pub fn requantize_q4_1_to_q8_0(src: &Path, dst: &Path) -> Result<Requantized, Gg
     for (k, (offset, i)) in by_offset.iter().enumerate() {
         let next = by_offset
             .get(k + 1)
-            .map_or(src_len - gguf.data_start, |(o, _)| *o);
+            .map_or(src_len.saturating_sub(gguf.data_start), |(o, _)| *o);
+        // Known sizes fit in the file: `Gguf::open` checked them.
         sizes[*i] = byte_size(gguf.tensors[*i].ggml_type, gguf.tensors[*i].elements())
+            .and_then(|size| u64::try_from(size).ok())
             .unwrap_or(next.saturating_sub(*offset));
     }
 
@@ -230,9 +244,10 @@ pub fn requantize_q4_1_to_q8_0(src: &Path, dst: &Path) -> Result<Requantized, Gg
         t.offset = offset;
         if t.ggml_type == TYPE_Q4_1 {
             t.ggml_type = TYPE_Q8_0;
-            offset += byte_size(TYPE_Q8_0, t.elements()).unwrap_or(0);
+            let size = byte_size(TYPE_Q8_0, t.elements()).unwrap_or(0);
+            offset = offset.saturating_add(u64::try_from(size).unwrap_or(u64::MAX));
         } else {
-            offset += size;
+            offset = offset.saturating_add(*size);
         }
     }
 
@@ -497,5 +512,43 @@ mod tests {
             let err = Gguf::open(&path).unwrap_err().to_string();
             assert!(err.contains("past the end"), "{err}");
         }
+    }
+
+    /// One tensor of one dimension list, no metadata.
+    fn one_tensor(dims: &[u64], ggml_type: u32, offset: u64) -> Vec<u8> {
+        let mut out = b"GGUF\x03\0\0\0".to_vec();
+        out.extend_from_slice(&1u64.to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes());
+        out.extend_from_slice(&1u64.to_le_bytes());
+        out.push(b't');
+        out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+        for d in dims {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        out.extend_from_slice(&ggml_type.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.resize(out.len().next_multiple_of(32) + 64, 0);
+        out
+    }
+
+    /// Found by the fuzzer (`tests/fuzz/crashes/gguf/`): dimensions whose
+    /// product overflows panicked, and an offset near `u64::MAX` wrapped
+    /// the end-of-file check around and passed it.
+    #[test]
+    fn dimensions_and_offsets_that_overflow_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        for (bytes, why) in [
+            (one_tensor(&[1 << 40, 1 << 40], 0, 0), "more elements"),
+            (one_tensor(&[32], TYPE_Q4_1, u64::MAX - 8), "past the end"),
+            (one_tensor(&[u64::MAX / 2], 0, 0), "past the end"),
+        ] {
+            std::fs::write(&path, &bytes).unwrap();
+            let err = Gguf::open(&path).unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        // And the same table with a sane tensor opens.
+        std::fs::write(&path, one_tensor(&[32], TYPE_Q4_1, 0)).unwrap();
+        assert_eq!(Gguf::open(&path).unwrap().q4_1_tensors(), 1);
     }
 }
