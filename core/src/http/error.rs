@@ -58,7 +58,7 @@ pub enum ApiError {
     #[error("{0}")]
     ContextLengthExceeded(crate::prompt::TooLong),
     #[error("{0}")]
-    BadAudio(jarvis_stt::AudioError),
+    BadAudio(jarvis_audio::AudioError),
     #[error("{0}")]
     Generation(String),
     #[error("internal error: {0}")]
@@ -80,7 +80,7 @@ impl ApiError {
             Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
             Self::ContextLengthExceeded(_) => StatusCode::BAD_REQUEST,
             Self::BadAudio(
-                jarvis_stt::AudioError::NotWav(_) | jarvis_stt::AudioError::Unsupported(_),
+                jarvis_audio::AudioError::NotWav(_) | jarvis_audio::AudioError::Unsupported(_),
             ) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BadAudio(_) => StatusCode::BAD_REQUEST,
             Self::Internal(_) | Self::Generation(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -101,8 +101,8 @@ impl ApiError {
             Self::ModelFailed { .. } => "model_failed",
             Self::ModelNotFound { .. } => "model_not_found",
             Self::ContextLengthExceeded(_) => "context_length_exceeded",
-            Self::BadAudio(jarvis_stt::AudioError::TooLong { .. }) => "audio_too_long",
-            Self::BadAudio(jarvis_stt::AudioError::Empty) => "audio_empty",
+            Self::BadAudio(jarvis_audio::AudioError::TooLong { .. }) => "audio_too_long",
+            Self::BadAudio(jarvis_audio::AudioError::Empty) => "audio_empty",
             Self::BadAudio(_) => "unsupported_audio_format",
             Self::Internal(_) => "internal",
             Self::Generation(_) => "generation_failed",

@@ -403,28 +403,18 @@ pub async fn transcriptions(
     let (model, engine) = match state.engines.stt() {
         Ok(ready) => ready,
         Err(unavailable) => {
-            while let Ok(Some(field)) = multipart.next_field().await {
-                if field.bytes().await.is_err() {
-                    break;
-                }
-            }
+            jarvis_audio::discard(&mut multipart).await;
             return Err(unavailable.into());
         }
     };
-    let (mut file, mut requested, mut format, mut language) = (None, None, None, None);
-    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
-        let name = field.name().unwrap_or_default().to_owned();
-        match name.as_str() {
-            "file" => file = Some(field.bytes().await.map_err(multipart_error)?),
-            "model" => requested = Some(field.text().await.map_err(multipart_error)?),
-            "response_format" => format = Some(field.text().await.map_err(multipart_error)?),
-            "language" => language = Some(field.text().await.map_err(multipart_error)?),
-            // prompt, temperature, timestamp_granularities: accepted, unused.
-            _ => {
-                let _ = field.bytes().await.map_err(multipart_error)?;
-            }
-        }
-    }
+    let jarvis_audio::TranscriptionForm {
+        file,
+        model: requested,
+        response_format: format,
+        language,
+    } = jarvis_audio::read_form(&mut multipart)
+        .await
+        .map_err(multipart_error)?;
     let file = file.ok_or_else(|| ApiError::BadRequest("the 'file' field is missing".into()))?;
     if let Some(requested) = requested
         && requested != model.name
@@ -441,7 +431,7 @@ pub async fn transcriptions(
             "response_format '{format}' is not supported (json, text, verbose_json)"
         )));
     }
-    let audio = tokio::task::spawn_blocking(move || jarvis_stt::decode_wav(&file))
+    let audio = tokio::task::spawn_blocking(move || jarvis_audio::decode_wav(&file))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(ApiError::BadAudio)?;

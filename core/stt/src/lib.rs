@@ -1,7 +1,8 @@
 //! Local speech-to-text for the Jarvis core: whisper.cpp (through
 //! `whisper-rs`) on a ggml model from the user-data folder.
 //!
-//! - [`audio`] turns an uploaded WAV into 16 kHz mono samples.
+//! - [`audio`] (from `jarvis-audio`) turns an uploaded WAV into 16 kHz
+//!   mono samples.
 //! - [`speech`] finds where the speech is, so silence is never encoded.
 //! - [`Transcriber`] holds one loaded model; each call gets its own
 //!   whisper state, so several transcriptions can run at once.
@@ -10,7 +11,7 @@
 //! before whisper.cpp reads it: whisper.cpp trusts its input, and a corrupt
 //! file must cost the user an error message, not the core process.
 
-pub mod audio;
+pub use jarvis_audio::wav as audio;
 pub mod speech;
 
 use std::path::{Path, PathBuf};
