@@ -462,40 +462,47 @@ impl Writer {
     }
 }
 
+/// The shape of a complete, tiny, valid model: one layer each, 4 states
+/// (for tests and fuzz seeds).
+pub fn tiny_hparams() -> Hparams {
+    Hparams {
+        n_vocab: 8,
+        n_audio_ctx: 4,
+        n_audio_state: 4,
+        n_audio_head: 2,
+        n_audio_layer: 1,
+        n_text_ctx: 4,
+        n_text_state: 4,
+        n_text_head: 2,
+        n_text_layer: 1,
+        n_mels: 2,
+        ftype: 1,
+    }
+}
+
+/// Writes a complete model of shape `hparams` with every weight 0.5 (for
+/// tests and fuzz seeds; keep the shape tiny).
+pub fn write_tiny(path: &Path, hparams: Hparams) -> std::io::Result<()> {
+    let mut w = Writer::new(File::create(path)?);
+    w.header(hparams)?;
+    w.mel_filters(2, 3, &[0.0; 6])?;
+    w.vocab(&[b"a".to_vec(), b" b".to_vec()])?;
+    for (name, (ne, f32_only)) in hparams.expected_tensors() {
+        let ne: Vec<usize> = ne.iter().map(|d| *d as usize).collect();
+        let values = vec![0.5; ne.iter().product()];
+        let storage = if f32_only { Storage::F32 } else { Storage::F16 };
+        w.tensor(&name, &ne, &values, storage)?;
+    }
+    w.finish()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
     use super::*;
 
-    /// A complete, tiny, valid model: one layer each, 4 states.
-    fn tiny_hparams() -> Hparams {
-        Hparams {
-            n_vocab: 8,
-            n_audio_ctx: 4,
-            n_audio_state: 4,
-            n_audio_head: 2,
-            n_audio_layer: 1,
-            n_text_ctx: 4,
-            n_text_state: 4,
-            n_text_head: 2,
-            n_text_layer: 1,
-            n_mels: 2,
-            ftype: 1,
-        }
-    }
-
     fn write_tiny(path: &Path, hparams: Hparams) {
-        let mut w = Writer::new(File::create(path).unwrap());
-        w.header(hparams).unwrap();
-        w.mel_filters(2, 3, &[0.0; 6]).unwrap();
-        w.vocab(&[b"a".to_vec(), b" b".to_vec()]).unwrap();
-        for (name, (ne, f32_only)) in hparams.expected_tensors() {
-            let ne: Vec<usize> = ne.iter().map(|d| *d as usize).collect();
-            let values = vec![0.5; ne.iter().product()];
-            let storage = if f32_only { Storage::F32 } else { Storage::F16 };
-            w.tensor(&name, &ne, &values, storage).unwrap();
-        }
-        w.finish().unwrap();
+        super::write_tiny(path, hparams).unwrap();
     }
 
     #[test]
