@@ -16,6 +16,15 @@ use crate::MigrationError;
 /// How many backups are kept; older ones are removed after a new one.
 pub const KEEP: usize = 5;
 const MANIFEST: &str = "backup.json";
+/// In the data folder while a restore's copies are being put in place.
+pub const RESTORE_JOURNAL: &str = "restore-journal.json";
+
+/// What a restore puts in place: enough to finish it after a crash.
+#[derive(Debug, Serialize, Deserialize)]
+struct RestoreJournal {
+    id: String,
+    roots: Vec<Root>,
+}
 
 /// A backup's manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +81,7 @@ impl Backups {
         reason: &str,
         paths: &[&str],
     ) -> Result<Backup, MigrationError> {
+        self.finish_interrupted_restore()?;
         create_private_dir_all("backups folder", &self.root)?;
         self.remove_incomplete();
         let now = jiff::Timestamp::now();
@@ -157,6 +167,7 @@ impl Backups {
     /// Puts the backed-up paths back exactly as they were (Redis must be
     /// stopped). Every file is checked against the manifest first.
     pub fn restore(&self, id: &str) -> Result<Backup, MigrationError> {
+        self.finish_interrupted_restore()?;
         let backup = self.get(id)?;
         let base = self.root.join(id).join("data");
         for file in &backup.files {
@@ -174,37 +185,97 @@ impl Backups {
                 )));
             }
         }
-        for root in &backup.roots {
+        // Every copy is made beside its target first, so running out of
+        // space (or being killed) here leaves the data as it was.
+        let prepared = self.prepare_restore(&backup, &base);
+        if let Err(error) = prepared {
+            for root in &backup.roots {
+                let _ = remove_any(&sibling(&self.data_dir.join(&root.path), "restore-new"));
+            }
+            return Err(error);
+        }
+        // From the journal on, the restore is finished even after a crash:
+        // every copy is complete, and what is left is renames.
+        let journal = RestoreJournal {
+            id: id.to_owned(),
+            roots: backup.roots.clone(),
+        };
+        write_atomic(
+            "restore journal",
+            &self.data_dir.join(RESTORE_JOURNAL),
+            &serde_json::to_vec(&journal).unwrap_or_default(),
+            Visibility::Normal,
+        )?;
+        jarvis_durable::checkpoint("restore:prepared");
+        self.finish_restore(&journal)?;
+        jarvis_durable::checkpoint("restore:files-copied");
+        tracing::info!(%id, "backup restored");
+        Ok(backup)
+    }
+
+    /// Copies each root of `backup` to `<root>.restore-new`, durably.
+    fn prepare_restore(&self, backup: &Backup, base: &Path) -> Result<(), MigrationError> {
+        for root in backup.roots.iter().filter(|r| r.existed) {
             let target = self.data_dir.join(&root.path);
-            let source = base.join(&root.path);
+            let fresh = sibling(&target, "restore-new");
+            remove_any(&fresh)?;
+            if let Some(parent) = fresh.parent() {
+                create_private_dir_all("data folder", parent)?;
+            }
+            copy_tree(&base.join(&root.path), &fresh, &root.path, &mut Vec::new())?;
+            if let Some(parent) = fresh.parent() {
+                sync_dir(parent).map_err(|e| file_error("flush", "data folder", parent, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the prepared copies in place (renames only; it runs again to
+    /// the same end after a crash), then removes the journal.
+    fn finish_restore(&self, journal: &RestoreJournal) -> Result<(), MigrationError> {
+        for root in &journal.roots {
+            let target = self.data_dir.join(&root.path);
+            let fresh = sibling(&target, "restore-new");
             let aside = sibling(&target, "restore-old");
-            remove_any(&aside)?;
-            if target.exists() {
+            let prepared = std::fs::symlink_metadata(&fresh).is_ok();
+            if (prepared || !root.existed) && std::fs::symlink_metadata(&target).is_ok() {
+                remove_any(&aside)?;
                 std::fs::rename(&target, &aside)
                     .map_err(|e| file_error("move aside", "data", &target, e))?;
             }
-            if root.existed {
-                if source.is_dir() {
-                    let fresh = sibling(&target, "restore-new");
-                    remove_any(&fresh)?;
-                    copy_tree(&source, &fresh, &root.path, &mut Vec::new())?;
-                    std::fs::rename(&fresh, &target)
-                        .map_err(|e| file_error("restore", "data", &target, e))?;
-                } else {
-                    if let Some(parent) = target.parent() {
-                        create_private_dir_all("data folder", parent)?;
-                    }
-                    copy_atomic("restored file", &source, &target)?;
-                }
+            if prepared {
+                std::fs::rename(&fresh, &target)
+                    .map_err(|e| file_error("restore", "data", &target, e))?;
             }
-            remove_any(&aside)?;
             if let Some(parent) = target.parent() {
                 sync_dir(parent).map_err(|e| file_error("flush", "data folder", parent, e))?;
             }
         }
-        jarvis_durable::checkpoint("restore:files-copied");
-        tracing::info!(%id, "backup restored");
-        Ok(backup)
+        for root in &journal.roots {
+            remove_any(&sibling(&self.data_dir.join(&root.path), "restore-old"))?;
+        }
+        remove_any(&self.data_dir.join(RESTORE_JOURNAL))?;
+        sync_dir(&self.data_dir)
+            .map_err(|e| file_error("flush", "data folder", &self.data_dir, e))?;
+        Ok(())
+    }
+
+    /// Finishes a restore that was interrupted after its copies were all
+    /// made (its journal is there); returns the backup's id. Run before
+    /// anything reads the data folder.
+    pub fn finish_interrupted_restore(&self) -> Result<Option<String>, MigrationError> {
+        let path = self.data_dir.join(RESTORE_JOURNAL);
+        let Some(bytes) = read_optional("restore journal", &path)? else {
+            return Ok(None);
+        };
+        let journal: RestoreJournal =
+            serde_json::from_slice(&bytes).map_err(|e| MigrationError::BadRestoreJournal {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+        tracing::warn!(id = %journal.id, "finishing a backup restore that was interrupted");
+        self.finish_restore(&journal)?;
+        Ok(Some(journal.id))
     }
 
     /// Removes all but the newest [`KEEP`] backups, never `keep_id`.

@@ -57,6 +57,7 @@ pub const CHECKPOINTS: &[&str] = &[
     "migrate:step-{id}:old-deleted",
     "migrate:step-{id}:config-written",
     "migrate:finished",
+    "restore:prepared",
     "restore:files-copied",
 ];
 
@@ -84,6 +85,11 @@ pub enum MigrationError {
 
     #[error("the backup '{id}' is damaged: {detail}; nothing was restored")]
     DamagedBackup { id: String, detail: String },
+
+    #[error(
+        "the journal of an interrupted restore, '{path}', is unreadable ({detail}); run `jarvis backup restore` again, then remove it"
+    )]
+    BadRestoreJournal { path: PathBuf, detail: String },
 
     #[error(
         "the data folder was written by data schema {found}, older than this Jarvis can migrate (from {OLDEST_SCHEMA_VERSION})"

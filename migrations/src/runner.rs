@@ -97,6 +97,9 @@ impl Migrator {
     /// so the steps can run again from a known state. Redis must be
     /// stopped. `None` when there was nothing to recover.
     pub fn recover(&self) -> Result<Option<Backup>, MigrationError> {
+        // A restore cut short after its copies were made is finished first
+        // (whether a person or a rollback started it).
+        self.backups().finish_interrupted_restore()?;
         let Some(journal) = Journal::load(&self.data_dir)? else {
             return Ok(None);
         };

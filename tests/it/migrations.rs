@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use jarvis_migrations::{CHECKPOINTS, CURRENT_SCHEMA_VERSION, MIGRATIONS};
 use jarvis_tests::{
-    TestHome, alive, fixture_versions, home_from_fixture, redis_keys, snapshot, wait_for,
+    TestHome, Tmpfs, alive, copy_dir, fixture_versions, home_from_fixture, redis_keys, snapshot,
+    wait_for,
 };
 use serde_json::Value;
 
@@ -121,17 +122,26 @@ fn kill9_at_every_migration_checkpoint_then_a_normal_launch_ends_migrated_and_in
 
 #[test]
 fn a_crash_while_rolling_back_is_rolled_back_again() {
-    let (home, expected) = home_from_fixture(1);
-    crash_at(&home, "migrate:step-2:verified");
-    assert!(home.path("migration-journal.json").exists());
-    crash_at(&home, "restore:files-copied");
-    let launcher = home.up();
-    assert!(
-        launcher.stderr().contains("rolled back"),
-        "{}",
-        launcher.stderr()
-    );
-    assert_migrated(&home, &expected);
+    for restore_checkpoint in CHECKPOINTS.iter().filter(|c| c.starts_with("restore:")) {
+        let (home, expected) = home_from_fixture(1);
+        crash_at(&home, "migrate:step-2:verified");
+        assert!(home.path("migration-journal.json").exists());
+        crash_at(&home, restore_checkpoint);
+        let launcher = home.up();
+        assert!(
+            launcher.stderr().contains("rolled back"),
+            "{restore_checkpoint}: {}",
+            launcher.stderr()
+        );
+        assert_migrated(&home, &expected);
+        let leftovers: Vec<_> = std::fs::read_dir(home.data_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".restore-") || n.contains("journal"))
+            .collect();
+        assert!(leftovers.is_empty(), "{restore_checkpoint}: {leftovers:?}");
+    }
 }
 
 /// Runs `jarvis up` until it kills itself at `checkpoint`, and waits for its
@@ -314,4 +324,85 @@ fn only_the_newest_backups_are_kept() {
     let list: Value =
         serde_json::from_str(&home.run(&["backup", "list", "--json"]).stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 5);
+}
+
+/// Issue 16's faults: a full disk while the data migrates (its backup
+/// first), while a backup is made and while one is restored, with the disk
+/// filled to several levels so that the space runs out at different
+/// points. Each command either completes or fails saying the disk is full,
+/// and once space is freed the same command completes with the memory
+/// exactly the fixture's: nothing is lost at any level.
+#[test]
+fn a_full_disk_during_migration_backup_and_restore_loses_nothing() {
+    for slack_kib in [0u64, 24, 96, 384] {
+        let (home, expected) = home_from_fixture(1);
+        // The data folder on a small disk of its own.
+        let fixture = home.scratch().join("fixture");
+        copy_dir(&home.data_dir(), &fixture);
+        let Some(disk) = Tmpfs::mount_at(&home.data_dir(), 8) else {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return;
+        };
+        copy_dir(&fixture, &home.data_dir());
+        let ballast = home.path("ballast.bin");
+        let full = |what: &str, out: &jarvis_tests::Output| {
+            if !out.status.success() {
+                assert!(
+                    out.stderr.contains("space") || out.stderr.contains("full"),
+                    "{what} at {slack_kib} KiB free failed without saying the disk is full: {}",
+                    out.stderr
+                );
+            }
+        };
+
+        disk.fill(&ballast, slack_kib * 1024);
+        let migrated = home.run(&["migrate", "run"]);
+        full("the migration", &migrated);
+        std::fs::remove_file(&ballast).unwrap();
+        if !migrated.status.success() {
+            assert!(home.run(&["migrate", "run"]).status.success());
+        }
+        let mut launcher = home.up();
+        assert_migrated(&home, &expected);
+        launcher.terminate();
+
+        disk.fill(&ballast, slack_kib * 1024);
+        let backed_up = home.run(&["backup", "create", "--json"]);
+        full("a backup", &backed_up);
+        std::fs::remove_file(&ballast).unwrap();
+        let list: Value =
+            serde_json::from_str(&home.run(&["backup", "list", "--json"]).stdout).unwrap();
+        let complete = list.as_array().unwrap().len();
+        assert_eq!(
+            complete,
+            1 + usize::from(backed_up.status.success()),
+            "the migration's backup, and this one only if it completed"
+        );
+        let id = list[0]["id"].as_str().unwrap().to_owned();
+
+        let config = std::fs::read(home.path("config.json")).unwrap();
+        let redis = snapshot(&home.path("redis"));
+        disk.fill(&ballast, slack_kib * 1024);
+        let restored = home.run(&["backup", "restore", &id]);
+        full("a restore", &restored);
+        if !restored.status.success() {
+            assert_eq!(
+                (
+                    std::fs::read(home.path("config.json")).unwrap(),
+                    snapshot(&home.path("redis"))
+                ),
+                (config, redis),
+                "a failed restore changed the data"
+            );
+        }
+        std::fs::remove_file(&ballast).unwrap();
+        assert!(
+            home.run(&["backup", "restore", &id]).status.success(),
+            "a restore with space after one without"
+        );
+        // The migration's backup holds the schema-1 folder: restored, it
+        // migrates again to exactly the fixture's memory.
+        let _launcher = home.up();
+        assert_migrated(&home, &expected);
+    }
 }

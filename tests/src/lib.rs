@@ -902,22 +902,47 @@ pub mod catalog {
 #[derive(Debug)]
 pub struct Tmpfs {
     pub path: PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Tmpfs {
     pub fn mount(mib: u32) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
+        let mut disk = Self::mount_at(dir.path(), mib)?;
+        disk._dir = Some(dir);
+        Some(disk)
+    }
+
+    /// A small disk mounted over the (existing, empty) folder `path`.
+    pub fn mount_at(path: &Path, mib: u32) -> Option<Self> {
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir.path())
+            .arg(path)
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         ok.then(|| Self {
-            path: dir.path().to_owned(),
-            _dir: dir,
+            path: path.to_owned(),
+            _dir: None,
         })
+    }
+
+    /// Fills the disk with `file` until only `slack` bytes are free (about:
+    /// tmpfs counts in pages).
+    pub fn fill(&self, file: &Path, slack: u64) {
+        use std::io::Write as _;
+        let mut out = std::fs::File::create(file).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        let mut written = 0u64;
+        loop {
+            match out.write(&block) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => panic!("filling {}: {e}", file.display()),
+            }
+        }
+        out.set_len(written.saturating_sub(slack)).unwrap();
     }
 }
 
@@ -1129,19 +1154,28 @@ pub fn running_version(home: &TestHome) -> String {
 /// Every file under `dir` (relative path) with its SHA-256; empty when
 /// `dir` does not exist. Two equal snapshots mean byte-identical trees.
 pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, jarvis_download::Sha256Digest> {
-    let mut out = std::collections::BTreeMap::new();
+    files_under(dir)
+        .into_iter()
+        .map(|path| {
+            let rel = path.strip_prefix(dir).unwrap().display().to_string();
+            (rel, jarvis_download::Sha256Digest::of_file(&path).unwrap())
+        })
+        .collect()
+}
+
+/// Every file under `dir` (not folders); empty when `dir` does not exist.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
         for entry in entries.flatten() {
-            let path = entry.path();
             if entry.file_type().unwrap().is_dir() {
-                stack.push(path);
+                stack.push(entry.path());
             } else {
-                let rel = path.strip_prefix(dir).unwrap().display().to_string();
-                out.insert(rel, jarvis_download::Sha256Digest::of_file(&path).unwrap());
+                out.push(entry.path());
             }
         }
     }
