@@ -763,6 +763,140 @@ fn a_killed_update_download_resumes_and_leftovers_are_cleaned() {
     assert_eq!(left, [".staging-3.0.0"], "{}", launcher.stderr());
 }
 
+/// Issue 16's faults: the feed changes while an update downloads. The
+/// publisher re-releases 2.0.0 with other bytes, overwriting the files
+/// the running download reads from (the worst case: the stream mixes old
+/// and new bytes). The first apply must end in a verified 2.0.0 or in a
+/// clear error with 1.0.0 still current; the next apply installs the
+/// release the feed now offers, never a mix, and the data is untouched.
+#[test]
+fn a_feed_that_changes_mid_download_never_installs_a_mix() {
+    let shop = Workshop::new();
+    let (home, id) = installed_v1(&shop);
+    let models = snapshot(&home.path("models"));
+    let v2 = shop.bundle("2.0.0", false);
+    shop.release("feed-current", &v2, &[], &[], &shop.key());
+    let original = std::fs::read(v2.join("jarvis-core")).unwrap();
+    let served_core = jarvis_tests::files_under(&shop.path("feed-current"))
+        .into_iter()
+        .find(|p| p.ends_with("files/2.0.0/jarvis-core"))
+        .expect("the release serves the core");
+
+    shop.server.set_rate_limit(40 * 1024 * 1024);
+    let partial = shop.path("install/resources/app/.staging-2.0.0/jarvis-core.partial");
+    let child = home
+        .jarvis(&["update", "apply", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "part of the core downloaded",
+        || (std::fs::metadata(&partial).ok()?.len() > 20 * 1024 * 1024).then_some(()),
+    );
+    // The re-release: a core with other bytes, written over the served
+    // file in place (the open download reads on into the new bytes), and
+    // a new signed manifest for it.
+    let mut republished = std::fs::read(core_bin()).unwrap();
+    republished.extend_from_slice(b"jarvis build 2.0.0, republished");
+    std::fs::write(&served_core, &republished).unwrap();
+    let v2b = shop.bundle_of("2.0.0", &republished, &[]);
+    shop.release("feed-current", &v2b, &[], &[], &shop.key());
+    shop.server.set_rate_limit(0);
+
+    let first = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&first.stderr);
+    let current = std::fs::read_to_string(shop.path("install/resources/app/current")).unwrap();
+    eprintln!(
+        "the apply the feed changed under: {:?}, {said}",
+        first.status
+    );
+    if first.status.success() {
+        assert_eq!(current.trim(), "2.0.0", "{said}");
+    } else {
+        assert_eq!(current.trim(), "1.0.0", "a failed apply switched: {said}");
+        assert!(
+            said.contains("checksum") || said.contains("does not match"),
+            "the failure says what happened: {said}"
+        );
+        let applied = json(&home.run(&["update", "apply", "--json"]));
+        assert_eq!(applied["version"], "2.0.0", "{applied}");
+    }
+    // Whatever was installed is exactly one signed release's bytes.
+    let installed = std::fs::read(shop.path("install/resources/app/2.0.0/jarvis-core")).unwrap();
+    assert!(
+        installed == original || installed == republished,
+        "the installed core is a mix of two releases"
+    );
+    let _launcher = home.up();
+    assert_eq!(running_version(&home), "2.0.0");
+    assert_data_intact(&home, &id, &models);
+}
+
+/// Issue 16's faults: the clock moves past the manifests' expiry while
+/// Jarvis runs (libfaketime, re-reading its offset from a file). Expiry
+/// guards updates, never launches: the running Jarvis keeps serving, an
+/// update whose manifest has expired is refused with the reason and
+/// changes nothing, and the installed version, whose own manifest has
+/// expired too, starts again with the data intact.
+#[test]
+fn a_clock_past_the_manifests_expiry_stops_updates_never_launches() {
+    let faketime = Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1");
+    assert!(faketime.is_file(), "scripts/setup installs faketime");
+    let shop = Workshop::new();
+    let (home, id) = installed_v1(&shop);
+    let models = snapshot(&home.path("models"));
+    let v2 = shop.bundle("2.0.0", false);
+    shop.release(
+        "feed-current",
+        &v2,
+        &[],
+        &["--expires-in-days", "2"],
+        &shop.key(),
+    );
+    let clock = home.scratch().join("faketime");
+    std::fs::write(&clock, "+0d\n").unwrap();
+    home.set_env("LD_PRELOAD", faketime.to_str().unwrap());
+    home.set_env("FAKETIME_TIMESTAMP_FILE", clock.to_str().unwrap());
+    home.set_env("FAKETIME_NO_CACHE", "1");
+    // Timeouts and intervals keep real time.
+    home.set_env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    // The redis-server Linux bundles ship: Debian's own links jemalloc,
+    // whose start-up clock calls libfaketime cannot serve.
+    home.set_env(
+        env::REDIS_SERVER,
+        jarvis_tests::bundled_redis_server().to_str().unwrap(),
+    );
+
+    let launcher = home.up();
+    // Past v2's expiry (2 days) and v1's (90 days), with Jarvis running.
+    std::fs::write(&clock, "+120d\n").unwrap();
+    let date = Command::new("date")
+        .arg("+%s")
+        .env("LD_PRELOAD", faketime)
+        .env("FAKETIME_TIMESTAMP_FILE", &clock)
+        .env("FAKETIME_NO_CACHE", "1")
+        .output()
+        .unwrap();
+    let faked: i64 = String::from_utf8_lossy(&date.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        faked > jiff::Timestamp::now().as_second() + 100 * 86_400,
+        "the clock did not move"
+    );
+    assert_eq!(home.api().messages(&id).unwrap(), vec!["remember me"]);
+    assert_refused(&shop, &home, &["update", "check"], "expired");
+    drop(launcher);
+    assert_refused(&shop, &home, &["update", "apply", "--json"], "expired");
+
+    let _launcher = home.up();
+    assert_eq!(running_version(&home), "1.0.0");
+    assert_data_intact(&home, &id, &models);
+}
+
 /// Finding 9 of issue 16: the staged-rollout bucket was drawn again at
 /// every check (it was never saved when nothing was installed), so every
 /// install got into a 10 % rollout within a few checks. Now it is drawn
