@@ -196,7 +196,7 @@ impl Supervisor {
         loop {
             let log = self.paths.logs_dir.join("redis.log");
             let Some(delay) = self.redis_restarts.record() else {
-                return Err(give_up("redis-server", &log));
+                return Err(give_up("redis-server", &log, &self.paths.data_dir));
             };
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -222,7 +222,7 @@ impl Supervisor {
         loop {
             let spec = self.core.spec().clone();
             let Some(delay) = self.core_restarts.record() else {
-                return Err(give_up("jarvis-core", &spec.log_file));
+                return Err(give_up("jarvis-core", &spec.log_file, &self.paths.data_dir));
             };
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -326,7 +326,25 @@ fn child_record(
     }
 }
 
-fn give_up(name: &str, log: &std::path::Path) -> anyhow::Error {
+/// Free space below which a child's failures are put down to a full disk.
+const DISK_FULL_BELOW: u64 = 1024 * 1024;
+
+fn give_up(name: &str, log: &std::path::Path, data_dir: &std::path::Path) -> anyhow::Error {
+    // Redis cannot write its append-only file (it exits rather than
+    // acknowledge a write it cannot keep) or even its configuration: say
+    // what the person can do about it.
+    if let Ok(free) = fs4::available_space(data_dir)
+        && free < DISK_FULL_BELOW
+    {
+        return hinted(
+            format!(
+                "the disk that holds your data ({}) is full ({} free), so {name} could not keep running and Jarvis stopped; everything it had saved is kept",
+                data_dir.display(),
+                jarvis_download::human_bytes(free)
+            ),
+            "free some space on that disk, then start Jarvis again",
+        );
+    }
     hinted(
         format!(
             "{name} failed {MAX_RESTARTS} times within {}s, so Jarvis stopped; its log ({}) ends with:\n{}",

@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use jarvis_tests::{Signal, TestHome, alive, processes_in, signal, wait_for};
+use jarvis_tests::{Signal, TestHome, Tmpfs, alive, processes_in, signal, wait_for};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -112,4 +112,84 @@ fn an_orphaned_redis_on_the_data_folder_is_stopped_before_a_new_one_starts() {
         home.api().messages(&id).unwrap(),
         vec!["kept by the orphan"]
     );
+}
+
+/// Issue 16's faults: the disk fills while messages are written. A write
+/// the disk cannot take is never acknowledged, every acknowledged message
+/// stays, Jarvis stops saying the disk is full, and once space is freed
+/// it starts again with nothing lost.
+#[test]
+fn a_full_disk_under_chat_load_acknowledges_nothing_it_cannot_keep() {
+    let home = TestHome::new();
+    std::fs::create_dir_all(home.data_dir()).unwrap();
+    let Some(disk) = Tmpfs::mount_at(&home.data_dir(), 64) else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let mut launcher = home.up();
+    let id = home.api().create_conversation();
+    let mut acknowledged = Vec::new();
+    let write = |api: &jarvis_tests::Api, text: String, acknowledged: &mut Vec<String>| {
+        let status = api.try_add_message(&id, "user", &text);
+        if status == Some(201) {
+            acknowledged.push(text);
+        }
+        status
+    };
+    let api = home.api();
+    for i in 0..10 {
+        assert_eq!(
+            write(&api, format!("before {i}"), &mut acknowledged),
+            Some(201)
+        );
+    }
+
+    let ballast = home.path("ballast.bin");
+    disk.fill(&ballast, 0);
+    let mut refused = 0;
+    for i in 0..20 {
+        match write(&api, format!("while full {i}"), &mut acknowledged) {
+            Some(201) => {}
+            Some(status) => {
+                assert!(status >= 500, "a full disk answered {status}");
+                refused += 1;
+            }
+            None => refused += 1,
+        }
+    }
+    assert!(refused > 0, "a full disk acknowledged every write");
+    // Redis exits rather than acknowledge what it cannot keep, cannot
+    // start again, and the launcher stops saying why.
+    launcher.wait_exit(SETTLE);
+    assert!(
+        launcher.stderr().contains("is full"),
+        "{}",
+        launcher.stderr()
+    );
+
+    std::fs::remove_file(&ballast).unwrap();
+    let mut launcher = home.up();
+    let api = home.api();
+    assert_eq!(
+        write(
+            &api,
+            "after the disk was freed".to_owned(),
+            &mut acknowledged
+        ),
+        Some(201)
+    );
+    let in_order = |messages: &[String]| {
+        let mut rest = messages.iter();
+        acknowledged.iter().all(|a| rest.any(|m| m == a))
+    };
+    let messages = api.messages(&id).unwrap();
+    assert!(
+        in_order(&messages),
+        "acknowledged {acknowledged:?}, kept {messages:?}"
+    );
+
+    launcher.terminate();
+    let _launcher = home.up();
+    let messages = home.api().messages(&id).unwrap();
+    assert!(in_order(&messages), "after a restart: {messages:?}");
 }
