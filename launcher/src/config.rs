@@ -66,6 +66,10 @@ impl AppConfig {
             Ok(config) => config,
             Err(error) => Self::replace_corrupt(paths, &error.to_string())?,
         };
+        // Folders from before the record, and restored ones, get it here.
+        if jarvis_migrations::recorded_schema(&paths.data_dir) != Some(config.schema_version) {
+            jarvis_migrations::record_schema(&paths.data_dir, config.schema_version)?;
+        }
         Ok(Some(config))
     }
 
@@ -82,11 +86,15 @@ impl AppConfig {
         };
         // The version check comes first and needs only the one field, so a
         // newer Jarvis's config is refused, never "repaired".
+        // An unreadable config falls back to the second record of the
+        // schema (`data-schema`).
         let raw: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
-        let version = raw
-            .as_ref()
-            .and_then(|v| v.get("schema_version"))
-            .and_then(serde_json::Value::as_u64);
+        let version = match &raw {
+            Some(value) => value
+                .get("schema_version")
+                .and_then(serde_json::Value::as_u64),
+            None => jarvis_migrations::recorded_schema(&paths.data_dir).map(u64::from),
+        };
         if let Some(version) = version
             && version > u64::from(CURRENT_SCHEMA_VERSION)
         {
@@ -105,8 +113,9 @@ impl AppConfig {
 
     /// Keeps a config file that cannot be read as `config.json.corrupt-<time>`
     /// and writes defaults. Where the folder already holds memory, the
-    /// defaults claim the oldest data schema, so the migrations (which are
-    /// safe to run on migrated data) bring it up to date.
+    /// defaults claim the schema recorded in `data-schema`, or, in a folder
+    /// from before that record, the oldest data schema (the migrations are
+    /// safe to run on migrated data).
     fn replace_corrupt(paths: &AppPaths, problem: &str) -> anyhow::Result<Self> {
         let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
         let aside = paths
@@ -123,7 +132,8 @@ impl AppConfig {
             .iter()
             .any(|name| paths.redis_dir.join(name).exists());
         if has_memory {
-            config.schema_version = jarvis_migrations::OLDEST_SCHEMA_VERSION;
+            config.schema_version = jarvis_migrations::recorded_schema(&paths.data_dir)
+                .unwrap_or(jarvis_migrations::OLDEST_SCHEMA_VERSION);
         }
         config.save(paths)?;
         eprintln!(
@@ -143,6 +153,7 @@ impl AppConfig {
             text.as_bytes(),
             Visibility::OwnerOnly,
         )?;
+        jarvis_migrations::record_schema(&paths.data_dir, self.schema_version)?;
         Ok(())
     }
 }

@@ -30,12 +30,14 @@ mod journal;
 mod m002_conversation_index;
 mod registry;
 mod runner;
+mod schema_record;
 mod step;
 
 pub use backup::{Backup, BackupFile, Backups};
 pub use journal::Journal;
 pub use registry::MIGRATIONS;
 pub use runner::{Migrator, RunReport, StepReport};
+pub use schema_record::{SCHEMA_RECORD, record_schema, recorded_schema};
 pub use step::{Migration, MigrationContext, Touch};
 
 use std::path::PathBuf;

@@ -130,7 +130,7 @@ impl Migrator {
             return Ok(report);
         }
 
-        let mut paths: Vec<&str> = vec!["config.json"];
+        let mut paths: Vec<&str> = vec!["config.json", crate::SCHEMA_RECORD];
         for touch in steps.iter().flat_map(|m| m.touches) {
             match touch {
                 Touch::File(p) | Touch::Folder(p) => paths.push(p),
@@ -213,6 +213,7 @@ impl Migrator {
         let mut text = serde_json::to_vec_pretty(&value).unwrap_or_default();
         text.push(b'\n');
         write_atomic("config file", &path, &text, Visibility::OwnerOnly)?;
+        crate::record_schema(&self.data_dir, version)?;
         Ok(())
     }
 

@@ -233,6 +233,53 @@ fn a_corrupt_config_is_kept_aside_and_the_app_starts_with_its_memory() {
     assert_migrated(&home, &expected);
 }
 
+/// Finding 12 of issue 16: a corrupt config beside memory was taken for
+/// schema 1, so migrated memory was "migrated" again, and a folder a newer
+/// Jarvis wrote was not recognised as newer. `data-schema` records the
+/// schema a second time.
+#[test]
+fn a_corrupt_config_keeps_the_schema_its_memory_is_in() {
+    let (home, expected) = home_from_fixture(1);
+    let mut launcher = home.up();
+    assert_migrated(&home, &expected);
+    launcher.terminate();
+    assert_eq!(
+        std::fs::read_to_string(home.path("data-schema"))
+            .unwrap()
+            .trim(),
+        CURRENT_SCHEMA_VERSION.to_string()
+    );
+
+    std::fs::write(home.path("config.json"), b"{\"schema_version\": ").unwrap();
+    let mut launcher = home.up();
+    let said = launcher.stderr();
+    assert!(said.contains("was not valid"), "{said}");
+    assert!(!said.contains("Data migrated"), "migrated again: {said}");
+    assert_migrated(&home, &expected);
+    let backups: Value =
+        serde_json::from_str(&home.run(&["backup", "list", "--json"]).stdout).unwrap();
+    assert_eq!(
+        backups.as_array().unwrap().len(),
+        1,
+        "no second migration backup"
+    );
+    launcher.terminate();
+
+    // A newer Jarvis's folder with a damaged config is refused untouched.
+    std::fs::write(home.path("data-schema"), b"99\n").unwrap();
+    std::fs::write(home.path("config.json"), b"not json").unwrap();
+    let before = snapshot(&home.data_dir());
+    let out = home.run(&["up", "--no-browser"]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains("written by a newer Jarvis (data schema 99)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(snapshot(&home.data_dir()), before);
+}
+
 #[test]
 fn restoring_a_backup_brings_back_the_exact_files_and_memory() {
     let home = TestHome::new();

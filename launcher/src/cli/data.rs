@@ -185,7 +185,12 @@ pub async fn backup(paths: &AppPaths, command: BackupCommand) -> anyhow::Result<
                 &format!("manual-schema{schema}"),
                 schema,
                 "manual",
-                &["config.json", "redis/dump.rdb", "redis/appendonlydir"],
+                &[
+                    "config.json",
+                    jarvis_migrations::SCHEMA_RECORD,
+                    "redis/dump.rdb",
+                    "redis/appendonlydir",
+                ],
             )?;
             backups.prune(&backup.id)?;
             if json {
