@@ -183,6 +183,19 @@ fn a_newer_schema_is_refused_and_the_folder_stays_byte_identical() {
         br#"{"schema_version": 99, "core_port": 0, "a_future_setting": [1, 2]}"#,
     )
     .unwrap();
+    let out = assert_refused_as_schema_99(&home);
+    assert!(
+        out.stderr
+            .contains(&format!("up to schema {CURRENT_SCHEMA_VERSION}")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("backup restore"), "{}", out.stderr);
+}
+
+/// `jarvis up` refuses the folder as a newer Jarvis's (schema 99) and
+/// leaves it byte-identical.
+fn assert_refused_as_schema_99(home: &TestHome) -> jarvis_tests::Output {
     let before = snapshot(&home.data_dir());
     let out = home.run(&["up", "--no-browser"]);
     assert!(!out.status.success());
@@ -192,14 +205,8 @@ fn a_newer_schema_is_refused_and_the_folder_stays_byte_identical() {
         "{}",
         out.stderr
     );
-    assert!(
-        out.stderr
-            .contains(&format!("up to schema {CURRENT_SCHEMA_VERSION}")),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("backup restore"), "{}", out.stderr);
     assert_eq!(snapshot(&home.data_dir()), before);
+    out
 }
 
 #[test]
@@ -268,16 +275,7 @@ fn a_corrupt_config_keeps_the_schema_its_memory_is_in() {
     // A newer Jarvis's folder with a damaged config is refused untouched.
     std::fs::write(home.path("data-schema"), b"99\n").unwrap();
     std::fs::write(home.path("config.json"), b"not json").unwrap();
-    let before = snapshot(&home.data_dir());
-    let out = home.run(&["up", "--no-browser"]);
-    assert!(!out.status.success());
-    assert!(
-        out.stderr
-            .contains("written by a newer Jarvis (data schema 99)"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(snapshot(&home.data_dir()), before);
+    assert_refused_as_schema_99(&home);
 }
 
 #[test]

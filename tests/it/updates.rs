@@ -706,19 +706,7 @@ fn a_killed_update_download_resumes_and_leftovers_are_cleaned() {
     shop.release("feed-current", &v2, &[], &[], &shop.key());
     let total = folder_size(&v2);
 
-    shop.server.set_rate_limit(40 * 1024 * 1024);
-    let partial = shop.path("install/resources/app/.staging-2.0.0/jarvis-core.partial");
-    let mut child = home
-        .jarvis(&["update", "apply", "--json"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(
-        Duration::from_secs(60),
-        "part of the core downloaded",
-        || (std::fs::metadata(&partial).ok()?.len() > 20 * 1024 * 1024).then_some(()),
-    );
+    let (mut child, partial) = apply_with_the_core_partly_downloaded(&shop, &home);
     child.kill().unwrap();
     child.wait().unwrap();
     let kept = std::fs::metadata(&partial).unwrap().len();
@@ -782,19 +770,7 @@ fn a_feed_that_changes_mid_download_never_installs_a_mix() {
         .find(|p| p.ends_with("files/2.0.0/jarvis-core"))
         .expect("the release serves the core");
 
-    shop.server.set_rate_limit(40 * 1024 * 1024);
-    let partial = shop.path("install/resources/app/.staging-2.0.0/jarvis-core.partial");
-    let child = home
-        .jarvis(&["update", "apply", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(
-        Duration::from_secs(60),
-        "part of the core downloaded",
-        || (std::fs::metadata(&partial).ok()?.len() > 20 * 1024 * 1024).then_some(()),
-    );
+    let (child, _) = apply_with_the_core_partly_downloaded(&shop, &home);
     // The re-release: a core with other bytes, written over the served
     // file in place (the open download reads on into the new bytes), and
     // a new signed manifest for it.
@@ -895,6 +871,29 @@ fn a_clock_past_the_manifests_expiry_stops_updates_never_launches() {
     let _launcher = home.up();
     assert_eq!(running_version(&home), "1.0.0");
     assert_data_intact(&home, &id, &models);
+}
+
+/// Starts `jarvis update apply` of 2.0.0 with the server throttled to
+/// 40 MB/s and returns once 20 MB of the core are in its partial file
+/// (the child, its output piped, and the partial's path).
+fn apply_with_the_core_partly_downloaded(
+    shop: &Workshop,
+    home: &TestHome,
+) -> (std::process::Child, PathBuf) {
+    shop.server.set_rate_limit(40 * 1024 * 1024);
+    let partial = shop.path("install/resources/app/.staging-2.0.0/jarvis-core.partial");
+    let child = home
+        .jarvis(&["update", "apply", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "part of the core downloaded",
+        || (std::fs::metadata(&partial).ok()?.len() > 20 * 1024 * 1024).then_some(()),
+    );
+    (child, partial)
 }
 
 /// Finding 9 of issue 16: the staged-rollout bucket was drawn again at
