@@ -104,7 +104,12 @@ impl Backups {
                 existed,
             });
             if existed {
-                copy_tree(&source, &staging.join("data").join(path), path, &mut files)?;
+                copy_tree(
+                    &source,
+                    &staging.join("data").join(path),
+                    path,
+                    Some(&mut files),
+                )?;
             }
         }
         let backup = Backup {
@@ -222,7 +227,8 @@ impl Backups {
             if let Some(parent) = fresh.parent() {
                 create_private_dir_all("data folder", parent)?;
             }
-            copy_tree(&base.join(&root.path), &fresh, &root.path, &mut Vec::new())?;
+            // The backup's files were checked against its manifest above.
+            copy_tree(&base.join(&root.path), &fresh, &root.path, None)?;
             if let Some(parent) = fresh.parent() {
                 sync_dir(parent).map_err(|e| file_error("flush", "data folder", parent, e))?;
             }
@@ -312,11 +318,14 @@ impl Backups {
     }
 }
 
+/// Copies `source` (a file or a folder) to `target`, each file atomically
+/// and durably; with `files`, records each copy's size and SHA-256 there
+/// (a backup's manifest).
 fn copy_tree(
     source: &Path,
     target: &Path,
     relative: &str,
-    files: &mut Vec<BackupFile>,
+    mut files: Option<&mut Vec<BackupFile>>,
 ) -> Result<(), MigrationError> {
     let meta =
         std::fs::symlink_metadata(source).map_err(|e| file_error("read", "data", source, e))?;
@@ -333,7 +342,7 @@ fn copy_tree(
                 &entry.path(),
                 &target.join(&name),
                 &format!("{relative}/{name}"),
-                files,
+                files.as_deref_mut(),
             )?;
         }
         sync_dir(target).map_err(|e| file_error("flush", "backup folder", target, e))?;
@@ -342,13 +351,15 @@ fn copy_tree(
             create_private_dir_all("backup folder", parent)?;
         }
         let size = copy_atomic("backup copy", source, target)?;
-        let sha256 = Sha256Digest::of_file(target)
-            .map_err(|e| file_error("read", "backup copy", target, e))?;
-        files.push(BackupFile {
-            path: relative.to_owned(),
-            size,
-            sha256,
-        });
+        if let Some(files) = files {
+            let sha256 = Sha256Digest::of_file(target)
+                .map_err(|e| file_error("read", "backup copy", target, e))?;
+            files.push(BackupFile {
+                path: relative.to_owned(),
+                size,
+                sha256,
+            });
+        }
     }
     Ok(())
 }

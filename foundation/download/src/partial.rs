@@ -338,7 +338,7 @@ impl Partial {
         // boundary; waiting for it here bounds what a bad chunk costs (it
         // and the one after it) and how far checkpoints trail.
         if !self.pending.is_empty() {
-            self.collect_verdicts_keeping(spec, url, 0)?;
+            self.collect_verdicts(spec, url, true)?;
         }
         let chunk = match (&self.chunk, &spec.chunks) {
             (Some(worker), Some(chunks)) => Some((
@@ -356,26 +356,15 @@ impl Partial {
     }
 
     /// Acts on the boundaries whose answers are in, oldest first; with
-    /// `block`, waits for all of them (the end of an attempt).
+    /// `block`, waits for all of them (the end of an attempt, or the
+    /// previous boundary's answers when the next is marked).
     pub(crate) fn collect_verdicts(
         &mut self,
         spec: &FileSpec,
         url: &str,
         block: bool,
     ) -> Result<(), DownloadError> {
-        self.collect_verdicts_keeping(spec, url, if block { 0 } else { usize::MAX })
-    }
-
-    /// Acts on the boundaries whose answers are in, oldest first, waiting
-    /// for answers while more than `keep` boundaries are pending.
-    fn collect_verdicts_keeping(
-        &mut self,
-        spec: &FileSpec,
-        url: &str,
-        keep: usize,
-    ) -> Result<(), DownloadError> {
         loop {
-            let block = self.pending.len() > keep;
             let Some(front) = self.pending.front_mut() else {
                 return Ok(());
             };
