@@ -1,7 +1,8 @@
 //! The core's configuration, read once from the environment.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use jarvis_protocol::env;
 
@@ -16,10 +17,86 @@ pub enum ConfigError {
     NotAFolder { var: &'static str, path: PathBuf },
     #[error("{var} is '{value}', which is not a loopback address like 127.0.0.1:0")]
     BadAddress { var: &'static str, value: String },
+    #[error("{var} is '{value}', which is not an address like 0.0.0.0:8080")]
+    BadServerAddress { var: &'static str, value: String },
+    #[error("{var} is '{value}'; use 'desktop' or 'server'")]
+    BadDeployment { var: &'static str, value: String },
+    #[error("{var} holds '{value}', which is not an IP address or a CIDR range like 10.0.0.0/8")]
+    BadProxy { var: &'static str, value: String },
+    #[error("{var} is '{value}', which is not a whole number")]
+    BadNumber { var: &'static str, value: String },
+    #[error("{var} holds '{value}', which is not an origin like https://app.example")]
+    BadOrigin { var: &'static str, value: String },
     #[error("{0} is empty; a per-launch API token is required")]
     EmptyToken(&'static str),
     #[error("{var} is '{value}', which is not the number of an inherited file descriptor")]
     BadDescriptor { var: &'static str, value: String },
+}
+
+/// How the core is deployed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deployment {
+    /// Started by the launcher on a person's computer: one per-launch
+    /// token, loopback only, the launcher's Redis.
+    Desktop,
+    /// One of N stateless replicas behind a load balancer, serving many
+    /// users with API keys.
+    Server(ServerSettings),
+}
+
+/// What server mode adds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// `Host` values accepted (lowercase); `None`: any.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Origins browsers may call from (CORS).
+    pub allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpRange>,
+    /// Requests per user per minute over all replicas; 0: no limit.
+    pub rate_limit_per_minute: u32,
+    /// How long a stopping replica lets running turns finish.
+    pub drain: Duration,
+}
+
+/// An address range: an address and how many leading bits must match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    addr: IpAddr,
+    bits: u8,
+}
+
+impl IpRange {
+    /// `10.0.0.1`, `10.0.0.0/8`, `::1` or `fd00::/8`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (addr, bits) = match text.split_once('/') {
+            Some((addr, bits)) => (addr.parse::<IpAddr>().ok()?, Some(bits.parse::<u8>().ok()?)),
+            None => (text.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = bits.unwrap_or(max);
+        (bits <= max).then_some(Self { addr, bits })
+    }
+
+    /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as
+    /// its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let prefix = |a: u128, b: u128, width: u32| {
+            let bits = u32::from(self.bits);
+            bits == 0 || (a ^ b) >> (width - bits) == 0
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix(u128::from(u32::from(net)), u128::from(u32::from(ip)), 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix(u128::from(net), u128::from(ip), 128),
+            _ => false,
+        }
+    }
 }
 
 /// Everything the core needs to start.
@@ -28,6 +105,12 @@ pub struct CoreConfig {
     pub data_dir: PathBuf,
     pub models_dir: PathBuf,
     pub redis_url: String,
+    /// The CA of a `rediss://` server's certificate (PEM).
+    pub redis_ca_file: Option<PathBuf>,
+    /// Treat a single Redis URL as a cluster seed.
+    pub redis_cluster: bool,
+    pub deployment: Deployment,
+    /// Desktop mode's per-launch token (empty in server mode).
     pub api_token: String,
     pub listen: SocketAddr,
     /// An inherited listening socket to serve on instead of binding
@@ -47,6 +130,8 @@ impl std::fmt::Debug for CoreConfig {
             .field("models_dir", &self.models_dir)
             .field("listen", &self.listen)
             .field("listen_fd", &self.listen_fd)
+            .field("deployment", &self.deployment)
+            .field("redis_cluster", &self.redis_cluster)
             .finish_non_exhaustive()
     }
 }
@@ -66,19 +151,46 @@ impl CoreConfig {
         let data_dir = folder(env::DATA_DIR)?;
         let models_dir = folder(env::MODELS_DIR)?;
         let redis_url = required(env::REDIS_URL)?;
-        let api_token = required(env::API_TOKEN)?;
-        if api_token.trim().is_empty() {
-            return Err(ConfigError::EmptyToken(env::API_TOKEN));
-        }
-        let listen_raw = var(env::CORE_ADDR).unwrap_or_else(|| "127.0.0.1:0".to_owned());
-        let listen: SocketAddr = listen_raw
-            .parse()
-            .ok()
-            .filter(|a: &SocketAddr| a.ip().is_loopback())
-            .ok_or(ConfigError::BadAddress {
-                var: env::CORE_ADDR,
-                value: listen_raw,
-            })?;
+        let deployment = match var(env::DEPLOYMENT).as_deref().map(str::trim) {
+            None | Some("" | "desktop") => Deployment::Desktop,
+            Some("server") => Deployment::Server(server_settings(&var)?),
+            Some(other) => {
+                return Err(ConfigError::BadDeployment {
+                    var: env::DEPLOYMENT,
+                    value: other.to_owned(),
+                });
+            }
+        };
+        let api_token = match deployment {
+            Deployment::Desktop => {
+                let token = required(env::API_TOKEN)?;
+                if token.trim().is_empty() {
+                    return Err(ConfigError::EmptyToken(env::API_TOKEN));
+                }
+                token
+            }
+            // Users' keys replace the one token.
+            Deployment::Server(_) => String::new(),
+        };
+        let listen = match deployment {
+            Deployment::Desktop => {
+                let raw = var(env::CORE_ADDR).unwrap_or_else(|| "127.0.0.1:0".to_owned());
+                raw.parse()
+                    .ok()
+                    .filter(|a: &SocketAddr| a.ip().is_loopback())
+                    .ok_or(ConfigError::BadAddress {
+                        var: env::CORE_ADDR,
+                        value: raw,
+                    })?
+            }
+            Deployment::Server(_) => {
+                let raw = var(env::CORE_ADDR).unwrap_or_else(|| "0.0.0.0:8080".to_owned());
+                raw.parse().map_err(|_| ConfigError::BadServerAddress {
+                    var: env::CORE_ADDR,
+                    value: raw,
+                })?
+            }
+        };
         let listen_fd = var(env::CORE_LISTEN_FD)
             .map(|raw| {
                 raw.trim()
@@ -107,6 +219,11 @@ impl CoreConfig {
             data_dir,
             models_dir,
             redis_url,
+            redis_ca_file: var(env::REDIS_CA_FILE)
+                .filter(|p| !p.trim().is_empty())
+                .map(PathBuf::from),
+            redis_cluster: var(env::REDIS_CLUSTER).is_some_and(|v| v.trim() == "1"),
+            deployment,
             api_token,
             listen,
             listen_fd,
@@ -114,6 +231,64 @@ impl CoreConfig {
             threads,
         })
     }
+}
+
+/// The comma-separated, non-empty items of a variable.
+fn list(value: Option<String>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn server_settings(var: &impl Fn(&str) -> Option<String>) -> Result<ServerSettings, ConfigError> {
+    let hosts = list(var(env::ALLOWED_HOSTS));
+    let allowed_origins = list(var(env::ALLOWED_ORIGINS))
+        .into_iter()
+        .map(|origin| {
+            let plain = origin.trim_end_matches('/').to_ascii_lowercase();
+            let ok = (plain.starts_with("https://") || plain.starts_with("http://"))
+                && !plain.contains(['*', ' ']);
+            if ok {
+                Ok(plain)
+            } else {
+                Err(ConfigError::BadOrigin {
+                    var: env::ALLOWED_ORIGINS,
+                    value: origin,
+                })
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let trusted_proxies = list(var(env::TRUSTED_PROXIES))
+        .into_iter()
+        .map(|p| {
+            IpRange::parse(&p).ok_or(ConfigError::BadProxy {
+                var: env::TRUSTED_PROXIES,
+                value: p,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+        match var(name).filter(|v| !v.trim().is_empty()) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError::BadNumber {
+                var: name,
+                value: raw,
+            }),
+        }
+    };
+    let rate = number(env::RATE_LIMIT_PER_MINUTE, 600)?;
+    Ok(ServerSettings {
+        allowed_hosts: (!hosts.is_empty())
+            .then(|| hosts.iter().map(|h| h.to_ascii_lowercase()).collect()),
+        allowed_origins,
+        trusted_proxies,
+        rate_limit_per_minute: u32::try_from(rate).unwrap_or(u32::MAX),
+        drain: Duration::from_secs(number(env::DRAIN_S, 30)?),
+    })
 }
 
 #[cfg(test)]
@@ -180,6 +355,82 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn server_mode_takes_any_address_and_needs_no_launch_token() {
+        let dir = std::env::temp_dir();
+        let mut v = vars(dir.to_str().unwrap());
+        v.remove(env::API_TOKEN);
+        v.insert(env::DEPLOYMENT, "server".to_owned());
+        let c = CoreConfig::from_env(|k| v.get(k).cloned()).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        let Deployment::Server(server) = &c.deployment else {
+            panic!("not server mode: {:?}", c.deployment);
+        };
+        assert_eq!(server.allowed_hosts, None);
+        assert_eq!(server.rate_limit_per_minute, 600);
+        v.insert(env::CORE_ADDR, "[::]:9000".to_owned());
+        v.insert(
+            env::ALLOWED_HOSTS,
+            "Jarvis.Example, jarvis.example:8443".to_owned(),
+        );
+        v.insert(env::ALLOWED_ORIGINS, "https://app.example/".to_owned());
+        v.insert(env::TRUSTED_PROXIES, "10.0.0.0/8,::1".to_owned());
+        v.insert(env::RATE_LIMIT_PER_MINUTE, "0".to_owned());
+        let c = CoreConfig::from_env(|k| v.get(k).cloned()).unwrap();
+        assert_eq!(c.listen, "[::]:9000".parse().unwrap());
+        let Deployment::Server(server) = &c.deployment else {
+            panic!("not server mode");
+        };
+        assert_eq!(
+            server.allowed_hosts.as_deref(),
+            Some(
+                &[
+                    "jarvis.example".to_owned(),
+                    "jarvis.example:8443".to_owned()
+                ][..]
+            )
+        );
+        assert_eq!(server.allowed_origins, ["https://app.example"]);
+        assert_eq!(server.trusted_proxies.len(), 2);
+        assert_eq!(server.rate_limit_per_minute, 0);
+        for (name, bad) in [
+            (env::DEPLOYMENT, "cloud"),
+            (env::TRUSTED_PROXIES, "10.0.0.0/33"),
+            (env::ALLOWED_ORIGINS, "*"),
+            (env::RATE_LIMIT_PER_MINUTE, "lots"),
+            (env::CORE_ADDR, "everywhere"),
+        ] {
+            let mut v = v.clone();
+            v.insert(name, bad.to_owned());
+            assert!(
+                CoreConfig::from_env(|k| v.get(k).cloned()).is_err(),
+                "{name}={bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn ip_ranges_match_by_prefix() {
+        let lan = IpRange::parse("10.1.0.0/16").unwrap();
+        assert!(lan.contains("10.1.200.3".parse().unwrap()));
+        assert!(!lan.contains("10.2.0.1".parse().unwrap()));
+        assert!(lan.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let one = IpRange::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        assert!(
+            IpRange::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(
+            IpRange::parse("fd00::/8")
+                .unwrap()
+                .contains("fd12::1".parse().unwrap())
+        );
+        assert!(IpRange::parse("host.example").is_none());
     }
 
     #[test]

@@ -5,10 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use jarvis_core::config::CoreConfig;
+use jarvis_core::config::{CoreConfig, Deployment};
 use jarvis_core::engines::Engines;
+use jarvis_core::http::state::Access;
 use jarvis_core::listen;
 use jarvis_core::memory::Memory;
+use jarvis_core::memory::Target;
+use jarvis_core::memory::users::Revoked;
 use jarvis_core::models::ModelDirectory;
 use jarvis_core::{AppState, BUILD_NOTE, VERSION, run};
 use jarvis_protocol::env;
@@ -27,6 +30,8 @@ fn main() -> ExitCode {
         }
     }
     init_tracing();
+    // TLS to Redis (`rediss://`) uses rustls with ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,7 +42,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let job = async {
+        match args.first().map(String::as_str) {
+            None => serve().await,
+            Some("users") => users(&args[1..]).await,
+            Some("--version" | "-V") => {
+                println!("jarvis-core {VERSION}");
+                Ok(())
+            }
+            Some(other) => Err(anyhow::anyhow!("unknown command '{other}'\n{USAGE}")),
+        }
+    };
+    match runtime.block_on(job) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -48,6 +65,80 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+const USAGE: &str = "usage: jarvis-core                  serve (the launcher starts it; server mode: JARVIS_DEPLOYMENT=server)
+       jarvis-core users add NAME    add a server user and print their new API key
+       jarvis-core users list        list the server's users
+       jarvis-core users revoke NAME revoke a user's key at once (their memory stays)";
+
+/// Where memory is, from `JARVIS_REDIS_URL`, `JARVIS_REDIS_CLUSTER` and
+/// `JARVIS_REDIS_CA_FILE`.
+fn redis_target(
+    url: &str,
+    cluster: bool,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<Target> {
+    let ca = ca_file
+        .map(|path| {
+            std::fs::read(path).with_context(|| {
+                format!("could not read {} ({})", env::REDIS_CA_FILE, path.display())
+            })
+        })
+        .transpose()?;
+    Ok(Target::parse(url, cluster, ca)?)
+}
+
+/// `jarvis-core users add|list|revoke`: server mode's accounts, in the
+/// Redis that `JARVIS_REDIS_URL` names.
+async fn users(args: &[String]) -> anyhow::Result<()> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let url = var(env::REDIS_URL)
+        .with_context(|| format!("{} is not set; it names the server's Redis", env::REDIS_URL))?;
+    let ca = var(env::REDIS_CA_FILE).map(std::path::PathBuf::from);
+    let cluster = var(env::REDIS_CLUSTER).is_some_and(|v| v.trim() == "1");
+    let memory = Memory::connect_target_in_background(redis_target(&url, cluster, ca.as_deref())?);
+    memory
+        .wait_connected(std::time::Duration::from_secs(15))
+        .await
+        .context("could not reach Redis within 15 s")?;
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["add", name] => {
+            let (user, key) = memory.add_user(name).await?;
+            eprintln!(
+                "Added user '{}' (id {}). Their API key is below; it is shown only this once (only its hash is kept):",
+                user.name,
+                user.id.as_str()
+            );
+            println!("{key}");
+        }
+        ["list"] => {
+            let accounts = memory.users().await?;
+            if accounts.is_empty() {
+                println!("no users yet; add one with `jarvis-core users add NAME`");
+            }
+            for account in accounts {
+                let status = match &account.revoked_at {
+                    Some(at) => format!("revoked {at}"),
+                    None => "active".to_owned(),
+                };
+                println!(
+                    "{:<24} {}  created {}  {status}",
+                    account.name,
+                    account.id.as_str(),
+                    account.created_at
+                );
+            }
+        }
+        ["revoke", name] => match memory.revoke_user(name).await? {
+            Revoked::Now => println!(
+                "Revoked '{name}': their key stops working at once on every replica; their memory is kept."
+            ),
+            Revoked::Already => println!("'{name}' was revoked already."),
+        },
+        _ => anyhow::bail!("{USAGE}"),
+    }
+    Ok(())
 }
 
 async fn serve() -> anyhow::Result<()> {
@@ -61,8 +152,13 @@ async fn serve() -> anyhow::Result<()> {
     );
     let listener = listen::listener(&config).await?;
     let addr = listener.local_addr().context("listener has no address")?;
-    let memory = Memory::connect_in_background(config.redis_url.clone())
-        .context("the Redis URL is not valid")?;
+    let target = redis_target(
+        &config.redis_url,
+        config.redis_cluster,
+        config.redis_ca_file.as_deref(),
+    )
+    .context("the Redis settings are not usable")?;
+    let memory = Memory::connect_target_in_background(target);
     let models = ModelDirectory::new(config.models_dir.clone(), config.required_models.clone());
     let engines = Engines::new(
         config.models_dir.clone(),
@@ -71,13 +167,14 @@ async fn serve() -> anyhow::Result<()> {
         config.threads,
     );
     engines.start();
-    let state = Arc::new(AppState::new(
-        memory,
-        models,
-        engines,
-        config.api_token.clone(),
-        addr.port(),
-    ));
+    let access = match &config.deployment {
+        Deployment::Desktop => Access::Desktop {
+            token: config.api_token.clone(),
+            port: addr.port(),
+        },
+        Deployment::Server(settings) => Access::Server(settings.clone()),
+    };
+    let state = Arc::new(AppState::new(memory, models, engines, access));
     // The one line scripts and tests read to find an ephemeral port.
     println!("listening: http://{addr}");
     tracing::info!(%addr, "listening");

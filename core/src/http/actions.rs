@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::Path;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use jarvis_actions::record::is_valid_id;
 use jarvis_actions::slash::COMMANDS;
 use jarvis_actions::{Source, Status, Tool};
@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, parse_id};
-use super::state::AppState;
+use super::state::{AppState, Caller};
 use crate::actions;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -37,6 +37,16 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/actions", post(request_action))
         .route("/v1/actions/tools", get(tools))
         .route("/v1/actions/{id}", get(action).delete(withdraw))
+}
+
+/// Server mode's `/v1/actions`: every route says why a server never acts.
+pub fn refusing_router() -> Router<Arc<AppState>> {
+    async fn refuse() -> ApiError {
+        ApiError::ActionsNotOnServer
+    }
+    Router::new()
+        .route("/v1/actions", any(refuse))
+        .route("/v1/actions/{*rest}", any(refuse))
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,13 +84,13 @@ async fn tools() -> Json<Value> {
 }
 
 async fn request_action(
-    State(state): State<Arc<AppState>>,
+    caller: Caller,
     body: Result<Json<NewAction>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body?;
     let conversation = body.conversation_id.as_deref().map(parse_id).transpose()?;
     let request = actions::submit(
-        &state.memory,
+        &caller.memory,
         &body.tool,
         body.arguments,
         conversation.as_ref(),
@@ -98,29 +108,23 @@ async fn request_action(
     ))
 }
 
-async fn withdraw(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    if !is_valid_id(&id) || state.memory.action(&id).await?.is_none() {
+async fn withdraw(caller: Caller, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    if !is_valid_id(&id) || caller.memory.action(&id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no action '{id}'")));
     }
-    state.memory.withdraw_action(&id).await?;
+    caller.memory.withdraw_action(&id).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"id": id, "withdrawn": true})),
     ))
 }
 
-async fn action(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn action(caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let not_found = || ApiError::NotFound(format!("no action '{id}'"));
     if !is_valid_id(&id) {
         return Err(not_found());
     }
-    let (request, action_state) = state.memory.action(&id).await?.ok_or_else(not_found)?;
+    let (request, action_state) = caller.memory.action(&id).await?.ok_or_else(not_found)?;
     let mut body = serde_json::to_value(&request).map_err(|e| ApiError::Internal(e.to_string()))?;
     match action_state {
         Some(s) => {

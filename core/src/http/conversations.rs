@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, conversation_not_found, parse_id};
-use super::state::AppState;
+use super::state::{AppState, Caller};
 use crate::memory::{
     Conversation, ConversationId, ListedConversation, Message, Role, Settings, TITLE_CHARS,
 };
@@ -58,9 +58,9 @@ struct StoredMessage {
 }
 
 async fn create_conversation(
-    State(state): State<Arc<AppState>>,
+    caller: Caller,
 ) -> Result<(StatusCode, Json<CreatedConversation>), ApiError> {
-    let conversation = state.memory.create_conversation().await?;
+    let conversation = caller.memory.create_conversation().await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedConversation {
@@ -91,20 +91,20 @@ struct ConversationList {
 /// `GET /v1/conversations?limit=N[&q=TEXT]`: most recently updated first;
 /// with `q`, only those whose title or messages contain `TEXT` (any case).
 async fn list_conversations(
-    State(state): State<Arc<AppState>>,
+    caller: Caller,
     axum::extract::Query(query): axum::extract::Query<ListQuery>,
 ) -> Result<Json<ConversationList>, ApiError> {
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
     let conversations = match query.q.as_deref().map(str::trim) {
-        Some(q) if !q.is_empty() => state.memory.search(q, limit).await?,
-        _ => state.memory.recent_conversations(limit).await?,
+        Some(q) if !q.is_empty() => caller.memory.search(q, limit).await?,
+        _ => caller.memory.recent_conversations(limit).await?,
     };
     Ok(Json(ConversationList { conversations }))
 }
 
 /// `PATCH /v1/conversations/{id}` with `{"title": "..."}`.
 async fn rename_conversation(
-    State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<Rename>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -114,7 +114,7 @@ async fn rename_conversation(
     if title.is_empty() {
         return Err(ApiError::BadRequest("title must not be empty".into()));
     }
-    if !state.memory.rename(&id, &title).await? {
+    if !caller.memory.rename(&id, &title).await? {
         return Err(conversation_not_found(&id));
     }
     Ok(Json(serde_json::json!({"id": id, "title": title})))
@@ -123,22 +123,22 @@ async fn rename_conversation(
 /// `DELETE /v1/conversations/{id}`: the conversation, its messages and
 /// settings; `204`.
 async fn delete_conversation(
-    State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
-    if !state.memory.delete_conversation(&id).await? {
+    if !caller.memory.delete_conversation(&id).await? {
         return Err(conversation_not_found(&id));
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn conversation(
-    State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Conversation>, ApiError> {
     let id = parse_id(&id)?;
-    state
+    caller
         .memory
         .conversation(&id)
         .await?
@@ -147,7 +147,7 @@ async fn conversation(
 }
 
 async fn append_message(
-    State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<NewMessage>, JsonRejection>,
 ) -> Result<(StatusCode, Json<StoredMessage>), ApiError> {
@@ -156,7 +156,7 @@ async fn append_message(
     if new.content.trim().is_empty() {
         return Err(ApiError::BadRequest("content must not be empty".to_owned()));
     }
-    let (index, message) = state
+    let (index, message) = caller
         .memory
         .append_message(&id, new.role, new.content, None)
         .await?
@@ -165,11 +165,11 @@ async fn append_message(
 }
 
 async fn conversation_settings(
-    State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Settings>, ApiError> {
     let id = parse_id(&id)?;
-    state
+    caller
         .memory
         .settings(&id)
         .await?
@@ -180,16 +180,20 @@ async fn conversation_settings(
 /// `PUT /v1/conversations/{id}/settings`: replaces them all.
 async fn put_conversation_settings(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<Settings>, JsonRejection>,
 ) -> Result<Json<Settings>, ApiError> {
     let id = parse_id(&id)?;
     let Json(settings) = body?;
+    if settings.model_actions && state.is_server() {
+        return Err(ApiError::ActionsNotOnServer);
+    }
     super::error::check_sampling(settings.temperature, None)?;
     if settings.max_tokens == Some(0) {
         return Err(ApiError::BadRequest("max_tokens must be at least 1".into()));
     }
-    if !state.memory.set_settings(&id, &settings).await? {
+    if !caller.memory.set_settings(&id, &settings).await? {
         return Err(conversation_not_found(&id));
     }
     Ok(Json(settings))

@@ -24,8 +24,22 @@ pub enum ApiError {
         "missing or wrong API token; send `Authorization: Bearer <token>` with the token from <data>/run/api-token"
     )]
     Unauthorized,
+    #[error(
+        "missing, unknown or revoked API key; send `Authorization: Bearer <key>` with the key `jarvis-core users add NAME` printed"
+    )]
+    UnknownKey,
     #[error("the Host header must be 127.0.0.1:{port} or localhost:{port}")]
     HostNotAllowed { port: u16 },
+    #[error("the Host '{host}' is not one this server answers to (JARVIS_ALLOWED_HOSTS)")]
+    ServerHostNotAllowed { host: String },
+    #[error("too many requests; try again in {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
+    #[error(
+        "actions are not run by a Jarvis server: it never acts on a computer; the desktop app, where you approve each action, runs them"
+    )]
+    ActionsNotOnServer,
+    #[error("this server is shutting down; try again (another replica will answer)")]
+    Draining,
     #[error("requests from origin '{origin}' are not allowed")]
     OriginNotAllowed { origin: String },
     #[error("{0}")]
@@ -68,8 +82,13 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::HostNotAllowed { .. } | Self::OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
+            Self::Unauthorized | Self::UnknownKey => StatusCode::UNAUTHORIZED,
+            Self::HostNotAllowed { .. }
+            | Self::ServerHostNotAllowed { .. }
+            | Self::OriginNotAllowed { .. }
+            | Self::ActionsNotOnServer => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -89,8 +108,11 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Unauthorized => "unauthorized",
-            Self::HostNotAllowed { .. } => "host_not_allowed",
+            Self::Unauthorized | Self::UnknownKey => "unauthorized",
+            Self::HostNotAllowed { .. } | Self::ServerHostNotAllowed { .. } => "host_not_allowed",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::ActionsNotOnServer => "actions_not_on_server",
+            Self::Draining => "shutting_down",
             Self::OriginNotAllowed { .. } => "origin_not_allowed",
             Self::NotFound(_) => "not_found",
             Self::BadRequest(_) => "bad_request",
@@ -125,12 +147,21 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if matches!(self, Self::ModelLoading { .. } | Self::MemoryUnavailable) {
+        if matches!(
+            self,
+            Self::ModelLoading { .. } | Self::MemoryUnavailable | Self::Draining
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
         }
-        if matches!(self, Self::Unauthorized) {
+        if let Self::RateLimited { retry_after_s } = self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(retry_after_s),
+            );
+        }
+        if matches!(self, Self::Unauthorized | Self::UnknownKey) {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
@@ -144,6 +175,11 @@ impl From<MemoryError> for ApiError {
     fn from(error: MemoryError) -> Self {
         match error {
             MemoryError::NotConnected => Self::MemoryUnavailable,
+            // A cluster mid-failover (CLUSTERDOWN, TRYAGAIN, a slot with no
+            // node yet) or a timeout: nothing was acknowledged; retry.
+            MemoryError::Redis(e) if e.is_cluster_error() || e.is_timeout() => {
+                Self::MemoryUnavailable
+            }
             MemoryError::Redis(e) if e.is_io_error() || e.is_connection_dropped() => {
                 Self::MemoryUnavailable
             }

@@ -47,7 +47,8 @@ async fn readyz(
         },
     };
     let mut redis = redis;
-    let ready = redis.ok;
+    // A draining replica is alive but takes no new work.
+    let ready = redis.ok && !state.is_draining();
     let status = if ready {
         StatusCode::OK
     } else {

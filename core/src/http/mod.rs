@@ -28,7 +28,11 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(health::router())
         .merge(conversations::router())
-        .merge(actions::router())
+        .merge(if state.is_server() {
+            actions::refusing_router()
+        } else {
+            actions::router()
+        })
         .merge(ws::router())
         .merge(openai::router())
         .fallback(not_found)
@@ -65,7 +69,7 @@ mod tests {
         let models = crate::models::ModelDirectory::new(std::env::temp_dir(), vec!["m".into()]);
         let engines =
             crate::engines::Engines::new(std::env::temp_dir(), Vec::new(), memory.clone(), None);
-        app(Arc::new(AppState::new(
+        app(Arc::new(AppState::desktop(
             memory,
             models,
             engines,

@@ -32,8 +32,14 @@
 //! its own turns (the model keeps generating for everyone else, since
 //! tokens are buffered per turn). Both messages of a turn are in memory
 //! before `done`: the user's when `started` is sent, the answer's before
-//! `done`. A cancelled or disconnected turn stops generating at once and
-//! keeps what was already said.
+//! `done`. A cancelled turn (and, in desktop mode, a disconnected one)
+//! stops generating at once and keeps what was already said.
+//!
+//! Server mode: every message of a turn also reaches the user's other
+//! sockets, on any replica; a `cancel` reaches the turn wherever it runs;
+//! a turn outlives its socket and stores its answer; slash commands and
+//! tool calls are refused (`actions_not_on_server`); a draining replica
+//! refuses new turns (`shutting_down`). See `crate::relay`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,11 +57,12 @@ use tokio::sync::{mpsc, oneshot};
 use jarvis_actions::{ActionRequest, ActionState, Source, Status, slash};
 
 use super::error::{ApiError, conversation_not_found};
-use super::state::AppState;
+use super::state::{AppState, Caller};
 use crate::actions::{self, ActionError};
 use crate::chat::{self, TurnInput, TurnRequest};
-use crate::memory::{ConversationId, Role};
+use crate::memory::{ConversationId, Memory, Role};
 use crate::model_actions::{self, ModelCall, ToolChoice};
+use crate::relay::SocketHandle;
 
 /// Turns one socket may run at once.
 pub const MAX_TURNS_PER_SOCKET: usize = 8;
@@ -90,14 +97,53 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/v1/ws", get(upgrade))
 }
 
-async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ws: WebSocketUpgrade,
+) -> Response {
     ws.max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| serve(state, socket))
+        .on_upgrade(move |socket| serve(state, caller, socket))
 }
 
-async fn serve(state: Arc<AppState>, socket: WebSocket) {
+/// Where a turn's messages go: its own socket and, in server mode, the
+/// user's other sockets on every replica (see `crate::relay`).
+#[derive(Debug, Clone)]
+struct Outbox {
+    local: mpsc::Sender<serde_json::Value>,
+    shared: Option<Arc<SocketHandle>>,
+}
+
+/// The turn's own socket is gone and nobody else listens.
+#[derive(Debug)]
+struct Gone;
+
+impl Outbox {
+    async fn send(&self, message: serde_json::Value) -> Result<(), Gone> {
+        match &self.shared {
+            // In server mode a turn outlives its socket: the answer is
+            // stored, and the user's other sockets see it happen.
+            Some(shared) => {
+                shared.broadcast(&message);
+                let _ = self.local.send(message).await;
+                Ok(())
+            }
+            None => self.local.send(message).await.map_err(|_| Gone),
+        }
+    }
+}
+
+/// What a turn needs to run: memory (the caller's own), the engines, and
+/// whether it may ask for actions at all.
+struct TurnContext {
+    state: Arc<AppState>,
+    memory: Memory,
+    out: Outbox,
+}
+
+async fn serve(state: Arc<AppState>, caller: Caller, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let (out, mut outgoing) = mpsc::channel::<serde_json::Value>(256);
+    let (local, mut outgoing) = mpsc::channel::<serde_json::Value>(256);
     let writer = tokio::spawn(async move {
         while let Some(message) = outgoing.recv().await {
             if sink
@@ -110,7 +156,15 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
         }
         let _ = sink.close().await;
     });
-    let _ = out
+    let shared = match (&state.relay, &caller.user) {
+        (Some(relay), Some(user)) => Some(Arc::new(relay.join(&user.id, local.clone()))),
+        _ => None,
+    };
+    let out = Outbox {
+        local: local.clone(),
+        shared: shared.clone(),
+    };
+    let _ = local
         .send(
             json!({"type": "hello", "version": crate::VERSION, "engines": state.engines.status()}),
         )
@@ -118,7 +172,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
 
     // Model and engine events from Redis.
     let mut events = state.memory.events();
-    let events_out = out.clone();
+    let events_out = local.clone();
     let forwarder = tokio::spawn(async move {
         loop {
             match events.recv().await {
@@ -137,7 +191,9 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
         }
     });
 
-    let mut turns: HashMap<String, oneshot::Sender<()>> = HashMap::new();
+    // Desktop mode: each turn's cancel. Server mode: `None`, the relay
+    // holds the cancel, so a turn can be stopped from any replica.
+    let mut turns: HashMap<String, Option<oneshot::Sender<()>>> = HashMap::new();
     let (finished_tx, mut finished) = mpsc::unbounded_channel::<String>();
     loop {
         let message = tokio::select! {
@@ -155,7 +211,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
         let parsed: ClientMessage = match serde_json::from_str(text.as_str()) {
             Ok(m) => m,
             Err(e) => {
-                let _ = out
+                let _ = local
                     .send(error_json(None, &ApiError::BadRequest(e.to_string())))
                     .await;
                 continue;
@@ -192,31 +248,41 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
                 tool_choice,
             ),
             ClientMessage::Cancel { turn_id } => {
-                if let Some(cancel) = turns.remove(&turn_id) {
-                    let _ = cancel.send(());
+                match (turns.remove(&turn_id), &shared) {
+                    (Some(Some(cancel)), _) => {
+                        let _ = cancel.send(());
+                    }
+                    // Here or on another replica: the relay finds it.
+                    (_, Some(shared)) => shared.relay().cancel(shared.user(), &turn_id),
+                    _ => {}
                 }
                 continue;
             }
         };
+        let refuse = |e: ApiError| error_json(Some(&turn_id), &e);
+        if state.is_draining() {
+            let _ = local.send(refuse(ApiError::Draining)).await;
+            continue;
+        }
         if turns.contains_key(&turn_id) {
             let e = ApiError::BadRequest(format!("turn '{turn_id}' is already running"));
-            let _ = out.send(error_json(Some(&turn_id), &e)).await;
+            let _ = local.send(refuse(e)).await;
             continue;
         }
         if turns.len() >= MAX_TURNS_PER_SOCKET {
             let e = ApiError::BadRequest(format!(
                 "at most {MAX_TURNS_PER_SOCKET} turns may run at once on one connection"
             ));
-            let _ = out.send(error_json(Some(&turn_id), &e)).await;
+            let _ = local.send(refuse(e)).await;
             continue;
         }
         let Some(conversation) = ConversationId::parse(&conversation_id) else {
             let e = ApiError::NotFound(format!("no conversation '{conversation_id}'"));
-            let _ = out.send(error_json(Some(&turn_id), &e)).await;
+            let _ = local.send(refuse(e)).await;
             continue;
         };
         if let Err(e) = super::error::check_sampling(temperature, None) {
-            let _ = out.send(error_json(Some(&turn_id), &e)).await;
+            let _ = local.send(refuse(e)).await;
             continue;
         }
         let tool_choice = match tool_choice.as_deref().map(|c| (c, ToolChoice::parse(c))) {
@@ -226,58 +292,90 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
                 let e = ApiError::BadRequest(format!(
                     "tool_choice must be 'none', 'auto' or a tool's name, not '{text}'"
                 ));
-                let _ = out.send(error_json(Some(&turn_id), &e)).await;
+                let _ = local.send(refuse(e)).await;
                 continue;
             }
         };
-        let (cancel_tx, cancel_rx) = oneshot::channel();
+        let slash_command = match &input {
+            TurnInput::Message(content) => slash::parse(content, jiff::Timestamp::now())
+                .map(|command| (content.clone(), command)),
+            TurnInput::Regenerate => None,
+        };
+        // A server never acts on a computer: the desktop app does.
+        if state.is_server()
+            && (slash_command.is_some() || tool_choice.is_some_and(|c| c != ToolChoice::None))
+        {
+            let _ = local.send(refuse(ApiError::ActionsNotOnServer)).await;
+            continue;
+        }
+        let (cancel_rx, relay_guard) = match &shared {
+            Some(shared) => match shared.relay().start_turn(shared.user(), &turn_id) {
+                Some((guard, cancel_rx)) => {
+                    turns.insert(turn_id.clone(), None);
+                    (cancel_rx, Some(guard))
+                }
+                None => {
+                    let e = ApiError::BadRequest(format!("turn '{turn_id}' is already running"));
+                    let _ = local.send(refuse(e)).await;
+                    continue;
+                }
+            },
+            None => {
+                let (cancel_tx, cancel_rx) = oneshot::channel();
+                turns.insert(turn_id.clone(), Some(cancel_tx));
+                (cancel_rx, None)
+            }
+        };
+        let context = TurnContext {
+            state: Arc::clone(&state),
+            memory: caller.memory.clone(),
+            out: out.clone(),
+        };
+        let finished = finished_tx.clone();
         // A slash command asks the launcher for an action instead of the
         // model for an answer.
-        if let TurnInput::Message(content) = &input
-            && let Some(command) = slash::parse(content, jiff::Timestamp::now())
-        {
-            turns.insert(turn_id.clone(), cancel_tx);
-            let content = content.clone();
-            let (state, out, finished) = (Arc::clone(&state), out.clone(), finished_tx.clone());
+        if let Some((content, command)) = slash_command {
             tokio::spawn(async move {
                 let turn = run_action_turn(
-                    &state,
+                    &context,
                     &turn_id,
                     &conversation,
                     content,
                     command,
-                    &out,
                     cancel_rx,
                 );
                 if let Err(e) = turn.await {
-                    let _ = out.send(error_json(Some(&turn_id), &e)).await;
+                    let _ = context.out.send(error_json(Some(&turn_id), &e)).await;
                 }
+                drop(relay_guard);
                 let _ = finished.send(turn_id);
             });
             continue;
         }
-        turns.insert(turn_id.clone(), cancel_tx);
         let request = TurnRequest {
             conversation,
             input,
             max_tokens,
             temperature,
         };
-        let (state, out, finished) = (Arc::clone(&state), out.clone(), finished_tx.clone());
         tokio::spawn(async move {
-            let turn = run_turn(&state, &turn_id, request, tool_choice, &out, cancel_rx);
+            let turn = run_turn(&context, &turn_id, request, tool_choice, cancel_rx);
             if let Err(e) = turn.await {
-                let _ = out.send(error_json(Some(&turn_id), &e)).await;
+                let _ = context.out.send(error_json(Some(&turn_id), &e)).await;
             }
+            drop(relay_guard);
             let _ = finished.send(turn_id);
         });
     }
-    // The client is gone: stop every turn (each keeps its partial answer).
+    // Desktop: the client is gone, so stop every turn (each keeps its
+    // partial answer). Server: turns run on and store their answers.
     for (_, cancel) in turns.drain() {
-        let _ = cancel.send(());
+        if let Some(cancel) = cancel {
+            let _ = cancel.send(());
+        }
     }
     forwarder.abort();
-    drop(out);
+    drop((out, local, shared));
     let _ = writer.await;
 }
 
@@ -288,19 +386,23 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
 /// outcome is shown, stored and fed back before the model answers. An
 /// error is the caller's to report.
 async fn run_turn(
-    state: &AppState,
+    context: &TurnContext,
     turn_id: &str,
     request: TurnRequest,
     tool_choice: Option<ToolChoice>,
-    out: &mpsc::Sender<serde_json::Value>,
     mut cancel: oneshot::Receiver<()>,
 ) -> Result<(), ApiError> {
-    let prepared = chat::prepare(&state.memory, &state.engines, request).await?;
-    let choice = tool_choice.unwrap_or(if prepared.settings.model_actions {
-        ToolChoice::Auto
-    } else {
-        ToolChoice::None
-    });
+    let out = &context.out;
+    let memory = &context.memory;
+    let prepared = chat::prepare(memory, &context.state.engines, request).await?;
+    // A server never asks for actions (see `serve`).
+    let choice = tool_choice.unwrap_or(
+        if prepared.settings.model_actions && !context.state.is_server() {
+            ToolChoice::Auto
+        } else {
+            ToolChoice::None
+        },
+    );
     let conversation = prepared.conversation.clone();
     // Refused before anything streams when even the question does not fit.
     let left_out = prepared.left_out()?;
@@ -333,12 +435,11 @@ async fn run_turn(
         {
             Some(Ok(ModelCall::Call { tool, arguments })) => {
                 let Some((text, messages)) = model_action(
-                    state,
+                    context,
                     turn_id,
                     &conversation,
                     tool,
                     arguments,
-                    out,
                     &mut cancel,
                 )
                 .await?
@@ -379,8 +480,7 @@ async fn run_turn(
                 usage,
             }) => {
                 let tokens = shown.is_empty().then_some(usage.completion_tokens);
-                let index =
-                    chat::store_answer(&state.memory, &conversation, answer, tokens).await?;
+                let index = chat::store_answer(memory, &conversation, answer, tokens).await?;
                 let _ = out
                     .send(json!({
                         "type": "done",
@@ -395,7 +495,7 @@ async fn run_turn(
             Some(jarvis_llm::Event::Failed(message)) => {
                 // Keep an action's outcome: it happened.
                 if !shown.is_empty() {
-                    chat::store_answer(&state.memory, &conversation, shown, None).await?;
+                    chat::store_answer(memory, &conversation, shown, None).await?;
                 }
                 return Err(ApiError::Generation(message));
             }
@@ -408,7 +508,7 @@ async fn run_turn(
     let index = if answer.is_empty() {
         None
     } else {
-        chat::store_answer(&state.memory, &conversation, answer, None)
+        chat::store_answer(memory, &conversation, answer, None)
             .await
             .ok()
     };
@@ -420,16 +520,15 @@ async fn run_turn(
 /// withdraws it), and described. Returns what the person is shown and
 /// what the model is told; `None` when the turn was cancelled.
 async fn model_action(
-    state: &AppState,
+    context: &TurnContext,
     turn_id: &str,
     conversation: &ConversationId,
     tool: jarvis_actions::Tool,
     arguments: serde_json::Value,
-    out: &mpsc::Sender<serde_json::Value>,
     cancel: &mut oneshot::Receiver<()>,
 ) -> Result<Option<(String, Vec<jarvis_llm::Message>)>, ApiError> {
     let submitted = actions::submit(
-        &state.memory,
+        &context.memory,
         tool.name(),
         arguments.clone(),
         Some(conversation),
@@ -450,7 +549,7 @@ async fn model_action(
         }
         Err(e) => return Err(e.into()),
     };
-    let Some(final_state) = decision(state, turn_id, &request, tool, out, cancel).await? else {
+    let Some(final_state) = decision(context, turn_id, &request, tool, cancel).await? else {
         return Ok(None);
     };
     let shown = actions::describe(&request, final_state.as_ref());
@@ -466,13 +565,13 @@ async fn model_action(
 /// `None` when the turn was cancelled first: the request is withdrawn and
 /// the client told.
 async fn decision(
-    state: &AppState,
+    context: &TurnContext,
     turn_id: &str,
     request: &ActionRequest,
     tool: jarvis_actions::Tool,
-    out: &mpsc::Sender<serde_json::Value>,
     cancel: &mut oneshot::Receiver<()>,
 ) -> Result<Option<Option<ActionState>>, ApiError> {
+    let (out, memory) = (&context.out, &context.memory);
     let details = json!({
         "tier": tool.tier(),
         "description": tool.description(),
@@ -482,11 +581,11 @@ async fn decision(
         .send(action_event(turn_id, request, Status::Pending, details))
         .await;
     let final_state = tokio::select! {
-        outcome = actions::wait_final(&state.memory, &request.id, actions::approval_wait()) => outcome?,
+        outcome = actions::wait_final(memory, &request.id, actions::approval_wait()) => outcome?,
         _ = cancel => {
             // Stopping the turn takes the request back: the launcher drops
             // it if nobody decided yet.
-            if let Err(e) = state.memory.withdraw_action(&request.id).await {
+            if let Err(e) = memory.withdraw_action(&request.id).await {
                 tracing::warn!(id = %request.id, "could not withdraw an action: {e}");
             }
             send_cancelled(out, turn_id, None).await;
@@ -521,11 +620,7 @@ fn action_event(
     json!({"type": "action", "turn_id": turn_id, "action": action})
 }
 
-async fn send_cancelled(
-    out: &mpsc::Sender<serde_json::Value>,
-    turn_id: &str,
-    index: Option<usize>,
-) {
+async fn send_cancelled(out: &Outbox, turn_id: &str, index: Option<usize>) {
     let _ = out
         .send(json!({"type": "cancelled", "turn_id": turn_id, "message_index": index}))
         .await;
@@ -537,25 +632,24 @@ async fn send_cancelled(
 /// the result is part of the conversation (and of later prompts). An
 /// error is the caller's to report.
 async fn run_action_turn(
-    state: &AppState,
+    context: &TurnContext,
     turn_id: &str,
     conversation: &ConversationId,
     content: String,
     command: Result<(jarvis_actions::Tool, serde_json::Value), slash::SlashError>,
-    out: &mpsc::Sender<serde_json::Value>,
     mut cancel: oneshot::Receiver<()>,
 ) -> Result<(), ApiError> {
+    let (out, memory) = (&context.out, &context.memory);
     let (tool, arguments) = command.map_err(ActionError::from)?;
     // Checked before anything is stored: a refused command leaves no trace.
     jarvis_actions::validate(tool, &arguments, jiff::Timestamp::now())
         .map_err(ActionError::from)?;
-    let (user_index, _) = state
-        .memory
+    let (user_index, _) = memory
         .append_message(conversation, Role::User, content, None)
         .await?
         .ok_or_else(|| conversation_not_found(conversation))?;
     let request = actions::submit(
-        &state.memory,
+        memory,
         tool.name(),
         arguments,
         Some(conversation),
@@ -572,15 +666,14 @@ async fn run_action_turn(
             "left_out": 0,
         }))
         .await;
-    let Some(final_state) = decision(state, turn_id, &request, tool, out, &mut cancel).await?
-    else {
+    let Some(final_state) = decision(context, turn_id, &request, tool, &mut cancel).await? else {
         return Ok(());
     };
     let answer = actions::describe(&request, final_state.as_ref());
     let _ = out
         .send(json!({"type": "token", "turn_id": turn_id, "text": answer}))
         .await;
-    let index = chat::store_answer(&state.memory, conversation, answer, None).await?;
+    let index = chat::store_answer(memory, conversation, answer, None).await?;
     let _ = out
         .send(json!({
             "type": "done",

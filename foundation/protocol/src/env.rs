@@ -36,8 +36,44 @@ pub const REDIS_URL: &str = "JARVIS_REDIS_URL";
 pub const API_TOKEN: &str = "JARVIS_API_TOKEN";
 
 /// Core: the address to listen on, `127.0.0.1:<port>`; port `0` picks a free
-/// one. Only loopback addresses are accepted.
+/// one. Desktop mode accepts only loopback addresses; server mode any
+/// (default `0.0.0.0:8080`).
 pub const CORE_ADDR: &str = "JARVIS_CORE_ADDR";
+
+/// Core: `desktop` (the default: one per-launch token, loopback only, the
+/// launcher's Redis) or `server` (many users with API keys, any address,
+/// any Redis or Redis Cluster, N replicas behind a load balancer).
+pub const DEPLOYMENT: &str = "JARVIS_DEPLOYMENT";
+
+/// Core: a PEM file of the certificate authority that signed the TLS
+/// certificate of a `rediss://` Redis (unset: the system's roots).
+pub const REDIS_CA_FILE: &str = "JARVIS_REDIS_CA_FILE";
+
+/// Core: `1` treats a single `JARVIS_REDIS_URL` as the seed of a Redis
+/// Cluster (a comma-separated list of URLs always is one).
+pub const REDIS_CLUSTER: &str = "JARVIS_REDIS_CLUSTER";
+
+/// Core, server mode: comma-separated `Host` values requests may carry
+/// (a name, or `name:port`); unset means any host (the balancer in front
+/// decides). `/healthz` and `/readyz` answer any host, for probes.
+pub const ALLOWED_HOSTS: &str = "JARVIS_ALLOWED_HOSTS";
+
+/// Core, server mode: comma-separated origins (`https://app.example`)
+/// browsers may call the API from (CORS); unset means none.
+pub const ALLOWED_ORIGINS: &str = "JARVIS_ALLOWED_ORIGINS";
+
+/// Core, server mode: comma-separated addresses or CIDR ranges of the
+/// proxies whose `X-Forwarded-For`, `-Proto` and `-Host` are believed;
+/// unset means none.
+pub const TRUSTED_PROXIES: &str = "JARVIS_TRUSTED_PROXIES";
+
+/// Core, server mode: requests one user may make per minute, over all
+/// replicas (default 600; 0 turns the limit off).
+pub const RATE_LIMIT_PER_MINUTE: &str = "JARVIS_RATE_LIMIT_PER_MINUTE";
+
+/// Core, server mode: seconds a stopping replica waits for its running
+/// turns to finish before it stops them (default 30).
+pub const DRAIN_S: &str = "JARVIS_DRAIN_S";
 
 /// Core (Unix): the number of an inherited file descriptor holding a
 /// listening loopback TCP socket. The launcher binds the socket once and

@@ -1,6 +1,6 @@
 //! Memory in Redis: the only module that knows Redis keys.
 //!
-//! Keys live under `jarvis:v2:`, the namespace of data schema 2 (migration
+//! Desktop keys live under `jarvis:v2:`, the namespace of data schema 2 (migration
 //! 2 in `jarvis-migrations` moved schema 1's `jarvis:v1:` keys here; a
 //! layout change means a new namespace and a migration):
 //! - `jarvis:v2:conversations`: sorted set of conversation ids by creation
@@ -19,6 +19,13 @@
 //!   outside the schema namespace: they are a channel, not memory).
 //! - Pub/sub channel [`EVENTS_CHANNEL`]: model and engine events.
 //!
+//! In server mode each user's keys are the same names under
+//! `jarvis:v2:{u:<user id>}:` ([`KeySpace::user`]): the braces are a Redis
+//! Cluster hash tag, so one user's keys share a slot and every multi-key
+//! transaction or script stays on one node. Server-wide keys are in
+//! [`users`] (accounts, API key hashes) and the turn relay channel
+//! [`TURNS_CHANNEL`].
+//!
 //! History is never deleted here: prompts are fitted to a model's context
 //! window when they are built (`crate::prompt`), not by trimming memory.
 //!
@@ -32,12 +39,75 @@ use jarvis_actions::record::{QUEUE_KEY, RECORD_TTL_SECONDS, WITHDRAWN_KEY, recor
 use jarvis_actions::{ActionRequest, ActionState};
 use jarvis_protocol::events::{EVENTS_CHANNEL, Event};
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
+pub mod connection;
+pub mod users;
+
+pub use connection::{Connection, Target, TargetError};
+
 /// The key prefix of this data schema.
 pub const KEY_PREFIX: &str = "jarvis:v2:";
+
+/// Server mode: the channel that carries turn events and cancels between
+/// replicas (see `crate::relay`).
+pub const TURNS_CHANNEL: &str = "jarvis:server:turns";
+
+/// Whose keys a [`Memory`] handle reads and writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpace {
+    prefix: std::sync::Arc<str>,
+}
+
+impl KeySpace {
+    /// The one person of a desktop install: `jarvis:v2:`.
+    pub fn desktop() -> Self {
+        Self {
+            prefix: KEY_PREFIX.into(),
+        }
+    }
+
+    /// One user of a server: `jarvis:v2:{u:<id>}:`, one hash slot.
+    pub fn user(id: &UserId) -> Self {
+        Self {
+            prefix: format!("{KEY_PREFIX}{{u:{}}}:", id.as_str()).into(),
+        }
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    fn conversations(&self) -> String {
+        self.key("conversations")
+    }
+
+    fn by_update(&self) -> String {
+        self.key("conversations:by_update")
+    }
+
+    fn conversation(&self, id: &ConversationId) -> String {
+        self.key(&format!("conversation:{}", id.as_str()))
+    }
+
+    fn messages(&self, id: &ConversationId) -> String {
+        self.key(&format!("conversation:{}:messages", id.as_str()))
+    }
+
+    fn settings(&self, id: &ConversationId) -> String {
+        self.key(&format!("conversation:{}:settings", id.as_str()))
+    }
+
+    fn tool(&self, tool: &ToolName) -> String {
+        self.key(&format!("tool:{}", tool.0))
+    }
+
+    fn rate(&self, window: i64) -> String {
+        self.key(&format!("rate:{window}"))
+    }
+}
 
 /// How many characters of the first user message make a title.
 pub const TITLE_CHARS: usize = 80;
@@ -50,6 +120,8 @@ pub const SEARCH_SCAN_LIMIT: usize = 5_000;
 pub enum MemoryError {
     #[error("Redis is not reachable yet")]
     NotConnected,
+    #[error("{0}")]
+    Refused(String),
     #[error("Redis command failed: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("stored data is not valid JSON: {0}")]
@@ -146,6 +218,26 @@ impl ConversationId {
     }
 }
 
+/// An account's id: 32 lowercase hex digits, never reused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+impl UserId {
+    pub(crate) fn generate() -> Self {
+        Self(ConversationId::generate().as_str().to_owned())
+    }
+
+    /// Accepts exactly 32 lowercase hex digits.
+    pub fn parse(s: &str) -> Option<Self> {
+        ConversationId::parse(s).map(|id| Self(id.as_str().to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Appends a message only if its conversation exists, and keeps the
 /// conversation's summary and recency index in step, atomically.
 /// KEYS: meta hash, messages list, by-update index. ARGV: message JSON,
@@ -194,6 +286,14 @@ redis.call('HSET', KEYS[1], 'title', ARGV[1])
 return 1
 ";
 
+/// Counts a request in a window's counter, which expires with the window.
+/// KEYS: the counter. ARGV: the window's length in milliseconds.
+const RATE_SCRIPT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+";
+
 /// Why the last answer could not be removed for a regeneration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemoveAnswer {
@@ -205,25 +305,69 @@ pub enum RemoveAnswer {
 }
 
 /// Handle to Redis memory. Cheap to clone; connects in the background.
+/// Each handle reads and writes one [`KeySpace`]; [`Memory::scoped`] makes
+/// a handle for another over the same connections.
 #[derive(Debug, Clone)]
 pub struct Memory {
-    connection: watch::Receiver<Option<ConnectionManager>>,
+    connection: watch::Receiver<Option<Connection>>,
     events: broadcast::Sender<Event>,
+    turns: broadcast::Sender<String>,
+    publisher: std::sync::Arc<Publisher>,
+    keys: KeySpace,
 }
 
 impl Memory {
-    /// Starts connecting to `redis_url` in the background, retrying with
-    /// backoff (each attempt logged) until Redis answers. Returns at once.
+    /// Starts connecting to a single Redis at `redis_url` in the background
+    /// (see [`Memory::connect_target_in_background`]).
     pub fn connect_in_background(redis_url: String) -> Result<Self, MemoryError> {
-        let client = redis::Client::open(redis_url)?;
+        let target = Target::parse(&redis_url, false, None)
+            .map_err(|e| MemoryError::Refused(e.to_string()))?;
+        Ok(Self::connect_target_in_background(target))
+    }
+
+    /// Starts connecting to `target` in the background, retrying with
+    /// backoff (each attempt logged) until Redis answers. Returns at once.
+    pub fn connect_target_in_background(target: Target) -> Self {
         let (sender, receiver) = watch::channel(None);
         let (events, _) = broadcast::channel(256);
-        tokio::spawn(connect_loop(client.clone(), sender));
-        tokio::spawn(subscribe_loop(client, events.downgrade()));
-        Ok(Self {
+        let (turns, _) = broadcast::channel(4096);
+        let publisher = std::sync::Arc::new(Publisher::new(target.pubsub_clients().to_vec()));
+        tokio::spawn(connect_loop(target.clone(), sender));
+        tokio::spawn(subscribe_loop(
+            target.pubsub_clients().to_vec(),
+            events.downgrade(),
+            turns.downgrade(),
+        ));
+        Self {
             connection: receiver,
             events,
-        })
+            turns,
+            publisher,
+            keys: KeySpace::desktop(),
+        }
+    }
+
+    /// Waits until the first connection is made, at most `limit`.
+    pub async fn wait_connected(&self, limit: Duration) -> Result<(), MemoryError> {
+        let mut connection = self.connection.clone();
+        tokio::time::timeout(limit, connection.wait_for(Option::is_some))
+            .await
+            .map_err(|_| MemoryError::NotConnected)?
+            .map_err(|_| MemoryError::NotConnected)?;
+        Ok(())
+    }
+
+    /// A handle on the same connections that reads and writes `keys`.
+    pub fn scoped(&self, keys: KeySpace) -> Self {
+        Self {
+            keys,
+            ..self.clone()
+        }
+    }
+
+    /// The key space this handle reads and writes.
+    pub fn key_space(&self) -> &KeySpace {
+        &self.keys
     }
 
     /// Events from the pub/sub channel (ours included), as they arrive. A
@@ -234,18 +378,40 @@ impl Memory {
 
     /// Publishes an event to every subscriber (the launcher, the UI).
     pub async fn publish(&self, event: &Event) -> Result<(), MemoryError> {
-        let mut conn = self.connection()?;
         let json = serde_json::to_string(event)?;
-        conn.publish::<_, _, ()>(EVENTS_CHANNEL, json).await?;
-        Ok(())
+        self.publisher.publish(EVENTS_CHANNEL, json).await
+    }
+
+    /// Server mode: raw messages of the turn relay channel, ours included.
+    pub fn turn_messages(&self) -> broadcast::Receiver<String> {
+        self.turns.subscribe()
+    }
+
+    /// Server mode: sends `payload` to every replica's relay.
+    pub async fn publish_turn_message(&self, payload: String) -> Result<(), MemoryError> {
+        self.publisher.publish(TURNS_CHANNEL, payload).await
+    }
+
+    /// Counts one request in the current window of `window_ms`, returning
+    /// the count so far and the milliseconds left in the window.
+    pub async fn count_request(&self, window_ms: i64) -> Result<(i64, i64), MemoryError> {
+        let mut conn = self.connection()?;
+        let now = jiff::Timestamp::now().as_millisecond();
+        let window = now.div_euclid(window_ms);
+        let count: i64 = redis::Script::new(RATE_SCRIPT)
+            .key(self.keys.rate(window))
+            .arg(window_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((count, (window + 1) * window_ms - now))
     }
 
     /// A conversation's settings; `Ok(None)` when it does not exist.
     pub async fn settings(&self, id: &ConversationId) -> Result<Option<Settings>, MemoryError> {
         let mut conn = self.connection()?;
         let (exists, fields): (bool, HashMap<String, String>) = redis::pipe()
-            .exists(conversation_key(id))
-            .hgetall(settings_key(id))
+            .exists(self.keys.conversation(id))
+            .hgetall(self.keys.settings(id))
             .query_async(&mut conn)
             .await?;
         if !exists {
@@ -269,7 +435,9 @@ impl Memory {
         let mut conn = self.connection()?;
         let settings_script = redis::Script::new(SETTINGS_SCRIPT);
         let mut script = settings_script.prepare_invoke();
-        script.key(conversation_key(id)).key(settings_key(id));
+        script
+            .key(self.keys.conversation(id))
+            .key(self.keys.settings(id));
         if let Some(prompt) = &settings.system_prompt {
             script.arg("system_prompt").arg(prompt);
         }
@@ -292,7 +460,7 @@ impl Memory {
         tool: &ToolName,
     ) -> Result<HashMap<String, String>, MemoryError> {
         let mut conn = self.connection()?;
-        Ok(conn.hgetall(tool_key(tool)).await?)
+        Ok(conn.hgetall(self.keys.tool(tool)).await?)
     }
 
     /// Sets one field of a tool's state.
@@ -303,7 +471,7 @@ impl Memory {
         value: &str,
     ) -> Result<(), MemoryError> {
         let mut conn = self.connection()?;
-        conn.hset::<_, _, _, ()>(tool_key(tool), field, value)
+        conn.hset::<_, _, _, ()>(self.keys.tool(tool), field, value)
             .await?;
         Ok(())
     }
@@ -374,7 +542,7 @@ impl Memory {
         redis::pipe()
             .atomic()
             .hset_multiple(
-                conversation_key(&id),
+                self.keys.conversation(&id),
                 &[
                     ("created_at", created_at.as_str()),
                     ("updated_at", created_at.as_str()),
@@ -383,13 +551,9 @@ impl Memory {
                 ],
             )
             .ignore()
-            .zadd(
-                format!("{KEY_PREFIX}conversations"),
-                id.as_str(),
-                now.as_millisecond(),
-            )
+            .zadd(self.keys.conversations(), id.as_str(), now.as_millisecond())
             .ignore()
-            .zadd(by_update_key(), id.as_str(), now.as_millisecond())
+            .zadd(self.keys.by_update(), id.as_str(), now.as_millisecond())
             .ignore()
             .query_async::<()>(&mut conn)
             .await?;
@@ -428,9 +592,9 @@ impl Memory {
             String::new()
         };
         let length: i64 = redis::Script::new(APPEND_SCRIPT)
-            .key(conversation_key(id))
-            .key(messages_key(id))
-            .key(by_update_key())
+            .key(self.keys.conversation(id))
+            .key(self.keys.messages(id))
+            .key(self.keys.by_update())
             .arg(json)
             .arg(&message.created_at)
             .arg(now.as_millisecond())
@@ -451,8 +615,8 @@ impl Memory {
     ) -> Result<Option<Conversation>, MemoryError> {
         let mut conn = self.connection()?;
         let (meta, raw): (HashMap<String, String>, Vec<String>) = redis::pipe()
-            .hgetall(conversation_key(id))
-            .lrange(messages_key(id), 0, -1)
+            .hgetall(self.keys.conversation(id))
+            .lrange(self.keys.messages(id), 0, -1)
             .query_async(&mut conn)
             .await?;
         let Some(summary) = summary(meta) else {
@@ -478,14 +642,14 @@ impl Memory {
         let stop = isize::try_from(limit)
             .unwrap_or(isize::MAX)
             .saturating_sub(1);
-        let ids: Vec<String> = conn.zrevrange(by_update_key(), 0, stop).await?;
+        let ids: Vec<String> = conn.zrevrange(self.keys.by_update(), 0, stop).await?;
         if ids.is_empty() {
             return Ok(Vec::new()); // an empty pipeline is an error in Redis
         }
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.cmd("HGETALL")
-                .arg(format!("{KEY_PREFIX}conversation:{id}"));
+                .arg(format!("{}conversation:{id}", self.keys.prefix));
         }
         let metas: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
         Ok(ids
@@ -504,7 +668,7 @@ impl Memory {
     pub async fn rename(&self, id: &ConversationId, title: &str) -> Result<bool, MemoryError> {
         let mut conn = self.connection()?;
         let done: i64 = redis::Script::new(RENAME_SCRIPT)
-            .key(conversation_key(id))
+            .key(self.keys.conversation(id))
             .arg(title)
             .invoke_async(&mut conn)
             .await?;
@@ -518,10 +682,14 @@ impl Memory {
         let mut conn = self.connection()?;
         let (removed,): (i64,) = redis::pipe()
             .atomic()
-            .del(&[conversation_key(id), messages_key(id), settings_key(id)])
-            .zrem(format!("{KEY_PREFIX}conversations"), id.as_str())
+            .del(&[
+                self.keys.conversation(id),
+                self.keys.messages(id),
+                self.keys.settings(id),
+            ])
+            .zrem(self.keys.conversations(), id.as_str())
             .ignore()
-            .zrem(by_update_key(), id.as_str())
+            .zrem(self.keys.by_update(), id.as_str())
             .ignore()
             .query_async(&mut conn)
             .await?;
@@ -536,8 +704,8 @@ impl Memory {
     ) -> Result<RemoveAnswer, MemoryError> {
         let mut conn = self.connection()?;
         let n: i64 = redis::Script::new(REMOVE_ANSWER_SCRIPT)
-            .key(conversation_key(id))
-            .key(messages_key(id))
+            .key(self.keys.conversation(id))
+            .key(self.keys.messages(id))
             .invoke_async(&mut conn)
             .await?;
         Ok(match n {
@@ -562,7 +730,7 @@ impl Memory {
         for batch in recent.chunks(64) {
             let mut pipe = redis::pipe();
             for listed in batch {
-                pipe.lrange(messages_key(&listed.id), 0, -1);
+                pipe.lrange(self.keys.messages(&listed.id), 0, -1);
             }
             let messages: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
             for (listed, raw) in batch.iter().zip(messages) {
@@ -585,10 +753,10 @@ impl Memory {
     /// How many conversations exist.
     pub async fn conversation_count(&self) -> Result<u64, MemoryError> {
         let mut conn = self.connection()?;
-        Ok(conn.zcard(format!("{KEY_PREFIX}conversations")).await?)
+        Ok(conn.zcard(self.keys.conversations()).await?)
     }
 
-    fn connection(&self) -> Result<ConnectionManager, MemoryError> {
+    fn connection(&self) -> Result<Connection, MemoryError> {
         self.connection
             .borrow()
             .clone()
@@ -611,26 +779,6 @@ fn summary(mut meta: HashMap<String, String>) -> Option<Summary> {
     })
 }
 
-fn by_update_key() -> String {
-    format!("{KEY_PREFIX}conversations:by_update")
-}
-
-fn conversation_key(id: &ConversationId) -> String {
-    format!("{KEY_PREFIX}conversation:{}", id.as_str())
-}
-
-fn messages_key(id: &ConversationId) -> String {
-    format!("{KEY_PREFIX}conversation:{}:messages", id.as_str())
-}
-
-fn settings_key(id: &ConversationId) -> String {
-    format!("{KEY_PREFIX}conversation:{}:settings", id.as_str())
-}
-
-fn tool_key(tool: &ToolName) -> String {
-    format!("{KEY_PREFIX}tool:{}", tool.0)
-}
-
 /// A tool's name: 1 to 64 of `a-z`, `0-9`, `_` and `-`, so it can never
 /// reach outside its own key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -646,15 +794,83 @@ impl ToolName {
     }
 }
 
-/// Listens to the events channel for as long as anyone may subscribe,
-/// reconnecting (with backoff) whenever the connection drops.
-async fn subscribe_loop(client: redis::Client, events: broadcast::WeakSender<Event>) {
+/// Publishes through one node at a time (the first that answers, in the
+/// target's order), so that one replica's messages stay in order.
+struct Publisher {
+    clients: Vec<redis::Client>,
+    current: tokio::sync::Mutex<Option<(usize, redis::aio::MultiplexedConnection)>>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("nodes", &self.clients.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    fn new(clients: Vec<redis::Client>) -> Self {
+        Self {
+            clients,
+            current: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn publish(&self, channel: &str, payload: String) -> Result<(), MemoryError> {
+        let mut current = self.current.lock().await;
+        let start = current.as_ref().map_or(0, |(i, _)| *i);
+        let mut last_error = None;
+        // The node in use first, then each other node once.
+        for step in 0..self.clients.len() {
+            let index = (start + step) % self.clients.len();
+            if current.as_ref().is_none_or(|(i, _)| *i != index) {
+                let connect = self.clients[index].get_multiplexed_async_connection();
+                match tokio::time::timeout(Duration::from_secs(1), connect).await {
+                    Ok(Ok(connection)) => *current = Some((index, connection)),
+                    Ok(Err(e)) => {
+                        last_error = Some(MemoryError::Redis(e));
+                        continue;
+                    }
+                    Err(_) => {
+                        last_error = Some(MemoryError::NotConnected);
+                        continue;
+                    }
+                }
+            }
+            let Some((_, connection)) = current.as_mut() else {
+                continue;
+            };
+            match connection.publish::<_, _, ()>(channel, &payload).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::debug!(node = index, %e, "publishing failed; trying the next node");
+                    *current = None;
+                    last_error = Some(MemoryError::Redis(e));
+                }
+            }
+        }
+        Err(last_error.unwrap_or(MemoryError::NotConnected))
+    }
+}
+
+/// Listens to the events and turn channels for as long as anyone may
+/// subscribe, through one node at a time, moving to the next node (with
+/// backoff) whenever the connection drops.
+async fn subscribe_loop(
+    clients: Vec<redis::Client>,
+    events: broadcast::WeakSender<Event>,
+    turns: broadcast::WeakSender<String>,
+) {
     use futures_util::StreamExt as _;
     let mut delay = Duration::from_millis(50);
+    let mut node = 0usize;
     // Ends once every `Memory` handle is gone.
     while events.strong_count() > 0 {
+        let client = &clients[node % clients.len()];
+        node += 1;
         match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(EVENTS_CHANNEL).await {
+            Ok(mut pubsub) => match pubsub.subscribe(&[EVENTS_CHANNEL, TURNS_CHANNEL]).await {
                 Ok(()) => {
                     tracing::debug!("subscribed to events");
                     delay = Duration::from_millis(50);
@@ -663,6 +879,12 @@ async fn subscribe_loop(client: redis::Client, events: broadcast::WeakSender<Eve
                         let Ok(payload) = message.get_payload::<String>() else {
                             continue;
                         };
+                        if message.get_channel_name() == TURNS_CHANNEL {
+                            if let Some(turns) = turns.upgrade() {
+                                let _ = turns.send(payload);
+                            }
+                            continue;
+                        }
                         let Some(events) = events.upgrade() else {
                             return;
                         };
@@ -684,8 +906,9 @@ async fn subscribe_loop(client: redis::Client, events: broadcast::WeakSender<Eve
     }
 }
 
-async fn connect_loop(client: redis::Client, sender: watch::Sender<Option<ConnectionManager>>) {
-    // Once connected, the manager reconnects by itself when Redis restarts.
+async fn connect_loop(target: Target, sender: watch::Sender<Option<Connection>>) {
+    // Once connected, the connection reconnects by itself when Redis
+    // restarts (a cluster's also follows redirections and failovers).
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(1)))
         .set_response_timeout(Some(Duration::from_secs(5)))
@@ -695,27 +918,11 @@ async fn connect_loop(client: redis::Client, sender: watch::Sender<Option<Connec
     let mut delay = Duration::from_millis(5);
     let mut attempt = 1u32;
     loop {
-        // Probe with a plain connection first: the manager retries on its
-        // own, which would hide the attempts this loop logs.
-        let probe = tokio::time::timeout(
-            Duration::from_secs(1),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(redis::RedisError::from(std::io::Error::from(
-                std::io::ErrorKind::TimedOut,
-            )))
-        });
-        let connected = match probe {
-            Ok(_) => ConnectionManager::new_with_config(client.clone(), config.clone()).await,
-            Err(e) => Err(e),
-        };
-        match connected {
-            Ok(manager) => {
-                tracing::info!(attempt, "connected to Redis");
-                let _ = sender.send(Some(manager.clone()));
-                keepalive(manager, &sender).await;
+        match target.connect(&config).await {
+            Ok(connection) => {
+                tracing::info!(attempt, cluster = target.is_cluster(), "connected to Redis");
+                let _ = sender.send(Some(connection.clone()));
+                keepalive(connection, &sender).await;
                 return;
             }
             Err(error) => {
@@ -732,17 +939,15 @@ async fn connect_loop(client: redis::Client, sender: watch::Sender<Option<Connec
 }
 
 /// Pings Redis a few times a second so that a restarted Redis is
-/// reconnected to before a user request needs it (the manager reconnects on
-/// the first failed command, which would otherwise be the user's).
-async fn keepalive(
-    mut manager: ConnectionManager,
-    sender: &watch::Sender<Option<ConnectionManager>>,
-) {
+/// reconnected to before a user request needs it (the connection
+/// reconnects on the first failed command, which would otherwise be the
+/// user's).
+async fn keepalive(mut connection: Connection, sender: &watch::Sender<Option<Connection>>) {
     let mut healthy = true;
     while !sender.is_closed() {
         tokio::time::sleep(KEEPALIVE_INTERVAL).await;
         let ok = redis::cmd("PING")
-            .query_async::<String>(&mut manager)
+            .query_async::<String>(&mut connection)
             .await
             .is_ok();
         if ok != healthy {
