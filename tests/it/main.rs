@@ -19,6 +19,7 @@ mod packs;
 mod persistence;
 mod release;
 mod security;
+mod server;
 mod supervision;
 mod torture;
 mod ui;

@@ -12,6 +12,7 @@
 )]
 
 pub mod fault_server;
+pub mod server;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -109,6 +110,17 @@ impl CoreProcess {
             child,
             stderr_log: stderr_log.to_owned(),
         }
+    }
+}
+
+impl CoreProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its exit status once it has exited.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
     }
 }
 
@@ -1405,6 +1417,12 @@ pub mod brain {
 
     impl Socket {
         pub fn connect(api: &Api) -> Self {
+            Self::connect_served_by(api).0
+        }
+
+        /// [`Self::connect`], and the balancer's `X-Served-By` header (the
+        /// replica the socket reached), if any.
+        pub fn connect_served_by(api: &Api) -> (Self, Option<String>) {
             use tungstenite::client::IntoClientRequest as _;
             let url = format!("{}/v1/ws", api.base_url.replacen("http://", "ws://", 1));
             let mut request = url.into_client_request().unwrap();
@@ -1412,11 +1430,16 @@ pub mod brain {
                 "authorization",
                 format!("Bearer {}", api.token).parse().unwrap(),
             );
-            let (socket, _) = tungstenite::connect(request).unwrap();
+            let (socket, response) = tungstenite::connect(request).unwrap();
             if let tungstenite::stream::MaybeTlsStream::Plain(s) = socket.get_ref() {
                 s.set_read_timeout(Some(Duration::from_secs(180))).unwrap();
             }
-            Self { socket }
+            let served_by = response
+                .headers()
+                .get("x-served-by")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            (Self { socket }, served_by)
         }
 
         pub fn send(&mut self, message: &Value) {
@@ -1434,6 +1457,48 @@ pub mod brain {
                     }
                     tungstenite::Message::Close(_) => panic!("the core closed the socket"),
                     _ => {}
+                }
+            }
+        }
+
+        /// The next JSON message if one comes within `wait`.
+        pub fn try_next_message(&mut self, wait: Duration) -> Option<Value> {
+            let tungstenite::stream::MaybeTlsStream::Plain(stream) = self.socket.get_ref() else {
+                panic!("only plain sockets are used in tests");
+            };
+            stream.set_read_timeout(Some(wait)).unwrap();
+            let message = loop {
+                match self.socket.read() {
+                    Ok(tungstenite::Message::Text(text)) => {
+                        break Some(serde_json::from_str(&text).unwrap());
+                    }
+                    Ok(tungstenite::Message::Close(_)) => panic!("the core closed the socket"),
+                    Ok(_) => {}
+                    Err(tungstenite::Error::Io(e))
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        break None;
+                    }
+                    Err(e) => panic!("the socket failed: {e}"),
+                }
+            };
+            if let tungstenite::stream::MaybeTlsStream::Plain(stream) = self.socket.get_ref() {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(180)))
+                    .unwrap();
+            }
+            message
+        }
+
+        /// Whether the socket is closed or fails (its server is gone).
+        pub fn is_broken(&mut self) -> bool {
+            loop {
+                match self.socket.read() {
+                    Ok(tungstenite::Message::Close(_)) | Err(_) => return true,
+                    Ok(_) => {}
                 }
             }
         }
