@@ -109,6 +109,8 @@ pub struct CoreConfig {
     pub redis_ca_file: Option<PathBuf>,
     /// Treat a single Redis URL as a cluster seed.
     pub redis_cluster: bool,
+    /// Replicas that must have a write before it is acknowledged.
+    pub redis_wait_replicas: u32,
     pub deployment: Deployment,
     /// Desktop mode's per-launch token (empty in server mode).
     pub api_token: String,
@@ -223,6 +225,15 @@ impl CoreConfig {
                 .filter(|p| !p.trim().is_empty())
                 .map(PathBuf::from),
             redis_cluster: var(env::REDIS_CLUSTER).is_some_and(|v| v.trim() == "1"),
+            redis_wait_replicas: match var(env::REDIS_WAIT_REPLICAS)
+                .filter(|v| !v.trim().is_empty())
+            {
+                None => 0,
+                Some(raw) => raw.trim().parse().map_err(|_| ConfigError::BadNumber {
+                    var: env::REDIS_WAIT_REPLICAS,
+                    value: raw,
+                })?,
+            },
             deployment,
             api_token,
             listen,

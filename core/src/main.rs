@@ -97,7 +97,13 @@ async fn users(args: &[String]) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not set; it names the server's Redis", env::REDIS_URL))?;
     let ca = var(env::REDIS_CA_FILE).map(std::path::PathBuf::from);
     let cluster = var(env::REDIS_CLUSTER).is_some_and(|v| v.trim() == "1");
-    let memory = Memory::connect_target_in_background(redis_target(&url, cluster, ca.as_deref())?);
+    let wait_replicas = var(env::REDIS_WAIT_REPLICAS)
+        .map(|v| v.trim().parse::<u32>())
+        .transpose()
+        .with_context(|| format!("{} is not a whole number", env::REDIS_WAIT_REPLICAS))?
+        .unwrap_or(0);
+    let memory = Memory::connect_target_in_background(redis_target(&url, cluster, ca.as_deref())?)
+        .with_replica_acks(wait_replicas);
     memory
         .wait_connected(std::time::Duration::from_secs(15))
         .await
@@ -158,7 +164,8 @@ async fn serve() -> anyhow::Result<()> {
         config.redis_ca_file.as_deref(),
     )
     .context("the Redis settings are not usable")?;
-    let memory = Memory::connect_target_in_background(target);
+    let memory =
+        Memory::connect_target_in_background(target).with_replica_acks(config.redis_wait_replicas);
     let models = ModelDirectory::new(config.models_dir.clone(), config.required_models.clone());
     let engines = Engines::new(
         config.models_dir.clone(),

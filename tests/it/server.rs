@@ -554,3 +554,124 @@ fn the_deployment_examples_use_only_real_settings() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// Appends from another thread until told to stop; returns the messages
+/// the server acknowledged (201), in order, and how many it refused.
+fn keep_appending(
+    api: Api,
+    id: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<String>, usize)> {
+    std::thread::spawn(move || {
+        let (mut acknowledged, mut refused) = (Vec::new(), 0);
+        let mut i = 0;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let text = format!("steady message {i}");
+            match api.try_add_message(&id, "user", &text) {
+                Some(201) => acknowledged.push(text),
+                Some(503) | None => refused += 1,
+                Some(other) => panic!("unexpected status {other}"),
+            }
+            i += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (acknowledged, refused)
+    })
+}
+
+#[test]
+fn a_reshard_and_a_primary_failover_under_writes_lose_no_acknowledged_message() {
+    // Three primaries with a replica each; writes are acknowledged only
+    // once the replica has them (JARVIS_REDIS_WAIT_REPLICAS=1).
+    let mut cluster = RedisCluster::start_with_replicas(3, 1);
+    let redis = RedisSettings {
+        url: cluster.url(),
+        ca_file: None,
+    };
+    let data = tempfile::tempdir().unwrap();
+    let replica = Replica::start(
+        "core",
+        &redis,
+        data.path(),
+        data.path(),
+        &[
+            (env::REDIS_WAIT_REPLICAS, "1"),
+            (env::RATE_LIMIT_PER_MINUTE, "0"),
+        ],
+    );
+    let probe = Api::new(replica.url(), "");
+    wait_for(Duration::from_secs(30), "ready", || {
+        probe.ready().then_some(())
+    });
+    let alice = Api::new(replica.url(), &add_user(&redis, "alice"));
+    let id = alice.create_conversation();
+    assert_eq!(alice.add_message(&id, "user", "first").status(), 201);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = keep_appending(alice.clone(), id.clone(), stop.clone());
+
+    // The slot of alice's keys moves to another primary, key by key,
+    // under the writes (ASK and TRYAGAIN mid-migration, MOVED after).
+    let pattern = format!("*{id}:messages");
+    let from = cluster.node_holding(&pattern);
+    let to = *cluster.primaries().iter().find(|&&p| p != from).unwrap();
+    let tagged = cluster
+        .keys()
+        .into_iter()
+        .find(|k| k.ends_with(&format!("{id}:messages")))
+        .unwrap();
+    cluster.move_slot_of(&tagged, from, to);
+    let holder = cluster.node_holding(&pattern);
+    assert_eq!(holder, to, "alice's keys moved");
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Her new primary dies: its replica takes over (once the cluster saw
+    // the death: wait_ok right after the kill proves nothing). That has no
+    // replica of its own yet, so writes are refused (503, never a 201 that
+    // a second failure could lose) until the dead node is back, as its
+    // replica.
+    cluster.kill(holder);
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.wait_ok();
+    wait_for(
+        Duration::from_secs(30),
+        "a write refused for want of a replica",
+        || {
+            let response = alice.add_message(&id, "user", "with no replica");
+            assert_eq!(response.status(), 503, "acknowledged without a replica");
+            let body: Value = response.json().unwrap();
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("replica")
+                .then_some(())
+        },
+    );
+    cluster.restart(holder);
+    wait_for(
+        Duration::from_secs(60),
+        "writes to work after the failover",
+        || (alice.try_add_message(&id, "user", "after the failover") == Some(201)).then_some(()),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (acknowledged, refused) = writer.join().unwrap();
+    eprintln!(
+        "{} acknowledged, {refused} refused during the reshard and failover",
+        acknowledged.len()
+    );
+    assert!(acknowledged.len() > 20, "{}", acknowledged.len());
+    let stored = alice.messages(&id).unwrap();
+    let steady: Vec<&String> = stored.iter().filter(|m| m.starts_with("steady")).collect();
+    for message in &acknowledged {
+        assert!(steady.contains(&message), "lost '{message}'");
+    }
+    assert_eq!(stored.first().map(String::as_str), Some("first"));
+    assert!(stored.iter().any(|m| m == "after the failover"));
+    // In the order they were acknowledged.
+    let order: Vec<&String> = steady
+        .iter()
+        .copied()
+        .filter(|m| acknowledged.contains(m))
+        .collect();
+    assert_eq!(order, acknowledged.iter().collect::<Vec<_>>());
+}

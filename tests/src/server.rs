@@ -40,9 +40,14 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start(masters: usize) -> Self {
+        Self::start_with_replicas(masters, 0)
+    }
+
+    /// `masters` primaries, each with `replicas` replicas.
+    pub fn start_with_replicas(masters: usize, replicas: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
-        for i in 0..masters {
+        for i in 0..masters * (1 + replicas) {
             let node_dir = dir.path().join(format!("node{i}"));
             std::fs::create_dir_all(&node_dir).unwrap();
             let port = free_cluster_port();
@@ -55,10 +60,21 @@ impl RedisCluster {
             .collect();
         let mut args = vec!["--cluster", "create"];
         args.extend(addresses.iter().map(String::as_str));
-        args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        let replicas = replicas.to_string();
+        args.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
         redis_cli(&args);
         let cluster = Self { nodes, _dir: dir };
         cluster.wait_ok();
+        // Every replica has finished its first sync.
+        wait_for(Duration::from_secs(60), "every replica in sync", || {
+            cluster
+                .ports()
+                .iter()
+                .map(|port| redis_cli(&["-p", &port.to_string(), "info", "replication"]))
+                .filter(|info| info.contains("role:slave"))
+                .all(|info| info.contains("master_link_status:up"))
+                .then_some(())
+        });
         cluster
     }
 
@@ -149,16 +165,97 @@ impl RedisCluster {
         self.wait_ok();
     }
 
-    /// The node that holds keys matching `pattern`.
+    /// The running primary that holds keys matching `pattern`.
     pub fn node_holding(&self, pattern: &str) -> usize {
-        self.ports()
-            .iter()
-            .position(|port| {
-                !redis_cli(&["-p", &port.to_string(), "--raw", "keys", pattern])
-                    .trim()
-                    .is_empty()
+        (0..self.nodes.len())
+            .find(|&i| {
+                let port = self.nodes[i].0.to_string();
+                self.nodes[i].2.is_some()
+                    && redis_cli(&["-p", &port, "role"]).starts_with("master")
+                    && !redis_cli(&["-p", &port, "--raw", "keys", pattern])
+                        .trim()
+                        .is_empty()
             })
-            .unwrap_or_else(|| panic!("no node holds {pattern}"))
+            .unwrap_or_else(|| panic!("no primary holds {pattern}"))
+    }
+
+    /// Node `i`'s cluster id.
+    pub fn node_id(&self, i: usize) -> String {
+        redis_cli(&["-p", &self.nodes[i].0.to_string(), "cluster", "myid"])
+            .trim()
+            .to_owned()
+    }
+
+    /// The indexes of the running primaries.
+    pub fn primaries(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i].2.is_some()
+                    && redis_cli(&["-p", &self.nodes[i].0.to_string(), "role"])
+                        .starts_with("master")
+            })
+            .collect()
+    }
+
+    /// Moves the slot of `key` from primary `from` to primary `to` the way
+    /// `redis-cli --cluster reshard` does, a few keys at a time (clients
+    /// meanwhile get `ASK` and `TRYAGAIN`, then `MOVED`).
+    pub fn move_slot_of(&self, key: &str, from: usize, to: usize) {
+        let port = |i: usize| self.nodes[i].0.to_string();
+        let slot = redis_cli(&["-p", &port(from), "cluster", "keyslot", key])
+            .trim()
+            .to_owned();
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        redis_cli(&[
+            "-p",
+            &port(to),
+            "cluster",
+            "setslot",
+            &slot,
+            "importing",
+            &from_id,
+        ]);
+        redis_cli(&[
+            "-p",
+            &port(from),
+            "cluster",
+            "setslot",
+            &slot,
+            "migrating",
+            &to_id,
+        ]);
+        loop {
+            let keys = redis_cli(&[
+                "-p",
+                &port(from),
+                "--raw",
+                "cluster",
+                "getkeysinslot",
+                &slot,
+                "1",
+            ]);
+            let Some(key) = keys.lines().find(|k| !k.is_empty()) else {
+                break;
+            };
+            redis_cli(&[
+                "-p",
+                &port(from),
+                "migrate",
+                "127.0.0.1",
+                &port(to),
+                "",
+                "0",
+                "5000",
+                "keys",
+                key,
+            ]);
+            // Slowly, so that clients meet the slot half moved.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for i in self.primaries() {
+            redis_cli(&["-p", &port(i), "cluster", "setslot", &slot, "node", &to_id]);
+        }
+        self.wait_ok();
     }
 
     /// Every key in the cluster (each node's `KEYS *`).

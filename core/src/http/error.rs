@@ -51,6 +51,10 @@ pub enum ApiError {
     #[error("memory (Redis) is not reachable yet; try again shortly")]
     MemoryUnavailable,
     #[error(
+        "memory could not copy this write to a replica in time, so it was not acknowledged; try again shortly"
+    )]
+    NotReplicated,
+    #[error(
         "no {role} model is installed\nhint: `jarvis models pull` downloads the catalog's models, `jarvis models import PATH` installs one from disk"
     )]
     ModelNotInstalled { role: &'static str },
@@ -93,6 +97,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MemoryUnavailable
+            | Self::NotReplicated
             | Self::ModelNotInstalled { .. }
             | Self::ModelLoading { .. }
             | Self::ModelFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -117,7 +122,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::BadRequest(_) => "bad_request",
             Self::TooLarge { .. } => "payload_too_large",
-            Self::MemoryUnavailable => "memory_unavailable",
+            Self::MemoryUnavailable | Self::NotReplicated => "memory_unavailable",
             Self::ModelNotInstalled { .. } => "model_not_installed",
             Self::ModelLoading { .. } => "model_loading",
             Self::ModelFailed { .. } => "model_failed",
@@ -149,7 +154,10 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         if matches!(
             self,
-            Self::ModelLoading { .. } | Self::MemoryUnavailable | Self::Draining
+            Self::ModelLoading { .. }
+                | Self::MemoryUnavailable
+                | Self::NotReplicated
+                | Self::Draining
         ) {
             response
                 .headers_mut()
@@ -175,12 +183,16 @@ impl From<MemoryError> for ApiError {
     fn from(error: MemoryError) -> Self {
         match error {
             MemoryError::NotConnected => Self::MemoryUnavailable,
+            MemoryError::NotReplicated { .. } => Self::NotReplicated,
             // A cluster mid-failover (CLUSTERDOWN, TRYAGAIN, a slot with no
             // node yet) or a timeout: nothing was acknowledged; retry.
-            MemoryError::Redis(e) if e.is_cluster_error() || e.is_timeout() => {
-                Self::MemoryUnavailable
-            }
-            MemoryError::Redis(e) if e.is_io_error() || e.is_connection_dropped() => {
+            MemoryError::Redis(e)
+                if e.is_cluster_error()
+                    || e.is_timeout()
+                    || e.is_io_error()
+                    || e.is_connection_dropped() =>
+            {
+                tracing::warn!(error = %e, "memory unavailable");
                 Self::MemoryUnavailable
             }
             other => Self::Internal(other.to_string()),

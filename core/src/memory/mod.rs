@@ -120,6 +120,10 @@ pub const SEARCH_SCAN_LIMIT: usize = 5_000;
 pub enum MemoryError {
     #[error("Redis is not reachable yet")]
     NotConnected,
+    #[error(
+        "the write reached the primary but only {got} of {wanted} replicas within the time allowed; it is not acknowledged"
+    )]
+    NotReplicated { wanted: u32, got: i64 },
     #[error("{0}")]
     Refused(String),
     #[error("Redis command failed: {0}")]
@@ -314,7 +318,12 @@ pub struct Memory {
     turns: broadcast::Sender<String>,
     publisher: std::sync::Arc<Publisher>,
     keys: KeySpace,
+    /// Replicas that must have a write before it is acknowledged.
+    replica_acks: u32,
 }
+
+/// How long a write waits for its replicas.
+const REPLICA_WAIT: Duration = Duration::from_secs(1);
 
 impl Memory {
     /// Starts connecting to a single Redis at `redis_url` in the background
@@ -344,7 +353,33 @@ impl Memory {
             turns,
             publisher,
             keys: KeySpace::desktop(),
+            replica_acks: 0,
         }
+    }
+
+    /// Acknowledges a write only once `replicas` replicas of its primary
+    /// have it (`WAIT`), so a failover that promotes one cannot lose it;
+    /// a write that misses them is an error (the caller may retry).
+    pub fn with_replica_acks(mut self, replicas: u32) -> Self {
+        self.replica_acks = replicas;
+        self
+    }
+
+    /// After a write to `key`'s primary: waits for the replicas asked for.
+    async fn replicated(&self, conn: &mut Connection, key: &str) -> Result<(), MemoryError> {
+        if self.replica_acks == 0 {
+            return Ok(());
+        }
+        let got = conn
+            .wait_for_replicas(key, self.replica_acks, REPLICA_WAIT)
+            .await?;
+        if got < i64::from(self.replica_acks) {
+            return Err(MemoryError::NotReplicated {
+                wanted: self.replica_acks,
+                got,
+            });
+        }
+        Ok(())
     }
 
     /// Waits until the first connection is made, at most `limit`.
@@ -451,6 +486,8 @@ impl Memory {
             script.arg("model_actions").arg("1");
         }
         let done: i64 = script.invoke_async(&mut conn).await?;
+        self.replicated(&mut conn, &self.keys.conversation(id))
+            .await?;
         Ok(done == 1)
     }
 
@@ -473,6 +510,7 @@ impl Memory {
         let mut conn = self.connection()?;
         conn.hset::<_, _, _, ()>(self.keys.tool(tool), field, value)
             .await?;
+        self.replicated(&mut conn, &self.keys.tool(tool)).await?;
         Ok(())
     }
 
@@ -557,6 +595,8 @@ impl Memory {
             .ignore()
             .query_async::<()>(&mut conn)
             .await?;
+        self.replicated(&mut conn, &self.keys.conversation(&id))
+            .await?;
         Ok(Conversation {
             id,
             summary: Summary {
@@ -601,6 +641,8 @@ impl Memory {
             .arg(title)
             .arg(id.as_str())
             .invoke_async(&mut conn)
+            .await?;
+        self.replicated(&mut conn, &self.keys.conversation(id))
             .await?;
         Ok(usize::try_from(length)
             .ok()
@@ -672,6 +714,8 @@ impl Memory {
             .arg(title)
             .invoke_async(&mut conn)
             .await?;
+        self.replicated(&mut conn, &self.keys.conversation(id))
+            .await?;
         Ok(done == 1)
     }
 
@@ -693,6 +737,8 @@ impl Memory {
             .ignore()
             .query_async(&mut conn)
             .await?;
+        self.replicated(&mut conn, &self.keys.conversation(id))
+            .await?;
         Ok(removed > 0)
     }
 
@@ -707,6 +753,8 @@ impl Memory {
             .key(self.keys.conversation(id))
             .key(self.keys.messages(id))
             .invoke_async(&mut conn)
+            .await?;
+        self.replicated(&mut conn, &self.keys.conversation(id))
             .await?;
         Ok(match n {
             -1 => RemoveAnswer::NotFound,
@@ -819,7 +867,9 @@ impl Publisher {
 
     async fn publish(&self, channel: &str, payload: String) -> Result<(), MemoryError> {
         let mut current = self.current.lock().await;
-        let start = current.as_ref().map_or(0, |(i, _)| *i);
+        let start = current
+            .as_ref()
+            .map_or_else(|| random_index(self.clients.len()), |(i, _)| *i);
         let mut last_error = None;
         // The node in use first, then each other node once.
         for step in 0..self.clients.len() {
@@ -854,6 +904,15 @@ impl Publisher {
     }
 }
 
+/// A random index below `len` (at least 1).
+fn random_index(len: usize) -> usize {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0;
+    }
+    usize::try_from(u64::from_le_bytes(bytes) % len.max(1) as u64).unwrap_or(0)
+}
+
 /// Listens to the events and turn channels for as long as anyone may
 /// subscribe, through one node at a time, moving to the next node (with
 /// backoff) whenever the connection drops.
@@ -864,7 +923,9 @@ async fn subscribe_loop(
 ) {
     use futures_util::StreamExt as _;
     let mut delay = Duration::from_millis(50);
-    let mut node = 0usize;
+    // Replicas spread over the nodes (and, in a cluster, their messages
+    // cross between nodes, which classic pub/sub does).
+    let mut node = random_index(clients.len());
     // Ends once every `Memory` handle is gone.
     while events.strong_count() > 0 {
         let client = &clients[node % clients.len()];

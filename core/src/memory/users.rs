@@ -136,6 +136,7 @@ impl Memory {
             .arg(key_hash(&key))
             .invoke_async(&mut conn)
             .await?;
+        self.replicated(&mut conn, BY_NAME).await?;
         let id = UserId::parse(&id).ok_or_else(|| UserError::Exists(name.to_owned()))?;
         Ok((
             User {
@@ -170,6 +171,7 @@ impl Memory {
             .arg(jiff::Timestamp::now().to_string())
             .invoke_async(&mut conn)
             .await?;
+        self.replicated(&mut conn, BY_NAME).await?;
         match done {
             0 => Err(UserError::NoSuchUser(name.to_owned())),
             2 => Ok(Revoked::Already),

@@ -53,6 +53,12 @@ pub const REDIS_CA_FILE: &str = "JARVIS_REDIS_CA_FILE";
 /// Cluster (a comma-separated list of URLs always is one).
 pub const REDIS_CLUSTER: &str = "JARVIS_REDIS_CLUSTER";
 
+/// Core: how many replicas of a Redis primary must have a write before the
+/// core acknowledges it (`WAIT`; default 0). With 1 and a replica per
+/// primary, a failover never loses an acknowledged write; a write that
+/// misses its replicas for a second is answered 503 (it may be retried).
+pub const REDIS_WAIT_REPLICAS: &str = "JARVIS_REDIS_WAIT_REPLICAS";
+
 /// Core, server mode: comma-separated `Host` values requests may carry
 /// (a name, or `name:port`); unset means any host (the balancer in front
 /// decides). `/healthz` and `/readyz` answer any host, for probes.
