@@ -298,16 +298,54 @@ fn a_tls_redis_with_an_acl_user_serves_and_each_user_has_a_rate_limit() {
         &redis,
         data.path(),
         data.path(),
-        &[(env::RATE_LIMIT_PER_MINUTE, "5")],
+        &[
+            (env::RATE_LIMIT_PER_MINUTE, "5"),
+            (env::ALLOWED_ORIGINS, "https://app.example"),
+        ],
     );
     let probe = Api::new(replica.url(), "");
     wait_for(Duration::from_secs(30), "ready over TLS", || {
         probe.ready().then_some(())
     });
+    // CORS: a preflight from the allowed origin is answered without a key;
+    // another origin is refused outright.
+    let preflight = probe
+        .anonymous(Method::OPTIONS, "/v1/conversations")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let foreign = probe
+        .anonymous(Method::OPTIONS, "/v1/conversations")
+        .header("origin", "https://evil.example")
+        .send()
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    assert!(
+        foreign
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
     let carol = Api::new(replica.url(), &add_user(&redis, "carol"));
+    let from_app = carol
+        .request(Method::GET, "/v1/conversations")
+        .header("origin", "https://app.example")
+        .send()
+        .unwrap();
+    assert_eq!(from_app.status(), 200);
+    assert_eq!(
+        from_app.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
     let dave = Api::new(replica.url(), &add_user(&redis, "dave"));
     let id = carol.create_conversation();
-    for i in 0..4 {
+    for i in 0..3 {
         assert_eq!(
             carol.add_message(&id, "user", &format!("m{i}")).status(),
             201
@@ -450,6 +488,22 @@ fn websocket_turns_are_relayed_cancelled_from_any_replica_and_survive_a_killed_o
     // A cancel sent through another replica stops the turn.
     first.send(&chat("t3", &id, STORY, 400));
     wait_first_token(&mut first, "t3");
+    // While it streams, requests land on the other replicas, which see
+    // the question already stored.
+    let mut readers = BTreeSet::new();
+    for _ in 0..3 {
+        let response = alice
+            .request(Method::GET, &format!("/v1/conversations/{id}"))
+            .send()
+            .unwrap();
+        readers.insert(served_by(&response));
+        let body: Value = response.json().unwrap();
+        assert_eq!(
+            body["messages"].as_array().unwrap().last().unwrap()["content"],
+            STORY
+        );
+    }
+    assert!(readers.len() >= 2, "{readers:?}");
     second.send(&json!({"type": "cancel", "turn_id": "t3"}));
     let (_, ended) = first.collect("t3");
     assert_eq!(ended["type"], "cancelled", "{ended}");
