@@ -419,7 +419,20 @@ const STORY: &str = "Write a very long story about a dragon who learns to bake b
 fn websocket_turns_are_relayed_cancelled_from_any_replica_and_survive_a_killed_or_draining_one() {
     let home = TestHome::new();
     install_models(&home, false);
-    let models = home.path("models");
+    // The replicas share one read-only models volume (a tmpfs remounted
+    // read-only, where this machine lets tests mount).
+    let volume = jarvis_tests::Tmpfs::mount(400);
+    let models = match &volume {
+        Some(volume) => {
+            jarvis_tests::copy_dir(&home.path("models"), &volume.path);
+            volume.set_read_only(true);
+            volume.path.clone()
+        }
+        None => {
+            eprintln!("no mount here: the replicas share a writable models folder");
+            home.path("models")
+        }
+    };
     let cluster = RedisCluster::start(3);
     let redis = RedisSettings {
         url: cluster.url(),
