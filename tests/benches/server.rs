@@ -174,10 +174,7 @@ fn main() {
         })
         .collect();
     for replica in &replicas {
-        let api = Api::new(replica.url(), "");
-        wait_for(Duration::from_secs(60), "a replica to be ready", || {
-            api.ready().then_some(())
-        });
+        replica.wait_ready();
     }
     let keys: Vec<String> = (0..USERS)
         .map(|i| add_user(&redis, &format!("bench{i}")))

@@ -26,10 +26,7 @@ fn three_replicas(
         .map(|i| Replica::start(&format!("core{i}"), redis, data, models, extra))
         .collect();
     for replica in &replicas {
-        let api = Api::new(replica.url(), "");
-        wait_for(Duration::from_secs(60), "a replica to be ready", || {
-            api.ready().then_some(())
-        });
+        replica.wait_ready();
     }
     let backends: Vec<(&str, u16)> = replicas
         .iter()
@@ -303,12 +300,10 @@ fn a_tls_redis_with_an_acl_user_serves_and_each_user_has_a_rate_limit() {
             (env::ALLOWED_ORIGINS, "https://app.example"),
         ],
     );
-    let probe = Api::new(replica.url(), "");
-    wait_for(Duration::from_secs(30), "ready over TLS", || {
-        probe.ready().then_some(())
-    });
+    replica.wait_ready();
     // CORS: a preflight from the allowed origin is answered without a key;
     // another origin is refused outright.
+    let probe = Api::new(replica.url(), "");
     let preflight = probe
         .anonymous(Method::OPTIONS, "/v1/conversations")
         .header("origin", "https://app.example")
@@ -666,10 +661,7 @@ fn a_reshard_and_a_primary_failover_under_writes_lose_no_acknowledged_message() 
             (env::RATE_LIMIT_PER_MINUTE, "0"),
         ],
     );
-    let probe = Api::new(replica.url(), "");
-    wait_for(Duration::from_secs(30), "ready", || {
-        probe.ready().then_some(())
-    });
+    replica.wait_ready();
     let alice = Api::new(replica.url(), &add_user(&redis, "alice"));
     let id = alice.create_conversation();
     assert_eq!(alice.add_message(&id, "user", "first").status(), 201);

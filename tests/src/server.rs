@@ -506,6 +506,14 @@ impl Replica {
         &self.core.as_ref().unwrap().url
     }
 
+    /// Waits until `/readyz` says ready (Redis reached).
+    pub fn wait_ready(&self) {
+        let api = crate::Api::new(self.url(), "");
+        wait_for(Duration::from_secs(60), "a replica to be ready", || {
+            api.ready().then_some(())
+        });
+    }
+
     pub fn port(&self) -> u16 {
         self.url().rsplit(':').next().unwrap().parse().unwrap()
     }
