@@ -361,6 +361,24 @@ fn a_tls_redis_with_an_acl_user_serves_and_each_user_has_a_rate_limit() {
     assert_eq!(body["error"]["code"], "rate_limited");
     // Another user's budget is their own.
     assert_eq!(status(dave.request(Method::GET, "/v1/conversations")), 200);
+    // Each WebSocket turn counts too: one socket is no way around it.
+    let daves = dave.create_conversation();
+    let mut socket = Socket::connect(&dave);
+    for turn in ["d1", "d2", "d3"] {
+        socket.send(&chat(turn, &daves, "hello", 8));
+    }
+    let mut ended = socket.collect_all(&["d1", "d2", "d3"]);
+    // (This core has no model: the turns within the limit say so.)
+    assert_eq!(
+        ended.remove("d1").unwrap().1["error"]["code"],
+        "model_not_installed"
+    );
+    assert_eq!(
+        ended.remove("d2").unwrap().1["error"]["code"],
+        "model_not_installed"
+    );
+    let (_, limited) = ended.remove("d3").unwrap();
+    assert_eq!(limited["error"]["code"], "rate_limited", "{limited}");
     // The data went over TLS, as the ACL user, into that Redis.
     let keys = tls.cli(&["--raw", "keys", "jarvis:v2:*"]).unwrap();
     assert!(keys.contains(":messages"), "{keys}");

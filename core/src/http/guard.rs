@@ -244,20 +244,31 @@ async fn authenticate(
         .await?
         .ok_or(ApiError::UnknownKey)?;
     let memory = state.memory.scoped(KeySpace::user(&user.id));
-    if settings.rate_limit_per_minute > 0 {
-        let (count, left_ms) = memory.count_request(RATE_WINDOW_MS).await?;
-        if count > i64::from(settings.rate_limit_per_minute) {
-            let retry_after_s = u64::try_from(left_ms.max(0))
-                .unwrap_or(0)
-                .div_ceil(1000)
-                .max(1);
-            return Err(ApiError::RateLimited { retry_after_s });
-        }
-    }
+    within_rate_limit(settings, &memory).await?;
     Ok(Some(Caller {
         memory,
         user: Some(user),
     }))
+}
+
+/// Counts one request (or WebSocket turn) against the user whose memory
+/// this is; `429` once they are over their limit for this minute.
+pub async fn within_rate_limit(
+    settings: &ServerSettings,
+    memory: &crate::memory::Memory,
+) -> Result<(), ApiError> {
+    if settings.rate_limit_per_minute == 0 {
+        return Ok(());
+    }
+    let (count, left_ms) = memory.count_request(RATE_WINDOW_MS).await?;
+    if count > i64::from(settings.rate_limit_per_minute) {
+        let retry_after_s = u64::try_from(left_ms.max(0))
+            .unwrap_or(0)
+            .div_ceil(1000)
+            .max(1);
+        return Err(ApiError::RateLimited { retry_after_s });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

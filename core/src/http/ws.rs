@@ -57,7 +57,7 @@ use tokio::sync::{mpsc, oneshot};
 use jarvis_actions::{ActionRequest, ActionState, Source, Status, slash};
 
 use super::error::{ApiError, conversation_not_found};
-use super::state::{AppState, Caller};
+use super::state::{Access, AppState, Caller};
 use crate::actions::{self, ActionError};
 use crate::chat::{self, TurnInput, TurnRequest};
 use crate::memory::{ConversationId, Memory, Role};
@@ -262,6 +262,14 @@ async fn serve(state: Arc<AppState>, caller: Caller, socket: WebSocket) {
         let refuse = |e: ApiError| error_json(Some(&turn_id), &e);
         if state.is_draining() {
             let _ = local.send(refuse(ApiError::Draining)).await;
+            continue;
+        }
+        // A turn costs like a request: one socket is no way around the
+        // rate limit.
+        if let Access::Server(settings) = &state.access
+            && let Err(e) = super::guard::within_rate_limit(settings, &caller.memory).await
+        {
+            let _ = local.send(refuse(e)).await;
             continue;
         }
         if turns.contains_key(&turn_id) {
