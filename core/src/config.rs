@@ -99,18 +99,56 @@ impl IpRange {
     }
 }
 
+/// Where memory is (one Redis or a cluster) and when a write counts: what
+/// the server and `jarvis-core users` both read.
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// One URL, or a cluster's seed URLs separated by commas.
+    pub url: String,
+    /// The CA of a `rediss://` server's certificate (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Treat a single Redis URL as a cluster seed.
+    pub cluster: bool,
+    /// Replicas that must have a write before it is acknowledged.
+    pub wait_replicas: u32,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    // The URL may hold a password: it stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("ca_file", &self.ca_file)
+            .field("cluster", &self.cluster)
+            .field("wait_replicas", &self.wait_replicas)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConfig {
+    /// Reads `JARVIS_REDIS_URL` and its companions through `var`.
+    pub fn from_env(var: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let raw_wait = number(var, env::REDIS_WAIT_REPLICAS, 0)?;
+        let wait_replicas = u32::try_from(raw_wait).map_err(|_| ConfigError::BadNumber {
+            var: env::REDIS_WAIT_REPLICAS,
+            value: raw_wait.to_string(),
+        })?;
+        Ok(Self {
+            url: var(env::REDIS_URL).ok_or(ConfigError::Missing(env::REDIS_URL))?,
+            ca_file: var(env::REDIS_CA_FILE)
+                .filter(|p| !p.trim().is_empty())
+                .map(PathBuf::from),
+            cluster: var(env::REDIS_CLUSTER).is_some_and(|v| v.trim() == "1"),
+            wait_replicas,
+        })
+    }
+}
+
 /// Everything the core needs to start.
 #[derive(Clone)]
 pub struct CoreConfig {
     pub data_dir: PathBuf,
     pub models_dir: PathBuf,
-    pub redis_url: String,
-    /// The CA of a `rediss://` server's certificate (PEM).
-    pub redis_ca_file: Option<PathBuf>,
-    /// Treat a single Redis URL as a cluster seed.
-    pub redis_cluster: bool,
-    /// Replicas that must have a write before it is acknowledged.
-    pub redis_wait_replicas: u32,
+    pub redis: RedisConfig,
     pub deployment: Deployment,
     /// Desktop mode's per-launch token (empty in server mode).
     pub api_token: String,
@@ -133,7 +171,7 @@ impl std::fmt::Debug for CoreConfig {
             .field("listen", &self.listen)
             .field("listen_fd", &self.listen_fd)
             .field("deployment", &self.deployment)
-            .field("redis_cluster", &self.redis_cluster)
+            .field("redis", &self.redis)
             .finish_non_exhaustive()
     }
 }
@@ -152,7 +190,7 @@ impl CoreConfig {
         };
         let data_dir = folder(env::DATA_DIR)?;
         let models_dir = folder(env::MODELS_DIR)?;
-        let redis_url = required(env::REDIS_URL)?;
+        let redis = RedisConfig::from_env(&var)?;
         let deployment = match var(env::DEPLOYMENT).as_deref().map(str::trim) {
             None | Some("" | "desktop") => Deployment::Desktop,
             Some("server") => Deployment::Server(server_settings(&var)?),
@@ -220,20 +258,7 @@ impl CoreConfig {
         Ok(Self {
             data_dir,
             models_dir,
-            redis_url,
-            redis_ca_file: var(env::REDIS_CA_FILE)
-                .filter(|p| !p.trim().is_empty())
-                .map(PathBuf::from),
-            redis_cluster: var(env::REDIS_CLUSTER).is_some_and(|v| v.trim() == "1"),
-            redis_wait_replicas: match var(env::REDIS_WAIT_REPLICAS)
-                .filter(|v| !v.trim().is_empty())
-            {
-                None => 0,
-                Some(raw) => raw.trim().parse().map_err(|_| ConfigError::BadNumber {
-                    var: env::REDIS_WAIT_REPLICAS,
-                    value: raw,
-                })?,
-            },
+            redis,
             deployment,
             api_token,
             listen,
@@ -253,6 +278,21 @@ fn list(value: Option<String>) -> Vec<String> {
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// A whole number from `name`, or `default` when it is unset or empty.
+fn number(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match var(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|_| ConfigError::BadNumber {
+            var: name,
+            value: raw,
+        }),
+    }
 }
 
 fn server_settings(var: &impl Fn(&str) -> Option<String>) -> Result<ServerSettings, ConfigError> {
@@ -282,23 +322,14 @@ fn server_settings(var: &impl Fn(&str) -> Option<String>) -> Result<ServerSettin
             })
         })
         .collect::<Result<_, _>>()?;
-    let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-        match var(name).filter(|v| !v.trim().is_empty()) {
-            None => Ok(default),
-            Some(raw) => raw.trim().parse().map_err(|_| ConfigError::BadNumber {
-                var: name,
-                value: raw,
-            }),
-        }
-    };
-    let rate = number(env::RATE_LIMIT_PER_MINUTE, 600)?;
+    let rate = number(var, env::RATE_LIMIT_PER_MINUTE, 600)?;
     Ok(ServerSettings {
         allowed_hosts: (!hosts.is_empty())
             .then(|| hosts.iter().map(|h| h.to_ascii_lowercase()).collect()),
         allowed_origins,
         trusted_proxies,
         rate_limit_per_minute: u32::try_from(rate).unwrap_or(u32::MAX),
-        drain: Duration::from_secs(number(env::DRAIN_S, 30)?),
+        drain: Duration::from_secs(number(var, env::DRAIN_S, 30)?),
     })
 }
 

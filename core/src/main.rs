@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use jarvis_core::config::{CoreConfig, Deployment};
+use jarvis_core::config::{CoreConfig, Deployment, RedisConfig};
 use jarvis_core::engines::Engines;
 use jarvis_core::http::state::Access;
 use jarvis_core::listen;
@@ -72,38 +72,28 @@ const USAGE: &str = "usage: jarvis-core                  serve (the launcher sta
        jarvis-core users list        list the server's users
        jarvis-core users revoke NAME revoke a user's key at once (their memory stays)";
 
-/// Where memory is, from `JARVIS_REDIS_URL`, `JARVIS_REDIS_CLUSTER` and
-/// `JARVIS_REDIS_CA_FILE`.
-fn redis_target(
-    url: &str,
-    cluster: bool,
-    ca_file: Option<&std::path::Path>,
-) -> anyhow::Result<Target> {
-    let ca = ca_file
+/// Memory in the Redis `redis` describes, connecting in the background.
+fn connect_memory(redis: &RedisConfig) -> anyhow::Result<Memory> {
+    let ca = redis
+        .ca_file
+        .as_deref()
         .map(|path| {
             std::fs::read(path).with_context(|| {
                 format!("could not read {} ({})", env::REDIS_CA_FILE, path.display())
             })
         })
         .transpose()?;
-    Ok(Target::parse(url, cluster, ca)?)
+    let target = Target::parse(&redis.url, redis.cluster, ca)?;
+    Ok(Memory::connect_target_in_background(target).with_replica_acks(redis.wait_replicas))
 }
 
 /// `jarvis-core users add|list|revoke`: server mode's accounts, in the
 /// Redis that `JARVIS_REDIS_URL` names.
 async fn users(args: &[String]) -> anyhow::Result<()> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let url = var(env::REDIS_URL)
-        .with_context(|| format!("{} is not set; it names the server's Redis", env::REDIS_URL))?;
-    let ca = var(env::REDIS_CA_FILE).map(std::path::PathBuf::from);
-    let cluster = var(env::REDIS_CLUSTER).is_some_and(|v| v.trim() == "1");
-    let wait_replicas = var(env::REDIS_WAIT_REPLICAS)
-        .map(|v| v.trim().parse::<u32>())
-        .transpose()
-        .with_context(|| format!("{} is not a whole number", env::REDIS_WAIT_REPLICAS))?
-        .unwrap_or(0);
-    let memory = Memory::connect_target_in_background(redis_target(&url, cluster, ca.as_deref())?)
-        .with_replica_acks(wait_replicas);
+    let redis = RedisConfig::from_env(&|name: &str| std::env::var(name).ok()).context(
+        "`jarvis-core users` reads the same Redis settings as the server (JARVIS_REDIS_URL, ...)",
+    )?;
+    let memory = connect_memory(&redis)?;
     memory
         .wait_connected(std::time::Duration::from_secs(15))
         .await
@@ -158,14 +148,7 @@ async fn serve() -> anyhow::Result<()> {
     );
     let listener = listen::listener(&config).await?;
     let addr = listener.local_addr().context("listener has no address")?;
-    let target = redis_target(
-        &config.redis_url,
-        config.redis_cluster,
-        config.redis_ca_file.as_deref(),
-    )
-    .context("the Redis settings are not usable")?;
-    let memory =
-        Memory::connect_target_in_background(target).with_replica_acks(config.redis_wait_replicas);
+    let memory = connect_memory(&config.redis).context("the Redis settings are not usable")?;
     let models = ModelDirectory::new(config.models_dir.clone(), config.required_models.clone());
     let engines = Engines::new(
         config.models_dir.clone(),
