@@ -133,8 +133,8 @@ impl Outbox {
     }
 }
 
-/// What a turn needs to run: memory (the caller's own), the engines, and
-/// whether it may ask for actions at all.
+/// What a turn needs to run: the shared state (engines, mode), the
+/// caller's own memory, and where its messages go.
 struct TurnContext {
     state: Arc<AppState>,
     memory: Memory,

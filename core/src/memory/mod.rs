@@ -685,13 +685,16 @@ impl Memory {
             .unwrap_or(isize::MAX)
             .saturating_sub(1);
         let ids: Vec<String> = conn.zrevrange(self.keys.by_update(), 0, stop).await?;
+        let ids: Vec<ConversationId> = ids
+            .iter()
+            .filter_map(|id| ConversationId::parse(id))
+            .collect();
         if ids.is_empty() {
             return Ok(Vec::new()); // an empty pipeline is an error in Redis
         }
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.cmd("HGETALL")
-                .arg(format!("{}conversation:{id}", self.keys.prefix));
+            pipe.hgetall(self.keys.conversation(id));
         }
         let metas: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
         Ok(ids
@@ -699,7 +702,7 @@ impl Memory {
             .zip(metas)
             .filter_map(|(id, meta)| {
                 Some(ListedConversation {
-                    id: ConversationId::parse(&id)?,
+                    id,
                     summary: summary(meta)?,
                 })
             })
