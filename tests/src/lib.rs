@@ -796,7 +796,8 @@ impl TestRedis {
     }
 }
 
-fn answers_ping(port: u16) -> bool {
+/// Whether a Redis on loopback `port` answers `PING`.
+pub(crate) fn answers_ping(port: u16) -> bool {
     use std::io::{Read as _, Write as _};
 
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {

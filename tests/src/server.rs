@@ -107,7 +107,7 @@ impl RedisCluster {
             .spawn()
             .unwrap();
         wait_for(Duration::from_secs(20), "a cluster node to answer", || {
-            redis_ping(port).then_some(())
+            crate::answers_ping(port).then_some(())
         });
         child
     }
@@ -167,14 +167,13 @@ impl RedisCluster {
 
     /// The running primary that holds keys matching `pattern`.
     pub fn node_holding(&self, pattern: &str) -> usize {
-        (0..self.nodes.len())
+        self.primaries()
+            .into_iter()
             .find(|&i| {
                 let port = self.nodes[i].0.to_string();
-                self.nodes[i].2.is_some()
-                    && redis_cli(&["-p", &port, "role"]).starts_with("master")
-                    && !redis_cli(&["-p", &port, "--raw", "keys", pattern])
-                        .trim()
-                        .is_empty()
+                !redis_cli(&["-p", &port, "--raw", "keys", pattern])
+                    .trim()
+                    .is_empty()
             })
             .unwrap_or_else(|| panic!("no primary holds {pattern}"))
     }
@@ -282,13 +281,6 @@ impl Drop for RedisCluster {
             self.kill(i);
         }
     }
-}
-
-fn redis_ping(port: u16) -> bool {
-    Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "ping"])
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
 }
 
 /// A Redis that speaks only TLS, with the default user off and one ACL
